@@ -1,0 +1,96 @@
+"""The data model: nodes (chunks of text with metadata and an embedding) and scored results."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
+
+import numpy as np
+
+from kvgraph.errors import InvalidInputError
+
+# JSON-compatible metadata values: scalars, or flat lists of scalars.
+Scalar = Union[str, int, float, bool, None]
+MetadataValue = Union[Scalar, list[Scalar]]
+Metadata = dict[str, MetadataValue]
+
+
+class NodeRelationship(str, Enum):
+    """How a node relates to another node (same vocabulary as LlamaIndex)."""
+
+    SOURCE = "source"
+    PREVIOUS = "previous"
+    NEXT = "next"
+    PARENT = "parent"
+    CHILD = "child"
+
+
+@dataclass
+class Node:
+    """A unit of retrievable text.
+
+    ``relationships`` maps a relationship name to a node id (or a list of ids for
+    ``child``). ``ref_doc_id`` names the document the node came from, so that
+    deleting the document deletes all its nodes.
+    """
+
+    id: str
+    text: str = ""
+    metadata: Metadata = field(default_factory=dict)
+    embedding: np.ndarray | list[float] | None = None
+    ref_doc_id: str | None = None
+    relationships: dict[str, str | list[str]] = field(default_factory=dict)
+
+    def embedding_array(self) -> np.ndarray | None:
+        if self.embedding is None:
+            return None
+        return np.asarray(self.embedding, dtype=np.float32)
+
+
+@dataclass
+class NodeWithScore:
+    node: Node
+    score: float
+
+
+def validate_id(node_id: object, where: str = "node id") -> str:
+    if not isinstance(node_id, str):
+        raise InvalidInputError(f"{where} must be a non-empty string, got {type(node_id).__name__} {node_id!r}")
+    if not node_id:
+        raise InvalidInputError(f"{where} must be a non-empty string, got ''")
+    return node_id
+
+
+def _check_scalar(value: object, key: str, node_id: str) -> None:
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"node {node_id!r}: metadata[{key!r}] = {value!r} is not a finite number")
+        return
+    raise InvalidInputError(
+        f"node {node_id!r}: metadata[{key!r}] has type {type(value).__name__}; "
+        "metadata values must be str, int, float, bool, None or a list of those"
+    )
+
+
+def validate_metadata(metadata: object, node_id: str) -> Metadata:
+    """Check that metadata is a flat JSON-compatible dict; return it unchanged."""
+    if not isinstance(metadata, dict):
+        raise InvalidInputError(f"node {node_id!r}: metadata must be a dict, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"node {node_id!r}: metadata keys must be non-empty strings, got {key!r}")
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                _check_scalar(item, key, node_id)
+        else:
+            _check_scalar(value, key, node_id)
+    return metadata  # type: ignore[return-value]
+
+
+def metadata_to_json(metadata: Metadata) -> str:
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,84 @@
+"""The vector file: float32 rows appended at the end, memory-mapped for search.
+
+Row ``i`` is slot ``i``. The file has no header: its dimension, committed row count
+and per-segment checksums live in the records database, which is the commit point.
+A crash after rows were appended but before the records committed leaves garbage
+beyond the committed count; it is cut off at the next write and never read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kvgraph.errors import CorruptionError
+from kvgraph.store.fileio import crc32
+
+SEGMENT_ROWS = 65_536  # checksum granularity: a damaged region is reported by row range
+
+
+class VectorFile:
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self.row_bytes = dim * 4
+        self._map: np.ndarray | None = None
+        self._mapped_rows = 0
+
+    def matrix(self, n_rows: int) -> np.ndarray:
+        """A read-only (n_rows, dim) float32 view of the committed rows."""
+        if n_rows == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if self._map is None or self._mapped_rows != n_rows:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size < n_rows * self.row_bytes:
+                raise CorruptionError(
+                    self.path, f"truncated: holds {size // self.row_bytes} rows, {n_rows} are committed"
+                )
+            self._map = np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim))
+            self._mapped_rows = n_rows
+        return self._map
+
+    def append(self, start_row: int, rows: np.ndarray) -> list[tuple[int, int, int]]:
+        """Write rows at ``start_row`` (dropping anything beyond it) and fsync.
+
+        Returns the (start, count, crc32) segments to commit with the records.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, start_row * self.row_bytes)
+            segments = []
+            for s in range(0, len(rows), SEGMENT_ROWS):
+                chunk = rows[s : s + SEGMENT_ROWS]
+                buf = memoryview(chunk).cast("B")
+                os.pwrite(fd, buf, (start_row + s) * self.row_bytes)
+                segments.append((start_row + s, len(chunk), crc32(buf)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return segments
+
+    def truncate(self, n_rows: int) -> None:
+        if self.path.exists() and self.path.stat().st_size > n_rows * self.row_bytes:
+            with open(self.path, "r+b") as f:
+                f.truncate(n_rows * self.row_bytes)
+
+    def verify(self, segments: list[tuple[int, int, int]]) -> None:
+        """Check the checksum of each (start, count, crc) segment; raise naming the file and rows."""
+        if not segments:
+            return
+        end = max(s + c for s, c, _ in segments)
+        mat = self.matrix(end)
+        for start, count, expected in segments:
+            got = crc32(memoryview(np.ascontiguousarray(mat[start : start + count])).cast("B"))
+            if got != expected:
+                raise CorruptionError(
+                    self.path, f"checksum mismatch in rows {start}..{start + count - 1}; restore from a backup"
+                )
+
+    def close(self) -> None:
+        self._map = None
+        self._mapped_rows = 0
