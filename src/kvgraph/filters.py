@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from kvgraph.errors import InvalidFilterError
 
@@ -100,7 +100,7 @@ class Not:
     child: FilterNode
 
 
-FilterNode = Union[Condition, And, Or, Not]
+FilterNode = Condition | And | Or | Not
 
 
 # ---- the typed object form ------------------------------------------------------
@@ -119,7 +119,7 @@ class MetadataFilters:
     condition: str = "and"  # "and" | "or" | "not" (not = none of the filters)
 
 
-FilterSpec = Union[Mapping[str, Any], MetadataFilters, MetadataFilter, Condition, And, Or, Not, None]
+FilterSpec = Mapping[str, Any] | MetadataFilters | MetadataFilter | Condition | And | Or | Not | None
 
 
 # ---- validation and parsing --------------------------------------------------------
@@ -160,9 +160,8 @@ def make_condition(key: object, op: object, value: Any) -> Condition:
     elif fop is FilterOperator.TEXT_MATCH:
         if not isinstance(value, str):
             raise InvalidFilterError(f"{where}: operand must be a string, got {value!r}")
-    elif fop is FilterOperator.EXISTS:
-        if not isinstance(value, bool):
-            raise InvalidFilterError(f"{where}: operand must be true or false, got {value!r}")
+    elif fop is FilterOperator.EXISTS and not isinstance(value, bool):
+        raise InvalidFilterError(f"{where}: operand must be true or false, got {value!r}")
     return Condition(key, fop, value)
 
 

@@ -6,15 +6,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
 
 import numpy as np
 
 from kvgraph.errors import InvalidInputError
 
 # JSON-compatible metadata values: scalars, or flat lists of scalars.
-Scalar = Union[str, int, float, bool, None]
-MetadataValue = Union[Scalar, list[Scalar]]
+Scalar = str | int | float | bool | None
+MetadataValue = Scalar | list[Scalar]
 Metadata = dict[str, MetadataValue]
 
 
@@ -89,7 +88,7 @@ def validate_metadata(metadata: object, node_id: str) -> Metadata:
                 _check_scalar(item, key, node_id)
         else:
             _check_scalar(value, key, node_id)
-    return metadata  # type: ignore[return-value]
+    return metadata
 
 
 def metadata_to_json(metadata: Metadata) -> str:

@@ -9,6 +9,8 @@ memory stays close to the raw vectors while results keep full precision.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from kvgraph.errors import MissingDependencyError
@@ -16,7 +18,7 @@ from kvgraph.errors import MissingDependencyError
 TRAIN_SAMPLE = 100_000
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> Any:
     try:
         import faiss
     except ImportError as e:  # pragma: no cover - faiss-cpu is a core dependency
@@ -45,7 +47,8 @@ class HnswIndex:
         return obj
 
     def to_bytes(self) -> np.ndarray:
-        return _faiss().serialize_index(self.index)  # type: ignore[no-any-return]
+        blob: np.ndarray = _faiss().serialize_index(self.index)
+        return blob
 
     @property
     def n(self) -> int:

@@ -52,6 +52,9 @@ class VectorStoreQuery:
     mmr_fetch_k: int | None = None
     ef_search: int | None = None  # ANN search depth override (higher: better recall, slower)
     exact: bool = False  # force exact search even when an ANN index exists
+    # "auto": the planner picks exact or ANN by filter selectivity; "exact" / "ann" force one
+    # (ann falls back to exact while no index exists).
+    strategy: str = "auto"
 
 
 @dataclass

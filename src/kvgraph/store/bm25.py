@@ -20,9 +20,66 @@ from kvgraph.store.growable import GrowableArray
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
-    """a an and are as at be been but by for from had has have he her his i if in into is it its
-    of on or our she so than that the their them then there these they this to was we were what
-    when where which while who whom why will with would you your""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
 )
 
 
@@ -107,9 +164,7 @@ class BM25Index:
                 tfs = np.concatenate([tfs, self.tail_tfs.view[sel]])
         return slots, tfs
 
-    def scores(
-        self, query: str, live: np.ndarray, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, query: str, live: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(slots, scores) of allowed live slots matching a query term, unsorted.
 
         Collection statistics (document count, frequencies, average length) come from all
@@ -151,7 +206,12 @@ class BM25Index:
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self.merge()
-        arrays = {"indptr": self.indptr, "slots": self.slots, "tfs": self.tfs, "doc_len": self.doc_len.view}
+        arrays: dict[str, np.ndarray] = {
+            "indptr": self.indptr,
+            "slots": self.slots,
+            "tfs": self.tfs,
+            "doc_len": self.doc_len.view,
+        }
         return arrays, {"n": self.n, "vocab": list(self.vocab), "k1": self.k1, "b": self.b}
 
     @classmethod

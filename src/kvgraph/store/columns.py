@@ -90,8 +90,13 @@ class Column:
         self.elem_codes = GrowableArray(np.int32, -1)
         self.elem_dict = _Dictionary()
 
-    _SUB = {"num": (np.float64, np.nan), "str": (np.int32, -1), "bool": (np.int8, -1), "null": (np.bool_, False),
-            "list": (np.int32, -1)}
+    _SUB = {
+        "num": (np.float64, np.nan),
+        "str": (np.int32, -1),
+        "bool": (np.int8, -1),
+        "null": (np.bool_, False),
+        "list": (np.int32, -1),
+    }
 
     def _sub(self, name: str) -> GrowableArray:
         arr = getattr(self, name)
@@ -220,8 +225,11 @@ class Column:
     # ---- persistence ------------------------------------------------------------------
 
     def to_arrays(self, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {prefix + "present": self.present.view, prefix + "elem_slots": self.elem_slots.view,
-                  prefix + "elem_codes": self.elem_codes.view}
+        arrays = {
+            prefix + "present": self.present.view,
+            prefix + "elem_slots": self.elem_slots.view,
+            prefix + "elem_codes": self.elem_codes.view,
+        }
         for name in ("num", "str", "bool", "null", "list"):
             arr = getattr(self, name)
             if arr is not None:
@@ -264,10 +272,9 @@ class MetadataColumns:
                 s.append(start + i)
                 vs.append(value)
         for key, (s, vs) in per_key.items():
-            col = self.columns.get(key)
-            if col is None:
-                col = self.columns[key] = Column(self.n)
-            col.set_values(s, vs)
+            if key not in self.columns:
+                self.columns[key] = Column(self.n)
+            self.columns[key].set_values(s, vs)
 
     def mask(self, node: FilterNode) -> np.ndarray:
         """Boolean array over all slots (dead ones included): True where the filter matches."""

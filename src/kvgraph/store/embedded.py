@@ -54,6 +54,37 @@ ANN_COST_PER_EF = 24.0
 class EmbeddedVectorStore:
     """A persistent vector store in a directory. Open with :meth:`open`."""
 
+    path: Path
+    read_only: bool
+    ann_threshold: int
+    ef_search: int
+    metric: Metric
+    dim: int
+    _hnsw_params: tuple[int, int, str]
+    _background: bool
+    _mutex: threading.RLock
+    _ann_lock: threading.Lock
+    _closed: bool
+    _lock: WriterLock | None
+    _records: Records
+    _indexer: threading.Thread | None
+    _stop_indexer: threading.Event
+    _indexer_error: Exception | None = None
+    _gen: int
+    _n: int
+    _n_live: int
+    _epoch: str
+    _segments: list[tuple[int, int, int]]
+    _vf: VectorFile
+    _live: GrowableArray
+    _verified: int
+    _columns: MetadataColumns | None
+    _bm25: BM25Index | None
+    _ann: HnswIndex | None
+    _ann_loaded: bool
+    _ann_saved_n: int = 0
+    _sqnorms: np.ndarray | None
+
     def __init__(self) -> None:  # use open()
         raise TypeError("use EmbeddedVectorStore.open(path)")
 
@@ -89,7 +120,7 @@ class EmbeddedVectorStore:
         self._mutex = threading.RLock()
         self._ann_lock = threading.Lock()
         self._closed = False
-        self._lock: WriterLock | None = None
+        self._lock = None
         if read_only:
             if not (self.path / "records.sqlite").exists():
                 raise InvalidInputError(f"{self.path}: no kvgraph store here (records.sqlite missing)")
@@ -107,7 +138,7 @@ class EmbeddedVectorStore:
             if self._lock:
                 self._lock.release()
             raise
-        self._indexer: threading.Thread | None = None
+        self._indexer = None
         self._stop_indexer = threading.Event()
         self._kick_indexer()
         return self
@@ -122,8 +153,14 @@ class EmbeddedVectorStore:
                 raise InvalidInputError(f"dim must be a positive integer, got {dim!r}")
             self._records.begin()
             self._records.set_meta(
-                {"format": FORMAT_VERSION, "metric": m.value, "dim": dim or 0, "n_slots": 0,
-                 "vectors_file": "vectors-0.f32", "generation": 0}
+                {
+                    "format": FORMAT_VERSION,
+                    "metric": m.value,
+                    "dim": dim or 0,
+                    "n_slots": 0,
+                    "vectors_file": "vectors-0.f32",
+                    "generation": 0,
+                }
             )
             self._records.commit()
             meta = self._records.meta()
@@ -131,7 +168,9 @@ class EmbeddedVectorStore:
             raise CorruptionError(self.path / "records.sqlite", f"unsupported store format {meta.get('format')!r}")
         self.metric = Metric(meta["metric"])
         if metric is not None and Metric(metric) != self.metric:
-            raise InvalidInputError(f"{self.path}: store uses metric {self.metric.value!r}, not {Metric(metric).value!r}")
+            raise InvalidInputError(
+                f"{self.path}: store uses metric {self.metric.value!r}, not {Metric(metric).value!r}"
+            )
         self.dim = int(meta["dim"])
         if dim is not None and self.dim and dim != self.dim:
             raise DimensionMismatchError(self.dim, dim, f"opening {self.path}")
@@ -270,9 +309,7 @@ class EmbeddedVectorStore:
                 self.dim = vecs.shape[1]
                 self._vf = VectorFile(self.path / self._epoch, self.dim)
             start = self._n
-            db_rows: list[NodeRow] = [
-                (start + i, ids[i], *rows[i], float(norms[i])) for i in range(m)
-            ]
+            db_rows: list[NodeRow] = [(start + i, ids[i], *rows[i], float(norms[i])) for i in range(m)]
             try:
                 segments = self._vf.append(start, vecs)
                 db = self._records
@@ -283,8 +320,9 @@ class EmbeddedVectorStore:
                         db.kill_slots(list(old.values()))
                     db.insert_nodes(db_rows)
                     db.add_segments(segments)
-                    db.set_meta({"n_slots": start + m, "generation": self._gen + 1,
-                                 **({"dim": self.dim} if new_dim else {})})
+                    db.set_meta(
+                        {"n_slots": start + m, "generation": self._gen + 1, **({"dim": self.dim} if new_dim else {})}
+                    )
                     db.commit()
                 except BaseException:
                     db.rollback()
@@ -322,8 +360,12 @@ class EmbeddedVectorStore:
     ) -> list[tuple[str, str, str | None, str]]:
         """Check everything before anything is written; returns (text, metadata, ref, rels) rows."""
         m = len(ids)
-        for name, seq in (("metadatas", metadatas), ("texts", texts), ("ref_doc_ids", ref_doc_ids),
-                          ("relationships", relationships)):
+        for name, seq in (
+            ("metadatas", metadatas),
+            ("texts", texts),
+            ("ref_doc_ids", ref_doc_ids),
+            ("relationships", relationships),
+        ):
             if seq is not None and len(seq) != m:
                 raise InvalidInputError(f"{name} has {len(seq)} entries for {m} ids")
         seen: set[str] = set()
@@ -359,7 +401,9 @@ class EmbeddedVectorStore:
                 md_json = metadata_to_json(md)
                 rel_json = json.dumps({str(k.value if hasattr(k, "value") else k): v for k, v in (rel or {}).items()})
             except (TypeError, ValueError) as e:
-                raise InvalidInputError(f"node {node_id!r}: metadata or relationships not JSON-serialisable: {e}") from e
+                raise InvalidInputError(
+                    f"node {node_id!r}: metadata or relationships not JSON-serialisable: {e}"
+                ) from e
             out.append((text, md_json, ref, rel_json))
         return out
 
@@ -432,8 +476,14 @@ class EmbeddedVectorStore:
         if with_embedding:
             vec = np.array(self._matrix()[slot], dtype=np.float32)
             emb = vec * np.float32(norm) if self.metric is Metric.COSINE else vec
-        return Node(id=node_id, text=text, metadata=json.loads(md), embedding=emb, ref_doc_id=ref,
-                    relationships=json.loads(rels))
+        return Node(
+            id=node_id,
+            text=text,
+            metadata=json.loads(md),
+            embedding=emb,
+            ref_doc_id=ref,
+            relationships=json.loads(rels),
+        )
 
     def _matrix(self) -> np.ndarray:
         """The committed vectors, checksums verified before first use."""
@@ -517,14 +567,15 @@ class EmbeddedVectorStore:
         (self.path / "cache").mkdir(exist_ok=True)
         if self._columns is not None:
             arrays, meta = self._columns.to_arrays()
-            write_arrays(self._cache_path("columns"), arrays, {"epoch": self._epoch, "n": self._columns.n,
-                                                              "columns": meta})
+            write_arrays(
+                self._cache_path("columns"), arrays, {"epoch": self._epoch, "n": self._columns.n, "columns": meta}
+            )
         if self._bm25 is not None:
             arrays, meta = self._bm25.to_arrays()
             write_arrays(self._cache_path("bm25"), arrays, {"epoch": self._epoch, "n": self._bm25.n, "bm25": meta})
         with self._ann_lock:
             ann = self._ann
-            if ann is not None and ann.n and ann.n > getattr(self, "_ann_saved_n", 0):
+            if ann is not None and ann.n and ann.n > self._ann_saved_n:
                 write_arrays(self._cache_path("hnsw"), {"index": ann.to_bytes()}, {"epoch": self._epoch, "n": ann.n})
                 self._ann_saved_n = ann.n
         fsync_dir(self.path / "cache")
@@ -600,7 +651,7 @@ class EmbeddedVectorStore:
             while not self._stop_indexer.is_set():
                 if not self._index_some(INDEX_BATCH):
                     break
-        except Exception as e:  # noqa: BLE001 - a failed background build must not kill the store
+        except Exception as e:
             self._indexer_error = e
 
     def _stop_background(self) -> None:
@@ -706,9 +757,7 @@ class EmbeddedVectorStore:
         dist2 = np.maximum(sq[None, :] - 2 * raw + qn, 0.0)
         return (1.0 / (1.0 + np.sqrt(dist2))).astype(np.float32)
 
-    def _exact(
-        self, qs: np.ndarray, k: int, allowed: np.ndarray | None, lo: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(self, qs: np.ndarray, k: int, allowed: np.ndarray | None, lo: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over slots >= lo that are allowed (or live). Returns (slots, sims), -1 padded."""
         mat = self._matrix()
         mask = self._live.view if allowed is None else allowed
@@ -732,12 +781,15 @@ class EmbeddedVectorStore:
     def _plan(self, k: int, allowed: np.ndarray | None, query: VectorStoreQuery) -> tuple[str, int]:
         """Choose exact or ANN search, and the ANN depth, from the allowed fraction."""
         ef = query.ef_search or self.ef_search
-        if query.exact or not self._ann_wanted():
+        if query.strategy not in ("auto", "exact", "ann"):
+            raise InvalidInputError(f"strategy must be 'auto', 'exact' or 'ann', got {query.strategy!r}")
+        forced_ann = query.strategy == "ann" and not query.exact
+        if query.exact or query.strategy == "exact" or not (self._ann_wanted() or forced_ann):
             return "exact", 0
         with self._ann_lock:
             self._load_ann()
             indexed = self._ann.n if self._ann is not None else 0
-        if indexed < 0.5 * self._n:
+        if indexed == 0 or (indexed < 0.5 * self._n and not forced_ann):
             return "exact", 0  # the background indexer has not got far enough yet
         if allowed is None:
             return "ann", max(ef, k)
@@ -749,7 +801,7 @@ class EmbeddedVectorStore:
         if query.ef_search:
             ef_needed = query.ef_search
         exact_cost = n_allowed if selectivity < 0.5 else self._n
-        if exact_cost <= ANN_COST_PER_EF * ef_needed:
+        if not forced_ann and exact_cost <= ANN_COST_PER_EF * ef_needed:
             return "exact", 0
         return "ann", ef_needed
 
@@ -774,15 +826,14 @@ class EmbeddedVectorStore:
         mat = self._matrix()
         out_slots = np.full((len(qs), k), -1, dtype=np.int64)
         out_sims = np.full((len(qs), k), -np.inf, dtype=np.float32)
-        tail_slots, tail_sims = (self._exact(qs, k, allowed, lo=indexed) if indexed < self._n
-                                 else (None, None))
+        tail = self._exact(qs, k, allowed, lo=indexed) if indexed < self._n else None
         for i in range(len(qs)):
             c = cand[i][cand[i] >= 0]
             sims = self._similarity(dense.score_rows(mat, c, qs[i : i + 1]), c, qs[i : i + 1])[0]
-            if tail_slots is not None:
-                t = tail_slots[i] >= 0
-                c = np.concatenate([c, tail_slots[i][t]])
-                sims = np.concatenate([sims, tail_sims[i][t]])
+            if tail is not None:
+                t = tail[0][i] >= 0
+                c = np.concatenate([c, tail[0][i][t]])
+                sims = np.concatenate([sims, tail[1][i][t]])
             top = dense.top_k(sims, k)
             out_slots[i, : len(top)] = c[top]
             out_sims[i, : len(top)] = sims[top]
@@ -834,8 +885,9 @@ class EmbeddedVectorStore:
         slots, scores = slots[keep], scores[keep]
         rows = self._records.rows_by_slots([int(s) for s in slots])
         nodes = [self._row_to_node(rows[int(s)]) for s in slots]
-        return VectorStoreQueryResult(nodes=nodes, similarities=[float(x) for x in scores],
-                                      ids=[n.id for n in nodes], plan=plan)
+        return VectorStoreQueryResult(
+            nodes=nodes, similarities=[float(x) for x in scores], ids=[n.id for n in nodes], plan=plan
+        )
 
     # ------------------------------------------------------------------ maintenance
 
@@ -863,8 +915,10 @@ class EmbeddedVectorStore:
             db = self._records
             db.begin()
             try:
-                db.db.executemany("UPDATE nodes SET slot = ? WHERE slot = ?",
-                                  ((i, int(old)) for i, old in enumerate(live_slots) if i != old))
+                db.db.executemany(
+                    "UPDATE nodes SET slot = ? WHERE slot = ?",
+                    ((i, int(old)) for i, old in enumerate(live_slots) if i != old),
+                )
                 db.db.execute("DELETE FROM dead")
                 db.db.execute("DELETE FROM segments")
                 db.add_segments(segments)
@@ -885,6 +939,19 @@ class EmbeddedVectorStore:
             self._kick_indexer()
             return {"removed_rows": dead, "rows": len(live_slots)}
 
+    def verify(self) -> dict[str, Any]:
+        """Check every checksum (vector file and caches); raise CorruptionError naming a damaged file."""
+        with self._mutex:
+            self._check_open()
+            self._refresh()
+            self._vf.verify(self._segments)
+            self._verified = self._n
+            caches = []
+            for p in sorted((self.path / "cache").glob("*.kvg")) if (self.path / "cache").exists() else []:
+                read_arrays(p)
+                caches.append(p.name)
+            return {"vector_rows": self._n, "segments": len(self._segments), "caches": caches}
+
     def stats(self) -> dict[str, Any]:
         with self._mutex:
             self._check_open()
@@ -904,5 +971,5 @@ class EmbeddedVectorStore:
                 "ann_active": self._ann_wanted() and indexed >= 0.5 * self._n,
                 "disk_bytes": disk,
                 "read_only": self.read_only,
-                "indexer_error": repr(self._indexer_error) if getattr(self, "_indexer_error", None) else None,
+                "indexer_error": repr(self._indexer_error) if self._indexer_error else None,
             }

@@ -47,7 +47,7 @@ def atomic_write(path: Path, chunks: list[bytes | memoryview]) -> None:
 
 def crc32(buf: bytes | memoryview | np.ndarray) -> int:
     if isinstance(buf, np.ndarray):
-        buf = memoryview(np.ascontiguousarray(buf)).cast("B")
+        buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1).data
     return zlib.crc32(buf) & 0xFFFFFFFF
 
 
@@ -57,12 +57,20 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]
     offset = 0
     for name, arr in arrays.items():
         arr = np.ascontiguousarray(arr)
-        view = memoryview(arr).cast("B") if arr.nbytes else memoryview(b"")
+        view = arr.view(np.uint8).reshape(-1).data if arr.nbytes else memoryview(b"")
         pad = (-offset) % _ALIGN
         offset += pad
         blobs.append(memoryview(b"\0" * pad))
-        entries.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset,
-                        "nbytes": arr.nbytes, "crc": crc32(view)})
+        entries.append(
+            {
+                "name": name,
+                "dtype": arr.dtype.str,
+                "shape": list(arr.shape),
+                "offset": offset,
+                "nbytes": arr.nbytes,
+                "crc": crc32(view),
+            }
+        )
         blobs.append(view)
         offset += arr.nbytes
     header = json.dumps({"meta": meta, "arrays": entries}, separators=(",", ":")).encode()
@@ -89,10 +97,10 @@ def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     base += (-base) % _ALIGN
     arrays: dict[str, np.ndarray] = {}
     buf = memoryview(data)
-    for e in doc["arrays"]:
-        start = base + e["offset"]
-        chunk = buf[start : start + e["nbytes"]]
-        if len(chunk) != e["nbytes"] or crc32(chunk) != e["crc"]:
-            raise CorruptionError(path, f"array {e['name']!r} checksum mismatch")
-        arrays[e["name"]] = np.frombuffer(chunk, dtype=np.dtype(e["dtype"])).reshape(e["shape"])
+    for entry in doc["arrays"]:
+        start = base + entry["offset"]
+        chunk = buf[start : start + entry["nbytes"]]
+        if len(chunk) != entry["nbytes"] or crc32(chunk) != entry["crc"]:
+            raise CorruptionError(path, f"array {entry['name']!r} checksum mismatch")
+        arrays[entry["name"]] = np.frombuffer(chunk, dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
     return arrays, doc["meta"]

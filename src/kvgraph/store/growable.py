@@ -6,7 +6,7 @@ import numpy as np
 
 
 class GrowableArray:
-    __slots__ = ("_data", "_n", "_fill")
+    __slots__ = ("_data", "_fill", "_n")
 
     def __init__(self, dtype: np.dtype | type, fill: object = 0, capacity: int = 1024) -> None:
         self._data = np.full(max(capacity, 16), fill, dtype=dtype)

@@ -34,8 +34,12 @@ class WriterLock:
                 f"{self.path.parent}: another process holds the writer lock ({holder}); "
                 "open the store read-only, or stop that process"
             ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "cmd": " ".join(sys.argv)[:200],
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "cmd": " ".join(sys.argv)[:200],
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd

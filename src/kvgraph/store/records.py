@@ -136,9 +136,7 @@ class Records:
 
     def rows_from(self, start_slot: int) -> Iterable[tuple[int, str, str]]:
         """(slot, text, metadata) of live nodes with slot >= start_slot, in slot order."""
-        return self.db.execute(
-            "SELECT slot, text, metadata FROM nodes WHERE slot >= ? ORDER BY slot", (start_slot,)
-        )
+        return self.db.execute("SELECT slot, text, metadata FROM nodes WHERE slot >= ? ORDER BY slot", (start_slot,))
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM nodes").fetchone()[0])

@@ -53,7 +53,7 @@ class VectorFile:
             segments = []
             for s in range(0, len(rows), SEGMENT_ROWS):
                 chunk = rows[s : s + SEGMENT_ROWS]
-                buf = memoryview(chunk).cast("B")
+                buf = chunk.view(np.uint8).reshape(-1).data
                 os.pwrite(fd, buf, (start_row + s) * self.row_bytes)
                 segments.append((start_row + s, len(chunk), crc32(buf)))
             os.fsync(fd)
@@ -73,7 +73,7 @@ class VectorFile:
         end = max(s + c for s, c, _ in segments)
         mat = self.matrix(end)
         for start, count, expected in segments:
-            got = crc32(memoryview(np.ascontiguousarray(mat[start : start + count])).cast("B"))
+            got = crc32(np.ascontiguousarray(mat[start : start + count]))
             if got != expected:
                 raise CorruptionError(
                     self.path, f"checksum mismatch in rows {start}..{start + count - 1}; restore from a backup"

@@ -1,0 +1,119 @@
+"""The kvgraph command line. Thin: every command calls the Python API.
+
+Human-readable output by default, ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kvgraph import __version__
+from kvgraph.errors import KvgraphError
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _table(title: str, rows: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for k, v in rows.items():
+        t.add_row(k, str(v))
+    Console().print(t)
+
+
+class _Group(click.Group):
+    """Turns kvgraph errors into one clear line and exit status 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KvgraphError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="kvgraph")
+def main() -> None:
+    """kvgraph: a self-hosted knowledge engine (vector store, retrieval, knowledge graph)."""
+
+
+@main.group(cls=_Group)
+def store() -> None:
+    """Inspect and maintain an embedded vector store directory."""
+
+
+def _open(path: str, read_only: bool = True) -> Any:
+    from kvgraph.store import EmbeddedVectorStore
+
+    return EmbeddedVectorStore.open(path, read_only=read_only)
+
+
+@store.command("stats")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def store_stats(path: str, as_json: bool) -> None:
+    """Counts, dimension, metric, index state and disk use of the store at PATH."""
+    with _open(path) as s:
+        st = s.stats()
+    _print_json(st) if as_json else _table(f"store {path}", st)
+
+
+@store.command("check")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def store_check(path: str, as_json: bool) -> None:
+    """Verify every checksum; exit 1 naming the damaged file if any."""
+    with _open(path) as s:
+        res = s.verify()
+    _print_json({"ok": True, **res}) if as_json else _table(f"store {path}: all checksums match", res)
+
+
+@store.command("vacuum")
+@click.argument("path", type=click.Path(file_okay=False))
+def store_vacuum(path: str) -> None:
+    """Purge deleted rows from vectors and indexes and reclaim disk space."""
+    with _open(path, read_only=False) as s:
+        res = s.vacuum()
+    click.echo(f"removed {res['removed_rows']} dead rows; {res['rows']} rows remain")
+
+
+@main.command("demo")
+@click.option(
+    "--datasets",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Shared datasets folder (default: $KVGRAPH_DATASETS or ../shared/datasets).",
+)
+@click.option(
+    "--dir",
+    "kb_dir",
+    type=click.Path(file_okay=False),
+    default=".kvgraph-demo",
+    show_default=True,
+    help="Where the demo store lives (reused on the next run).",
+)
+@click.option("--articles", type=int, default=8, show_default=True, help="SQuAD articles to load.")
+@click.option("--questions", type=int, default=5, show_default=True, help="Questions to show.")
+def demo(datasets: str | None, kb_dir: str, articles: int, questions: int) -> None:
+    """Store SQuAD paragraphs with real embeddings, then answer questions with dense, BM25 and hybrid search."""
+    from kvgraph.demo import run_demo
+
+    root = Path(datasets or os.environ.get("KVGRAPH_DATASETS") or "../shared/datasets")
+    run_demo(root, Path(kb_dir), articles, questions)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

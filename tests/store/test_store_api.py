@@ -1,0 +1,203 @@
+"""The embedded store's public API against brute-force numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kvgraph.errors import DimensionMismatchError, InvalidInputError
+from kvgraph.schema import Node
+from kvgraph.store import EmbeddedVectorStore, VectorStore, VectorStoreQuery
+
+
+def make_nodes(n: int, dim: int, seed: int = 0, prefix: str = "n") -> list[Node]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    return [
+        Node(
+            id=f"{prefix}{i}",
+            text=f"node {i} " + ("alpha" if i % 2 else "beta"),
+            metadata={"i": i, "parity": i % 2, "group": f"g{i % 5}"},
+            embedding=vecs[i],
+            ref_doc_id=f"doc{i % 7}",
+            relationships={"next": f"{prefix}{i + 1}"},
+        )
+        for i in range(n)
+    ]
+
+
+def reference_top_k(vecs: np.ndarray, q: np.ndarray, k: int, metric: str) -> list[int]:
+    if metric == "cosine":
+        s = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
+    elif metric == "dot":
+        s = vecs @ q
+    else:
+        s = -np.linalg.norm(vecs - q, axis=1)
+    return [int(i) for i in np.argsort(-s, kind="stable")[:k]]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = EmbeddedVectorStore.open(tmp_path / "kb", dim=16)
+    yield s
+    s.close()
+
+
+def test_implements_protocol(store):
+    assert isinstance(store, VectorStore)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_dense_top_k_matches_brute_force(tmp_path, metric):
+    nodes = make_nodes(300, 16, seed=1)
+    vecs = np.stack([n.embedding for n in nodes])
+    with EmbeddedVectorStore.open(tmp_path / metric, dim=16, metric=metric) as s:
+        s.add(nodes)
+        rng = np.random.default_rng(2)
+        for _ in range(10):
+            q = rng.normal(size=16).astype(np.float32)
+            res = s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=7))
+            assert res.ids == [f"n{i}" for i in reference_top_k(vecs, q, 7, metric)]
+            assert res.similarities == sorted(res.similarities, reverse=True)
+        # similarity values follow the documented definitions
+        q = vecs[3] * 0.5
+        res = s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=3))
+        for node_id, sim in zip(res.ids, res.similarities):
+            v = vecs[int(node_id[1:])]
+            expected = {
+                "cosine": float(v @ q / np.linalg.norm(v) / np.linalg.norm(q)),
+                "dot": float(v @ q),
+                "l2": 1.0 / (1.0 + float(np.linalg.norm(v - q))),
+            }[metric]
+            assert sim == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_get_returns_what_was_added(store):
+    nodes = make_nodes(20, 16)
+    store.add(nodes)
+    got = store.get(["n3", "missing", "n7"])
+    assert got[1] is None
+    for g, want in ((got[0], nodes[3]), (got[2], nodes[7])):
+        assert g.text == want.text and g.metadata == want.metadata and g.ref_doc_id == want.ref_doc_id
+        assert g.relationships == want.relationships
+        np.testing.assert_allclose(g.embedding, want.embedding, rtol=1e-5, atol=1e-6)
+
+
+def test_upsert_replaces_atomically(store):
+    store.add(make_nodes(10, 16))
+    new = make_nodes(1, 16, seed=9)[0]
+    new.id, new.text, new.metadata = "n4", "replacement", {"v": 2}
+    store.add([new])
+    assert store.count() == 10
+    got = store.get(["n4"])[0]
+    assert got.text == "replacement" and got.metadata == {"v": 2}
+    res = store.query(VectorStoreQuery(query_embedding=new.embedding, similarity_top_k=2))
+    assert res.ids[0] == "n4" and res.similarities[0] == pytest.approx(1.0, abs=1e-5)
+    # the old version no longer matches its old metadata
+    res = store.query(VectorStoreQuery(query_embedding=new.embedding, similarity_top_k=10, filters={"i": 4}))
+    assert res.ids == []
+
+
+def test_delete_and_delete_ref_doc(store):
+    nodes = make_nodes(50, 16)
+    store.add(nodes)
+    assert store.delete(["n1", "n2", "nope"]) == 2
+    assert store.delete(["n1"]) == 0
+    in_doc3 = {n.id for n in nodes if n.ref_doc_id == "doc3"} - {"n1", "n2"}
+    assert store.delete_ref_doc("doc3") == len(in_doc3)
+    assert store.count() == 50 - 2 - len(in_doc3)
+    res = store.query(VectorStoreQuery(query_embedding=nodes[1].embedding, similarity_top_k=50))
+    assert not ({"n1", "n2"} | in_doc3) & set(res.ids)
+    assert len(res.ids) == store.count()
+
+
+def test_node_and_doc_restrictions(store):
+    nodes = make_nodes(60, 16)
+    store.add(nodes)
+    q = nodes[0].embedding
+    res = store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=10, node_ids=["n5", "n9", "zzz"]))
+    assert sorted(res.ids) == ["n5", "n9"]
+    res = store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=100, doc_ids=["doc2"]))
+    assert {n.ref_doc_id for n in res.nodes} == {"doc2"} and len(res.ids) == sum(n.ref_doc_id == "doc2" for n in nodes)
+
+
+def test_top_k_larger_than_collection(store):
+    store.add(make_nodes(3, 16))
+    res = store.query(VectorStoreQuery(query_embedding=np.ones(16), similarity_top_k=10))
+    assert len(res.ids) == 3
+
+
+def test_empty_store_query(store):
+    res = store.query(VectorStoreQuery(query_embedding=np.ones(16), similarity_top_k=3))
+    assert res.ids == []
+
+
+def test_batch_query_equals_single_queries(store):
+    nodes = make_nodes(200, 16)
+    store.add(nodes)
+    qs = np.random.default_rng(5).normal(size=(8, 16)).astype(np.float32)
+    batch = store.query_batch(qs, similarity_top_k=5, filters={"parity": 1})
+    for q, b in zip(qs, batch):
+        single = store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=5, filters={"parity": 1}))
+        assert b.ids == single.ids
+        np.testing.assert_allclose(b.similarities, single.similarities, rtol=1e-5)
+
+
+def test_mmr_diversifies(store):
+    base = np.zeros(16, dtype=np.float32)
+    base[0] = 1
+    near = []
+    for i in range(5):  # five near-duplicates of the query direction
+        v = base.copy()
+        v[1] = 0.01 * i
+        near.append(Node(id=f"dup{i}", embedding=v))
+    other = base.copy()
+    other[2] = 0.9  # relevant but different
+    store.add([*near, Node(id="other", embedding=other)])
+    dense = store.query(VectorStoreQuery(query_embedding=base, similarity_top_k=2))
+    assert dense.ids[1].startswith("dup")
+    div = store.query(VectorStoreQuery(query_embedding=base, similarity_top_k=2, mode="mmr", mmr_threshold=0.3))
+    assert div.ids[0].startswith("dup") and div.ids[1] == "other"
+
+
+def test_dimension_fixed_at_first_add(tmp_path):
+    with EmbeddedVectorStore.open(tmp_path / "kb") as s:
+        s.add([Node(id="a", embedding=[1.0, 0.0, 0.0])])
+        with pytest.raises(DimensionMismatchError, match=r"dimension 2.*expects 3"):
+            s.add([Node(id="b", embedding=[1.0, 0.0])])
+    with EmbeddedVectorStore.open(tmp_path / "kb") as s:
+        assert s.dim == 3 and s.count() == 1
+        with pytest.raises(DimensionMismatchError):
+            s.query(VectorStoreQuery(query_embedding=[1.0, 0.0], similarity_top_k=1))
+
+
+def test_query_argument_errors(store):
+    store.add(make_nodes(5, 16))
+    with pytest.raises(InvalidInputError, match="query_str"):
+        store.query(VectorStoreQuery(mode="sparse", similarity_top_k=1))
+    with pytest.raises(InvalidInputError, match="query_embedding"):
+        store.query(VectorStoreQuery(mode="dense", similarity_top_k=1))
+    with pytest.raises(InvalidInputError, match="mode"):
+        store.query(VectorStoreQuery(query_embedding=np.ones(16), mode="fuzzy"))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        store.query(VectorStoreQuery(query_embedding=[np.nan] * 16))
+    with pytest.raises(InvalidInputError, match="zero vector"):
+        store.query(VectorStoreQuery(query_embedding=np.zeros(16)))
+    with pytest.raises(InvalidInputError, match="alpha"):
+        store.query(VectorStoreQuery(query_embedding=np.ones(16), query_str="x", mode="hybrid", alpha=2.0))
+
+
+def test_hybrid_alpha_extremes_follow_each_side(store):
+    nodes = make_nodes(40, 16)
+    store.add(nodes)
+    q = nodes[0].embedding
+    dense = store.query(VectorStoreQuery(query_embedding=q, similarity_top_k=5))
+    sparse = store.query(VectorStoreQuery(query_str="alpha node", mode="sparse", similarity_top_k=5))
+    h1 = store.query(
+        VectorStoreQuery(query_embedding=q, query_str="alpha", mode="hybrid", alpha=1.0, similarity_top_k=5)
+    )
+    assert h1.ids == dense.ids
+    h0 = store.query(
+        VectorStoreQuery(query_embedding=q, query_str="alpha node", mode="hybrid", alpha=0.0, similarity_top_k=5)
+    )
+    assert set(h0.ids) <= {n.id for n in nodes if "alpha" in n.text} and len(sparse.ids) == 5
