@@ -15,7 +15,6 @@ transaction; a crash at any point leaves the last commit intact (see docs/store.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from kvgraph.errors import (
 )
 from kvgraph.filters import FilterSpec, is_match_all, parse_filter
 from kvgraph.schema import Node, metadata_to_json, validate_id, validate_metadata
-from kvgraph.store import dense, fusion
+from kvgraph.store import dense, fusion, planner
 from kvgraph.store.ann import HnswIndex
 from kvgraph.store.base import Metric, QueryMode, VectorStoreQuery, VectorStoreQueryResult
 from kvgraph.store.bm25 import BM25Index
@@ -45,10 +44,7 @@ from kvgraph.store.mmr import mmr
 from kvgraph.store.records import FORMAT_VERSION, NodeRow, Records
 from kvgraph.store.vectors import VectorFile
 
-INDEX_BATCH = 8_192  # rows the background indexer adds per lock hold
-MAX_EF = 4_096
-# Planner constant: one unit of HNSW search depth costs about this many exact row scores.
-ANN_COST_PER_EF = 24.0
+INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lock
 
 
 class EmbeddedVectorStore:
@@ -100,7 +96,7 @@ class EmbeddedVectorStore:
         ann_threshold: int = 50_000,
         hnsw_m: int = 16,
         ef_construction: int = 200,
-        ef_search: int = 64,
+        ef_search: int = 128,
         ann_storage: str = "sq8",
         background_indexing: bool = True,
     ) -> EmbeddedVectorStore:
@@ -778,51 +774,45 @@ class EmbeddedVectorStore:
         out_slots = np.where(np.isfinite(out_scores), out_slots, -1)
         return out_slots, out_scores
 
-    def _plan(self, k: int, allowed: np.ndarray | None, query: VectorStoreQuery) -> tuple[str, int]:
-        """Choose exact or ANN search, and the ANN depth, from the allowed fraction."""
-        ef = query.ef_search or self.ef_search
-        if query.strategy not in ("auto", "exact", "ann"):
-            raise InvalidInputError(f"strategy must be 'auto', 'exact' or 'ann', got {query.strategy!r}")
-        forced_ann = query.strategy == "ann" and not query.exact
-        if query.exact or query.strategy == "exact" or not (self._ann_wanted() or forced_ann):
-            return "exact", 0
-        with self._ann_lock:
-            self._load_ann()
-            indexed = self._ann.n if self._ann is not None else 0
-        if indexed == 0 or (indexed < 0.5 * self._n and not forced_ann):
-            return "exact", 0  # the background indexer has not got far enough yet
-        if allowed is None:
-            return "ann", max(ef, k)
-        n_allowed = int(allowed.sum())
-        selectivity = n_allowed / max(self._n_live, 1)
-        if selectivity == 0:
-            return "exact", 0
-        ef_needed = min(MAX_EF, math.ceil(max(ef, k) / selectivity))
-        if query.ef_search:
-            ef_needed = query.ef_search
-        exact_cost = n_allowed if selectivity < 0.5 else self._n
-        if not forced_ann and exact_cost <= ANN_COST_PER_EF * ef_needed:
-            return "exact", 0
-        return "ann", ef_needed
-
     def _dense(
         self, qs: np.ndarray, k: int, allowed: np.ndarray | None, query: VectorStoreQuery
     ) -> tuple[np.ndarray, np.ndarray, str]:
         if not self._n_live or not self.dim:
             return np.full((len(qs), 0), -1), np.zeros((len(qs), 0), np.float32), "empty"
-        plan, ef = self._plan(k, allowed, query)
-        if plan == "exact":
+        wants_ann = not query.exact and (query.strategy == "ann" or self._ann_wanted())
+        # Never wait for the background indexer: while it holds the index, search exactly.
+        got = wants_ann and self._ann_lock.acquire(blocking=query.strategy == "ann")
+        try:
+            plan = planner.EXACT
+            if got:
+                self._load_ann()
+                plan = planner.choose_plan(
+                    k=k,
+                    n_slots=self._n,
+                    n_live=self._n_live,
+                    n_allowed=None if allowed is None else int(allowed.sum()),
+                    indexed=self._ann.n if self._ann is not None else 0,
+                    ef_search=self.ef_search,
+                    ef_override=query.ef_search,
+                    strategy="exact" if query.exact else query.strategy,
+                )
+            elif query.strategy not in planner.STRATEGIES:
+                raise InvalidInputError(f"strategy must be one of {planner.STRATEGIES}, got {query.strategy!r}")
+            if plan.kind == "ann":
+                ann = self._ann
+                assert ann is not None
+                indexed = ann.n
+                mask = self._live.view if allowed is None else allowed
+                restrict = allowed is not None or self._n_live < self._n
+                # SQ8 distances are approximate: fetch more candidates and re-rank them exactly.
+                k_cand = max(k, plan.ef) if ann.storage == "sq8" else k
+                _, cand = ann.search(qs, k_cand, plan.ef, mask[:indexed] if restrict else None)
+        finally:
+            if got:
+                self._ann_lock.release()
+        if plan.kind == "exact":
             slots, sims = self._exact(qs, k, allowed)
             return slots, sims, "exact" if allowed is None else "exact-subset"
-        with self._ann_lock:
-            ann = self._ann
-            assert ann is not None
-            indexed = ann.n
-            mask = self._live.view if allowed is None else allowed
-            restrict = allowed is not None or self._n_live < self._n
-            # SQ8 distances are approximate: fetch more candidates and re-rank them exactly.
-            k_cand = max(k, min(ef, 2 * k + 10)) if ann.storage == "sq8" else k
-            _, cand = ann.search(qs, k_cand, ef, mask[:indexed] if restrict else None)
         mat = self._matrix()
         out_slots = np.full((len(qs), k), -1, dtype=np.int64)
         out_sims = np.full((len(qs), k), -np.inf, dtype=np.float32)
@@ -838,7 +828,7 @@ class EmbeddedVectorStore:
             out_slots[i, : len(top)] = c[top]
             out_sims[i, : len(top)] = sims[top]
         plan_name = "ann" if allowed is None else "ann-filtered"
-        return out_slots, out_sims, f"{plan_name}(ef={ef})"
+        return out_slots, out_sims, f"{plan_name}(ef={plan.ef})"
 
     # ---- sparse / hybrid / mmr ----
 
