@@ -41,7 +41,7 @@ def _elem_key(v: object) -> str:
     if isinstance(v, bool):
         return "b1" if v else "b0"
     if isinstance(v, (int, float)):
-        return "n" + repr(float(v))
+        return "n" + repr(float(v) + 0.0)  # + 0.0 turns -0.0 into 0.0: they are equal numbers
     return "s" + str(v)
 
 

@@ -8,13 +8,15 @@ BLOCK_ROWS = 65_536  # rows gathered at once when scoring a subset: bounds tempo
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first (ties broken by lower index)."""
+    """Indices of the k highest scores, best first; ties broken by lower index."""
     n = len(scores)
     if k >= n:
         idx = np.arange(n)
     else:
-        idx = np.argpartition(-scores, k - 1)[:k]
-    return idx[np.lexsort((idx, -scores[idx]))]
+        part = np.argpartition(-scores, k - 1)[:k]
+        # argpartition picks arbitrarily among items tied with the k-th: take them all
+        idx = np.flatnonzero(scores >= scores[part].min())
+    return idx[np.lexsort((idx, -scores[idx]))][:k]
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -23,10 +25,18 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n)
     if k == 0:
         return np.zeros((scores.shape[0], 0), dtype=np.int64)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
+    if k == n:
+        part = np.tile(np.arange(n), (len(scores), 1))
+    else:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    out = np.take_along_axis(part, np.lexsort((part, -vals), axis=1), axis=1)
+    if k < n:
+        # rows where more than k items reach the k-th score: choose among the ties by index
+        tied = (scores >= vals.min(axis=1, keepdims=True)).sum(axis=1) > k
+        for r in np.flatnonzero(tied):
+            out[r] = top_k(scores[r], k)
+    return out
 
 
 def score_rows(matrix: np.ndarray, rows: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
