@@ -24,7 +24,7 @@ Semantics (see docs/filters.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -217,7 +217,7 @@ def parse_filter(spec: FilterSpec) -> FilterNode:
         raise InvalidFilterError(f"MetadataFilters.condition must be 'and', 'or' or 'not', got {spec.condition!r}")
     if isinstance(spec, Mapping):
         return _parse_mapping(spec)
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
+    if isinstance(spec, (list, tuple)):  # a list of filters: all must match
         return And(tuple(parse_filter(s) for s in spec))
     raise InvalidFilterError(f"a filter must be a dict or MetadataFilters, got {type(spec).__name__}")
 
