@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +46,8 @@ from kvgraph.store.mmr import mmr
 from kvgraph.store.records import FORMAT_VERSION, NodeRow, Records
 from kvgraph.store.vectors import VectorFile
 
+T = TypeVar("T")
+READ_RETRIES = 5  # a reader whose snapshot lost a race with vacuum starts the call again
 INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lock
 
 
@@ -125,9 +129,10 @@ class EmbeddedVectorStore:
             self._lock = WriterLock(self.path / "LOCK")
             self._lock.acquire()
         try:
-            self._records = Records(self.path / "records.sqlite", read_only)
-            self._init_meta(dim, metric)
-            self._load_state()
+            with self._sqlite_errors():
+                self._records = Records(self.path / "records.sqlite", read_only)
+                self._init_meta(dim, metric)
+                self._load_state()
             if not read_only:
                 self._remove_orphans()
         except BaseException:
@@ -174,7 +179,9 @@ class EmbeddedVectorStore:
     def _load_state(self) -> None:
         """(Re)load everything derived from the committed records; structures are lazy."""
         db = self._records
-        db.db.execute("BEGIN")  # one consistent snapshot
+        own = not db.db.in_transaction
+        if own:
+            db.db.execute("BEGIN")  # one consistent snapshot
         try:
             meta = db.meta()
             self._gen = int(meta["generation"])
@@ -184,7 +191,8 @@ class EmbeddedVectorStore:
             dead = db.dead_slots()
             self._segments = db.segments()
         finally:
-            db.db.execute("COMMIT")
+            if own:
+                db.db.execute("COMMIT")
         self._vf = VectorFile(self.path / self._epoch, self.dim or 1)
         live = np.ones(self._n, dtype=bool)
         if dead:
@@ -286,7 +294,7 @@ class EmbeddedVectorStore:
         relationships: Sequence[dict[str, Any]] | None = None,
     ) -> list[str]:
         """Bulk form of :meth:`add`: parallel sequences instead of Node objects."""
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._check_writable()
             ids = list(ids)
             m = len(ids)
@@ -413,7 +421,7 @@ class EmbeddedVectorStore:
         """Delete nodes by id; unknown ids are ignored. Returns how many were deleted."""
         if isinstance(ids, str):
             ids = [ids]
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._check_writable()
             for i in ids:
                 validate_id(i)
@@ -421,7 +429,7 @@ class EmbeddedVectorStore:
 
     def delete_ref_doc(self, ref_doc_id: str) -> int:
         """Delete every node that came from document ``ref_doc_id``. Returns how many."""
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._check_writable()
             validate_id(ref_doc_id, "ref_doc_id")
             return self._delete_slots(lambda: self._records.slots_of_docs([ref_doc_id]))
@@ -446,25 +454,62 @@ class EmbeddedVectorStore:
 
     # ------------------------------------------------------------------ reading
 
-    def count(self) -> int:
-        with self._mutex:
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """Report a damaged records database as CorruptionError naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            damaged = type(e) is sqlite3.DatabaseError or any(
+                w in str(e) for w in ("malformed", "not a database", "disk I/O", "corrupt")
+            )
+            if damaged:
+                raise CorruptionError(self.path / "records.sqlite", f"records database damaged: {e}") from e
+            raise
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        """Run a read in one consistent snapshot of the committed state.
+
+        A writer's process reads its own state. A reader wraps the call in one SQLite
+        read transaction, so every statement sees the commit its in-memory state was
+        loaded from; if a concurrent vacuum removed the vector file of that snapshot,
+        the call starts again on the newer state.
+        """
+        with self._mutex, self._sqlite_errors():
             self._check_open()
-            self._refresh()
-            return self._n_live
+            if not self.read_only:
+                return fn()
+            db = self._records.db
+            for attempt in range(READ_RETRIES):
+                db.execute("BEGIN")
+                try:
+                    self._refresh()
+                    return fn()
+                except (FileNotFoundError, CorruptionError):
+                    db.execute("COMMIT")
+                    if attempt + 1 < READ_RETRIES and self._records.generation() != self._gen:
+                        continue
+                    raise
+                finally:
+                    if db.in_transaction:
+                        db.execute("COMMIT")
+            raise AssertionError("unreachable")
+
+    def count(self) -> int:
+        return self._read(lambda: self._n_live)
 
     def get(self, ids: Sequence[str]) -> list[Node | None]:
         """Nodes for the ids, in order, with embeddings; None where an id is unknown."""
         if isinstance(ids, str):
             ids = [ids]
-        with self._mutex:
-            self._check_open()
-            self._refresh()
-            for i in ids:
-                validate_id(i)
-            slot_of = self._records.slots_of(list(ids))
-            rows = self._records.rows_by_slots(list(slot_of.values()))
-            nodes = {r[1]: self._row_to_node(r, with_embedding=True) for r in rows.values()}
-            return [nodes.get(i) for i in ids]
+        ids = [validate_id(i) for i in ids]
+        return self._read(lambda: self._get(ids))
+
+    def _get(self, ids: list[str]) -> list[Node | None]:
+        slot_of = self._records.slots_of(ids)
+        rows = self._records.rows_by_slots(list(slot_of.values()))
+        nodes = {r[1]: self._row_to_node(r, with_embedding=True) for r in rows.values()}
+        return [nodes.get(i) for i in ids]
 
     def _row_to_node(self, row: NodeRow, with_embedding: bool = False) -> Node:
         slot, node_id, text, md, ref, rels, norm = row
@@ -578,7 +623,7 @@ class EmbeddedVectorStore:
 
     def checkpoint(self) -> None:
         """Write the derived caches now, so that the next open starts fast."""
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._check_writable()
             self._get_columns()
             self._get_bm25()
@@ -707,38 +752,40 @@ class EmbeddedVectorStore:
             mode = QueryMode(query.mode)
         except ValueError:
             raise InvalidInputError(f"unknown query mode {query.mode!r}; use dense, sparse, hybrid or mmr") from None
-        with self._mutex:
-            self._check_open()
-            self._refresh()
-            allowed = self._allowed(query)
-            if mode is QueryMode.DENSE:
-                qv = self._query_vector(query.query_embedding)
-                slots, scores, plan = self._dense(qv[None, :], k, allowed, query)
-                return self._result(slots[0], scores[0], plan)
-            if mode is QueryMode.SPARSE:
-                slots, scores = self._sparse(query.query_str, k, allowed)
-                return self._result(slots, scores, "bm25")
-            if mode is QueryMode.HYBRID:
-                return self._hybrid(query, k, allowed)
-            return self._mmr(query, k, allowed)
+        return self._read(lambda: self._query(query, k, mode))
+
+    def _query(self, query: VectorStoreQuery, k: int, mode: QueryMode) -> VectorStoreQueryResult:
+        allowed = self._allowed(query)
+        if mode is QueryMode.DENSE:
+            qv = self._query_vector(query.query_embedding)
+            slots, scores, plan = self._dense(qv[None, :], k, allowed, query)
+            return self._result(slots[0], scores[0], plan)
+        if mode is QueryMode.SPARSE:
+            slots, scores = self._sparse(query.query_str, k, allowed)
+            return self._result(slots, scores, "bm25")
+        if mode is QueryMode.HYBRID:
+            return self._hybrid(query, k, allowed)
+        return self._mmr(query, k, allowed)
 
     def query_batch(
         self, embeddings: np.ndarray, similarity_top_k: int = 4, filters: FilterSpec = None
     ) -> list[VectorStoreQueryResult]:
         """Dense top-k for many query embeddings in one call (one matrix product / one ANN call)."""
         q = VectorStoreQuery(similarity_top_k=similarity_top_k, filters=filters)
-        if not isinstance(similarity_top_k, int) or similarity_top_k <= 0:
+        if not isinstance(similarity_top_k, int) or isinstance(similarity_top_k, bool) or similarity_top_k <= 0:
             raise InvalidInputError(f"similarity_top_k must be a positive integer, got {similarity_top_k!r}")
-        with self._mutex:
-            self._check_open()
-            self._refresh()
-            qs = np.asarray(embeddings, dtype=np.float32)
-            if qs.ndim != 2:
-                raise InvalidInputError(f"embeddings must be a (queries, dim) matrix, got shape {qs.shape}")
-            qs = np.stack([self._query_vector(v, f"query_embedding[{i}]") for i, v in enumerate(qs)]) if len(qs) else qs
-            allowed = self._allowed(q)
-            slots, scores, plan = self._dense(qs, similarity_top_k, allowed, q)
-            return [self._result(s, sc, plan) for s, sc in zip(slots, scores)]
+        return self._read(lambda: self._query_batch(embeddings, similarity_top_k, q))
+
+    def _query_batch(
+        self, embeddings: np.ndarray, similarity_top_k: int, q: VectorStoreQuery
+    ) -> list[VectorStoreQueryResult]:
+        qs = np.asarray(embeddings, dtype=np.float32)
+        if qs.ndim != 2:
+            raise InvalidInputError(f"embeddings must be a (queries, dim) matrix, got shape {qs.shape}")
+        qs = np.stack([self._query_vector(v, f"query_embedding[{i}]") for i, v in enumerate(qs)]) if len(qs) else qs
+        allowed = self._allowed(q)
+        slots, scores, plan = self._dense(qs, similarity_top_k, allowed, q)
+        return [self._result(s, sc, plan) for s, sc in zip(slots, scores)]
 
     # ---- dense ----
 
@@ -887,7 +934,7 @@ class EmbeddedVectorStore:
         Deleted text and metadata are already gone from the records (secure delete); this
         purges their vectors, BM25 postings, metadata columns and HNSW entries.
         """
-        with self._mutex:
+        with self._mutex, self._sqlite_errors():
             self._check_writable()
             self._stop_background()
             dead = self._n - self._n_live
@@ -931,35 +978,35 @@ class EmbeddedVectorStore:
 
     def verify(self) -> dict[str, Any]:
         """Check every checksum (vector file and caches); raise CorruptionError naming a damaged file."""
-        with self._mutex:
-            self._check_open()
-            self._refresh()
-            self._vf.verify(self._segments)
-            self._verified = self._n
-            caches = []
-            for p in sorted((self.path / "cache").glob("*.kvg")) if (self.path / "cache").exists() else []:
-                read_arrays(p)
-                caches.append(p.name)
-            return {"vector_rows": self._n, "segments": len(self._segments), "caches": caches}
+        return self._read(self._verify)
+
+    def _verify(self) -> dict[str, Any]:
+        self._vf.verify(self._segments)
+        self._verified = self._n
+        caches = []
+        for p in sorted((self.path / "cache").glob("*.kvg")) if (self.path / "cache").exists() else []:
+            read_arrays(p)
+            caches.append(p.name)
+        return {"vector_rows": self._n, "segments": len(self._segments), "caches": caches}
 
     def stats(self) -> dict[str, Any]:
-        with self._mutex:
-            self._check_open()
-            self._refresh()
-            disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-            with self._ann_lock:
-                indexed = self._ann.n if self._ann is not None else 0
-            return {
-                "path": str(self.path),
-                "count": self._n_live,
-                "dead_rows": self._n - self._n_live,
-                "dim": self.dim,
-                "metric": self.metric.value,
-                "generation": self._gen,
-                "ann_threshold": self.ann_threshold,
-                "ann_indexed_rows": indexed,
-                "ann_active": self._ann_wanted() and indexed >= 0.5 * self._n,
-                "disk_bytes": disk,
-                "read_only": self.read_only,
-                "indexer_error": repr(self._indexer_error) if self._indexer_error else None,
-            }
+        return self._read(self._stats)
+
+    def _stats(self) -> dict[str, Any]:
+        disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        with self._ann_lock:
+            indexed = self._ann.n if self._ann is not None else 0
+        return {
+            "path": str(self.path),
+            "count": self._n_live,
+            "dead_rows": self._n - self._n_live,
+            "dim": self.dim,
+            "metric": self.metric.value,
+            "generation": self._gen,
+            "ann_threshold": self.ann_threshold,
+            "ann_indexed_rows": indexed,
+            "ann_active": self._ann_wanted() and indexed >= 0.5 * self._n,
+            "disk_bytes": disk,
+            "read_only": self.read_only,
+            "indexer_error": repr(self._indexer_error) if self._indexer_error else None,
+        }

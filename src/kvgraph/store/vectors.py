@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kvgraph.errors import CorruptionError
-from kvgraph.store.fileio import crc32
+from kvgraph.store.fileio import crc32, fsync_dir
 
 SEGMENT_ROWS = 65_536  # checksum granularity: a damaged region is reported by row range
 
@@ -47,6 +47,7 @@ class VectorFile:
         Returns the (start, count, crc32) segments to commit with the records.
         """
         rows = np.ascontiguousarray(rows, dtype=np.float32)
+        created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, start_row * self.row_bytes)
@@ -59,6 +60,9 @@ class VectorFile:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:
+            # the new name must be durable before the records commit to pointing at it
+            fsync_dir(self.path.parent)
         return segments
 
     def truncate(self, n_rows: int) -> None:
