@@ -51,6 +51,10 @@ READ_RETRIES = 5  # a reader whose snapshot lost a race with vacuum starts the c
 INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lock
 
 
+def _loads(doc: str) -> Any:
+    return {} if doc == "{}" else json.loads(doc)  # most nodes carry no relationships
+
+
 class EmbeddedVectorStore:
     """A persistent vector store in a directory. Open with :meth:`open`."""
 
@@ -520,10 +524,10 @@ class EmbeddedVectorStore:
         return Node(
             id=node_id,
             text=text,
-            metadata=json.loads(md),
+            metadata=_loads(md),
             embedding=emb,
             ref_doc_id=ref,
-            relationships=json.loads(rels),
+            relationships=_loads(rels),
         )
 
     def _matrix(self) -> np.ndarray:

@@ -37,7 +37,8 @@ class VectorFile:
                 raise CorruptionError(
                     self.path, f"truncated: holds {size // self.row_bytes} rows, {n_rows} are committed"
                 )
-            self._map = np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim))
+            # a plain ndarray view of the map: np.memmap's per-index wrapping costs more than a small gather
+            self._map = np.asarray(np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim)))
             self._mapped_rows = n_rows
         return self._map
 
