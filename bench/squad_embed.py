@@ -97,8 +97,13 @@ def squad_embeddings(datasets_dir: Path | None = None, n_questions: int = 2000, 
     else:
         model = model or _load_model()
         t0 = time.perf_counter()
-        P = model.encode(data["para_texts"], batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                         show_progress_bar=verbose).astype(np.float32)
+        P = model.encode(
+            data["para_texts"],
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=verbose,
+        ).astype(np.float32)
         t_embed["paragraphs_s"] = time.perf_counter() - t0
         np.save(p_path, P)
     if q_path.exists():
@@ -106,15 +111,25 @@ def squad_embeddings(datasets_dir: Path | None = None, n_questions: int = 2000, 
     else:
         model = model or _load_model()
         t0 = time.perf_counter()
-        Q = model.encode(data["q_texts"], batch_size=128, normalize_embeddings=True, convert_to_numpy=True,
-                         show_progress_bar=verbose).astype(np.float32)
+        Q = model.encode(
+            data["q_texts"], batch_size=128, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=verbose
+        ).astype(np.float32)
         t_embed["questions_s"] = time.perf_counter() - t0
         np.save(q_path, Q)
     if t_embed and verbose:
         print(f"[squad] embedded: {t_embed}", file=sys.stderr)
     meta_path = CACHE_DIR / "squad_meta.json"
-    meta_path.write_text(json.dumps({"source": data["source"], "sha": data["sha"], "model": MODEL_NAME,
-                                     "paragraphs": len(data["para_ids"]), "questions": len(data["q_ids"])}))
+    meta_path.write_text(
+        json.dumps(
+            {
+                "source": data["source"],
+                "sha": data["sha"],
+                "model": MODEL_NAME,
+                "paragraphs": len(data["para_ids"]),
+                "questions": len(data["q_ids"]),
+            }
+        )
+    )
     data["P"] = np.ascontiguousarray(P, dtype=np.float32)
     data["Q"] = np.ascontiguousarray(Q, dtype=np.float32)
     data["embed_times"] = t_embed
