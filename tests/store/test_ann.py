@@ -121,3 +121,24 @@ def test_build_index_without_background(tmp_path, data):
         assert s.stats()["ann_indexed_rows"] == 2000
         r, plans = recall(s, queries[:10], 10)
         assert plans == {"ann"} and r >= 0.95
+
+
+def test_index_settings_persist_across_reopen(tmp_path, data):
+    vecs, queries = data
+    path = tmp_path / "kb"
+    with EmbeddedVectorStore.open(path, dim=DIM, ann_threshold=1500, ef_search=200) as s:
+        s.add_arrays([f"v{i}" for i in range(2000)], vecs[:2000])
+        s.wait_for_index(60)
+    with EmbeddedVectorStore.open(path) as s:  # no settings given: the stored ones apply
+        assert s.ann_threshold == 1500 and s.ef_search == 200
+        s.wait_for_index(60)
+        assert s.query(VectorStoreQuery(query_embedding=queries[0], similarity_top_k=3)).plan == "ann(ef=200)"
+    reader = EmbeddedVectorStore.open(path, read_only=True)
+    try:
+        assert reader.ann_threshold == 1500
+    finally:
+        reader.close()
+    with EmbeddedVectorStore.open(path, ann_threshold=10_000) as s:  # given values replace them
+        assert s.query(VectorStoreQuery(query_embedding=queries[0], similarity_top_k=3)).plan == "exact"
+    with EmbeddedVectorStore.open(path) as s:
+        assert s.ann_threshold == 10_000

@@ -47,6 +47,13 @@ from kvgraph.store.records import FORMAT_VERSION, NodeRow, Records
 from kvgraph.store.vectors import VectorFile
 
 T = TypeVar("T")
+INDEX_DEFAULTS: dict[str, Any] = {
+    "ann_threshold": 50_000,
+    "hnsw_m": 16,
+    "ef_construction": 200,
+    "ef_search": 128,
+    "ann_storage": "sq8",
+}
 READ_RETRIES = 5  # a reader whose snapshot lost a race with vacuum starts the call again
 INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lock
 
@@ -101,11 +108,11 @@ class EmbeddedVectorStore:
         dim: int | None = None,
         metric: str | Metric | None = None,
         read_only: bool = False,
-        ann_threshold: int = 50_000,
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
-        ef_search: int = 128,
-        ann_storage: str = "sq8",
+        ann_threshold: int | None = None,
+        hnsw_m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
+        ann_storage: str | None = None,
         background_indexing: bool = True,
     ) -> EmbeddedVectorStore:
         """Open the store at ``path``, creating it unless ``read_only``.
@@ -117,9 +124,13 @@ class EmbeddedVectorStore:
         self = object.__new__(cls)
         self.path = Path(path)
         self.read_only = read_only
-        self.ann_threshold = ann_threshold
-        self.ef_search = ef_search
-        self._hnsw_params = (hnsw_m, ef_construction, ann_storage)
+        given = {
+            "ann_threshold": ann_threshold,
+            "hnsw_m": hnsw_m,
+            "ef_construction": ef_construction,
+            "ef_search": ef_search,
+            "ann_storage": ann_storage,
+        }
         self._background = background_indexing and not read_only
         self._mutex = threading.RLock()
         self._ann_lock = threading.Lock()
@@ -136,6 +147,7 @@ class EmbeddedVectorStore:
             with self._sqlite_errors():
                 self._records = Records(self.path / "records.sqlite", read_only)
                 self._init_meta(dim, metric)
+                self._init_index_settings(given)
                 self._load_state()
             if not read_only:
                 self._remove_orphans()
@@ -179,6 +191,22 @@ class EmbeddedVectorStore:
         self.dim = int(meta["dim"])
         if dim is not None and self.dim and dim != self.dim:
             raise DimensionMismatchError(self.dim, dim, f"opening {self.path}")
+
+    def _init_index_settings(self, given: dict[str, Any]) -> None:
+        """Index settings persist with the store; values passed to open() replace them."""
+        meta = self._records.meta()
+        settings: dict[str, Any] = {}
+        for key, default in INDEX_DEFAULTS.items():
+            value = given[key] if given[key] is not None else meta.get(key, default)
+            settings[key] = type(default)(value)
+        changed = {k: v for k, v in settings.items() if meta.get(k) != str(v)}
+        if changed and not self.read_only:
+            self._records.begin()
+            self._records.set_meta(changed)
+            self._records.commit()
+        self.ann_threshold = settings["ann_threshold"]
+        self.ef_search = settings["ef_search"]
+        self._hnsw_params = (settings["hnsw_m"], settings["ef_construction"], settings["ann_storage"])
 
     def _load_state(self) -> None:
         """(Re)load everything derived from the committed records; structures are lazy."""
