@@ -858,6 +858,7 @@ class EmbeddedVectorStore:
     ) -> tuple[np.ndarray, np.ndarray, str]:
         if not self._n_live or not self.dim:
             return np.full((len(qs), 0), -1), np.zeros((len(qs), 0), np.float32), "empty"
+        planner.check_strategy(query.strategy)
         wants_ann = not query.exact and (query.strategy == "ann" or self._ann_wanted())
         # Never wait for the background indexer: while it holds the index, search exactly.
         got = wants_ann and self._ann_lock.acquire(blocking=query.strategy == "ann")
@@ -875,8 +876,6 @@ class EmbeddedVectorStore:
                     ef_override=query.ef_search,
                     strategy="exact" if query.exact else query.strategy,
                 )
-            elif query.strategy not in planner.STRATEGIES:
-                raise InvalidInputError(f"strategy must be one of {planner.STRATEGIES}, got {query.strategy!r}")
             if plan.kind == "ann":
                 ann = self._ann
                 assert ann is not None

@@ -27,6 +27,11 @@ class Plan:
 EXACT = Plan("exact")
 
 
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+
+
 def choose_plan(
     *,
     k: int,
@@ -47,8 +52,7 @@ def choose_plan(
     walked through the nodes it excludes; exact search over the allowed rows costs
     about ``n_allowed`` row scores. The cheaper one wins.
     """
-    if strategy not in STRATEGIES:
-        raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    check_strategy(strategy)
     forced = strategy == "ann"
     if strategy == "exact" or indexed == 0 or (indexed < 0.5 * n_slots and not forced):
         return EXACT  # no index yet, or the background indexer has not got far enough
