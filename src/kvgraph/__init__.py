@@ -14,13 +14,14 @@ from kvgraph.errors import (
     StoreLockedError,
 )
 from kvgraph.filters import FilterOperator, MetadataFilter, MetadataFilters
-from kvgraph.schema import Node, NodeRelationship, NodeWithScore
+from kvgraph.schema import Document, Node, NodeRelationship, NodeWithScore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CorruptionError",
     "DimensionMismatchError",
+    "Document",
     "FilterOperator",
     "InvalidFilterError",
     "InvalidInputError",

@@ -50,6 +50,20 @@ class Node:
 
 
 @dataclass
+class Document:
+    """A loaded source document (a file, or one page of a PDF) before splitting.
+
+    ``id`` is deterministic (derived from the file path and, for paged files, the page) so
+    that re-loading the same file gives the same ids. ``metadata`` carries provenance such
+    as ``file_path``, ``page``, ``total_pages``, ``title`` and ``heading_path``.
+    """
+
+    id: str
+    text: str
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass
 class NodeWithScore:
     node: Node
     score: float
