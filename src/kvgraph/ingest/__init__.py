@@ -1,0 +1,1 @@
+"""Ingestion: loading files into documents and splitting documents into nodes."""

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and sample data (no third-party dependencies)."""
