@@ -1,0 +1,277 @@
+"""A real OpenAI-protocol HTTP server on loopback, for testing the clients end to end.
+
+Speaks ``/v1/chat/completions`` (JSON and SSE streaming), ``/v1/embeddings`` and ``/v1/models``
+the way OpenAI and vLLM do, and can be programmed to misbehave: fail the first requests,
+demand a key, answer slowly, send malformed JSON, reject fields. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = Callable[[list[dict[str, Any]]], str]
+
+
+def echo_reply(messages: list[dict[str, Any]]) -> str:
+    """The default reply: repeats the last user message."""
+    last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    return f"You said: {last}"
+
+
+def fake_vector(text: str, dim: int) -> list[float]:
+    """A deterministic, deliberately not unit-length vector for ``text``."""
+    raw = b""
+    counter = 0
+    while len(raw) < 4 * dim:
+        raw += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    ints = struct.unpack(f"<{dim}I", raw[: 4 * dim])
+    return [3.0 * (i / 2**32 - 0.5) for i in ints]
+
+
+def split_deltas(text: str) -> list[str]:
+    """Split a reply into word-sized deltas, like a tokenizer would."""
+    parts: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        parts.append(word if i == 0 else " " + word)
+    return parts
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON, or None
+
+
+@dataclass
+class FakeOpenAIServer:
+    """Programmable behaviour; change attributes between requests. ``base_url`` ends in /v1."""
+
+    reply: Reply = echo_reply
+    models: list[str] = field(default_factory=lambda: ["test-model", "embed-model"])
+    embedding_dim: int = 8
+    require_key: str | None = None
+    delay: float = 0.0  # seconds to wait before answering
+    malformed: bool = False  # answer 200 with broken JSON (or a broken stream event)
+    reject_fields: tuple[str, ...] = ()  # 400 when a request body has one of these fields, like strict servers
+    # Streaming shape: "data:" without the space (TGI), CRLF line ends, a trailing chunk with no choices
+    sse_no_space: bool = False
+    sse_crlf: bool = False
+    empty_final_choices: bool = True
+    stream_error: str | None = None  # sent as an error event after the first delta
+    # Rewrites the embeddings' "data" list before sending, to simulate broken servers.
+    embedding_data_hook: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+    requests: list[RecordedRequest] = field(default_factory=list)
+    _failures: list[tuple[int, str | None]] = field(default_factory=list)
+    _httpd: ThreadingHTTPServer | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- control --------------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            fake = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wake handlers sleeping in a slow response
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def fail_next(self, count: int, status: int = 503, *, retry_after: str | None = None) -> None:
+        """Answer the next ``count`` requests with ``status`` (and a Retry-After header if given)."""
+        with self._lock:
+            self._failures.extend([(status, retry_after)] * count)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path]
+
+    def _next_failure(self) -> tuple[int, str | None] | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAIServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else header and body writes cost a 40 ms delayed-ACK round each
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._handle(None)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        self._handle(body)
+
+    def _handle(self, body: Any) -> None:
+        fake = self.fake
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fake.requests.append(RecordedRequest(self.command, self.path, headers, body))
+        if fake.delay and fake._stopping.wait(fake.delay):
+            return
+        failure = fake._next_failure()
+        if failure is not None:
+            status, retry_after = failure
+            extra = {"Retry-After": retry_after} if retry_after is not None else {}
+            return self._error(status, f"scripted failure {status}", extra)
+        if fake.require_key is not None:
+            auth = headers.get("authorization", "")
+            if auth != f"Bearer {fake.require_key}":
+                given = auth.removeprefix("Bearer ")
+                # Real servers echo the key they rejected; clients must not pass it on.
+                return self._error(401, f"Incorrect API key provided: {given}", {})
+        if isinstance(body, dict):
+            for name in fake.reject_fields:
+                if name in body:
+                    return self._error(400, f"Extra inputs are not permitted: {name}", {})
+        route = (self.command, self.path)
+        if route == ("GET", "/v1/models"):
+            return self._json({"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
+        if route == ("POST", "/v1/chat/completions"):
+            return self._chat(body)
+        if route == ("POST", "/v1/embeddings"):
+            return self._embeddings(body)
+        return self._error(404, f"no route {self.command} {self.path}", {})
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def _chat(self, body: Any) -> None:
+        fake = self.fake
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return self._error(400, "'messages' is a required property", {})
+        if body.get("model") not in fake.models:
+            return self._error(404, f"The model `{body.get('model')}` does not exist.", {})
+        text = fake.reply(body["messages"])
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        }
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return self._chat_stream(body["model"], text, usage if include_usage else None)
+        if fake.malformed:
+            truncated = json.dumps({"id": "chatcmpl-1", "choices": [{"message": {"content": text}}]})[:-3]
+            return self._raw(200, truncated.encode(), "application/json")
+        return self._json(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": usage,
+            }
+        )
+
+    def _chat_stream(self, model: str, text: str, usage: dict[str, int] | None) -> None:
+        fake = self.fake
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")  # the stream ends when the connection does
+        self.end_headers()
+        nl = "\r\n" if fake.sse_crlf else "\n"
+        prefix = "data:" if fake.sse_no_space else "data: "
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> None:
+            obj = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": choices, **extra}
+            event(json.dumps(obj))
+
+        def event(data: str) -> None:
+            self.wfile.write(f"{prefix}{data}{nl}{nl}".encode())
+            self.wfile.flush()
+
+        chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        self.wfile.write(f": keep-alive{nl}{nl}".encode())  # a comment line, as proxies and servers send
+        chunk([{"index": 0, "delta": {"content": None}, "finish_reason": None}])  # null content, as vLLM may
+        for i, delta in enumerate(split_deltas(text)):
+            if i == 1 and fake.malformed:
+                event('{"choices": [{"delta": ')
+            if i == 1 and fake.stream_error is not None:
+                event(json.dumps({"error": {"message": fake.stream_error, "code": 500}}))
+            chunk([{"index": 0, "delta": {"content": delta}, "finish_reason": None}])
+        chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if fake.empty_final_choices or usage is not None:
+            chunk([], usage=usage)
+        event("[DONE]")
+        self.close_connection = True
+
+    def _embeddings(self, body: Any) -> None:
+        fake = self.fake
+        if not isinstance(body, dict) or "input" not in body:
+            return self._error(400, "'input' is a required property", {})
+        if body.get("model") not in fake.models:
+            return self._error(404, f"The model `{body.get('model')}` does not exist.", {})
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_vector(text, fake.embedding_dim)}
+            for i, text in enumerate(inputs)
+        ]
+        data.reverse()  # a legal order: clients must sort by index
+        if fake.embedding_data_hook is not None:
+            data = fake.embedding_data_hook(data)
+        tokens = sum(len(str(t).split()) for t in inputs)
+        if fake.malformed:
+            return self._raw(200, json.dumps({"object": "list", "data": data})[:-3].encode(), "application/json")
+        self._json(
+            {
+                "object": "list",
+                "model": body["model"],
+                "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    # -- responses ------------------------------------------------------------------------
+
+    def _json(self, obj: Any, status: int = 200, extra: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(obj).encode(), "application/json", extra)
+
+    def _error(self, status: int, message: str, extra: dict[str, str]) -> None:
+        self._json({"error": {"message": message, "type": "invalid_request_error", "code": status}}, status, extra)
+
+    def _raw(self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
