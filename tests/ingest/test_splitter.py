@@ -22,7 +22,7 @@ from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.hierarchical import HierarchicalSplitter, leaf_nodes, root_nodes
 from kvgraph.ingest.sentences import split_sentences
 from kvgraph.ingest.splitter import SentenceSplitter
-from kvgraph.ingest.tokens import HFTokenCounter, TokenCounter, WhitespaceTokenCounter
+from kvgraph.embed.tokens import HFTokenCounter, TokenCounter, WhitespaceTokenCounter
 from kvgraph.schema import Document, Node
 
 LLAMA2 = Path("/work/shared/datasets/llama2/llama2_paper_pdftext.txt")

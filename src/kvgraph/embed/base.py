@@ -12,7 +12,10 @@ import numpy as np
 class Embedder(Protocol):
     """Maps texts to float32 vectors of a fixed dimension."""
 
-    model_name: str
-    dim: int
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...

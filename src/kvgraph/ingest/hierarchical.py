@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.splitter import Chunk, SentenceSplitter, SpanCounter
-from kvgraph.ingest.tokens import TokenCounter
+from kvgraph.embed.tokens import TokenCounter
 from kvgraph.schema import Document, Node, NodeRelationship
 
 _CHILD = NodeRelationship.CHILD.value
