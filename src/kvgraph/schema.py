@@ -107,3 +107,42 @@ def validate_metadata(metadata: object, node_id: str) -> Metadata:
 
 def metadata_to_json(metadata: Metadata) -> str:
     return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class Citation:
+    """Where a numbered part of an answer came from: ``[number]`` in the answer text."""
+
+    number: int
+    node_id: str
+    source: str  # human label: "llama2.pdf p. 23" or "guide.md > Install"
+    file_path: str | None = None
+    page: int | None = None
+    score: float | None = None
+
+
+@dataclass
+class Answer:
+    """An answer with its citations and the retrieved nodes it was made from."""
+
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    source_nodes: list[NodeWithScore] = field(default_factory=list)
+    mode: str = "extractive"  # or "llm"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def source_label(metadata: Metadata) -> str:
+    """A short, human label for where a node came from: file name, then page or section."""
+    name = metadata.get("file_name") or metadata.get("file_path") or "?"
+    if isinstance(name, str) and "/" in name:
+        name = name.rsplit("/", 1)[-1]
+    page = metadata.get("page")
+    if page is not None:
+        return f"{name} p. {page}"
+    heading = metadata.get("heading_path")
+    if isinstance(heading, str) and heading:
+        return f"{name} > {heading}"
+    return str(name)
