@@ -201,3 +201,25 @@ def test_hybrid_alpha_extremes_follow_each_side(store):
         VectorStoreQuery(query_embedding=q, query_str="alpha node", mode="hybrid", alpha=0.0, similarity_top_k=5)
     )
     assert set(h0.ids) <= {n.id for n in nodes if "alpha" in n.text} and len(sparse.ids) == 5
+
+
+def test_add_with_replace_docs_swaps_a_documents_nodes_in_one_commit(tmp_path):
+    import numpy as np
+
+    from kvgraph import Node
+    from kvgraph.store import EmbeddedVectorStore
+
+    rng = np.random.default_rng(0)
+
+    def node(i: str, doc: str) -> Node:
+        return Node(id=i, text=i, embedding=rng.normal(size=8), ref_doc_id=doc)
+
+    with EmbeddedVectorStore.open(tmp_path / "s", dim=8) as s:
+        s.add([node("a1", "A"), node("a2", "A"), node("a3", "A"), node("b1", "B")])
+        s.add([node("a2", "A"), node("a4", "A")], replace_docs=["A"])
+        assert sorted(n.id for n in s.get(["a1", "a2", "a3", "a4", "b1"]) if n) == ["a2", "a4", "b1"]
+        assert s.count() == 3
+        s.add([], replace_docs=["A"])  # a document that now has no nodes
+        assert s.count() == 1
+    with EmbeddedVectorStore.open(tmp_path / "s", read_only=True) as s:
+        assert [n.id for n in s.get(["a2", "a4", "b1"]) if n] == ["b1"]

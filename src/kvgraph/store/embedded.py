@@ -285,8 +285,12 @@ class EmbeddedVectorStore:
 
     # ------------------------------------------------------------------ writing
 
-    def add(self, nodes: Sequence[Node]) -> list[str]:
-        """Insert or replace nodes (same id replaces); all or nothing. Returns the ids."""
+    def add(self, nodes: Sequence[Node], replace_docs: Sequence[str] = ()) -> list[str]:
+        """Insert or replace nodes (same id replaces); all or nothing. Returns the ids.
+
+        ``replace_docs``: document ids whose existing nodes are deleted in the same commit,
+        so re-ingesting a changed document swaps old nodes for new ones atomically.
+        """
         if isinstance(nodes, Node):
             nodes = [nodes]
         if not isinstance(nodes, Sequence) or not all(isinstance(n, Node) for n in nodes):
@@ -304,6 +308,7 @@ class EmbeddedVectorStore:
             texts=[n.text for n in nodes],
             ref_doc_ids=[n.ref_doc_id for n in nodes],
             relationships=[n.relationships for n in nodes],
+            replace_docs=replace_docs,
         )
 
     def _as_matrix(self, embs: list[Any], ids: list[str]) -> np.ndarray:
@@ -324,14 +329,21 @@ class EmbeddedVectorStore:
         texts: Sequence[str] | None = None,
         ref_doc_ids: Sequence[str | None] | None = None,
         relationships: Sequence[dict[str, Any]] | None = None,
+        replace_docs: Sequence[str] = (),
     ) -> list[str]:
         """Bulk form of :meth:`add`: parallel sequences instead of Node objects."""
         with self._mutex, self._sqlite_errors():
             self._check_writable()
             ids = list(ids)
             m = len(ids)
+            if isinstance(replace_docs, str):
+                replace_docs = [replace_docs]
+            for d in replace_docs:
+                validate_id(d, "replace_docs entry")
             rows = self._validate_batch(ids, embeddings, metadatas, texts, ref_doc_ids, relationships)
             if m == 0:
+                for d in replace_docs:
+                    self._delete_slots(lambda d=d: self._records.slots_of_docs([d]))
                 return []
             vecs = np.asarray(embeddings, dtype=np.float32).reshape(m, -1)
             norms = np.linalg.norm(vecs, axis=1)
@@ -351,9 +363,11 @@ class EmbeddedVectorStore:
                 db = self._records
                 db.begin()
                 try:
-                    old = db.slots_of(ids)
+                    old = set(db.slots_of(ids).values())
+                    if replace_docs:
+                        old.update(db.slots_of_docs(list(replace_docs)))
                     if old:
-                        db.kill_slots(list(old.values()))
+                        db.kill_slots(sorted(old))
                     db.insert_nodes(db_rows)
                     db.add_segments(segments)
                     db.set_meta(
@@ -376,7 +390,7 @@ class EmbeddedVectorStore:
             self._live.extend(np.ones(m, dtype=bool))
             self._n_live += m
             if old:
-                self._mark_dead(list(old.values()))
+                self._mark_dead(sorted(old))
             if self._columns is not None:
                 self._columns.append([json.loads(r[1]) for r in rows])
             if self._bm25 is not None:
