@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kvgraph import __version__
+from kvgraph import __version__, cli_kb
 from kvgraph.errors import KvgraphError
 
 
@@ -46,8 +46,17 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="kvgraph")
-def main() -> None:
+@click.option(
+    "--kb",
+    envvar="KVGRAPH_KB",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Knowledge-base directory (default: $KVGRAPH_KB or ./.kvgraph).",
+)
+@click.pass_context
+def main(ctx: click.Context, kb: str | None) -> None:
     """kvgraph: a self-hosted knowledge engine (vector store, retrieval, knowledge graph)."""
+    ctx.obj = {"kb": kb}
 
 
 @main.group(cls=_Group)
@@ -114,6 +123,8 @@ def demo(datasets: str | None, kb_dir: str, articles: int, questions: int) -> No
     root = Path(datasets or os.environ.get("KVGRAPH_DATASETS") or "../shared/datasets")
     run_demo(root, Path(kb_dir), articles, questions)
 
+
+cli_kb.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -24,6 +24,8 @@ Semantics (see docs/filters.md):
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -235,3 +237,52 @@ def filter_keys(node: FilterNode) -> set[str]:
     for c in node.children:
         out |= filter_keys(c)
     return out
+
+
+_EXPR = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|==|=|>|<|~)\s*(.*?)\s*$", re.S)
+_EXPR_OPS = {
+    "=": "$eq",
+    "==": "$eq",
+    "!=": "$ne",
+    ">": "$gt",
+    ">=": "$gte",
+    "<": "$lt",
+    "<=": "$lte",
+    "~": "$text_match",
+}
+
+
+def _expr_value(raw: str) -> Any:
+    """Numbers, true/false/null as JSON; anything else (or a quoted string) as a string."""
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return raw[1:-1]
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, (int, float, bool)) or value is None else raw
+
+
+def parse_expression(text: str) -> dict[str, Any]:
+    """Parse a command-line filter: ``page>=20``, ``file_type=pdf``, ``title~Llama`` or a JSON filter.
+
+    Operators: ``= != > >= < <=`` and ``~`` (substring, ``$text_match``). A value in a
+    comparison is a number, ``true``/``false``/``null``, or otherwise a string (quote it to
+    force a string: ``version="2"``). Text starting with ``{`` is read as a JSON filter.
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            spec = json.loads(text)
+        except ValueError as e:
+            raise InvalidFilterError(f"filter {text!r} is not valid JSON: {e}") from None
+        parse_filter(spec)  # validate now, with the filter's own error messages
+        return dict(spec)
+    m = _EXPR.match(text)
+    if not m:
+        raise InvalidFilterError(
+            f"cannot read filter {text!r}: write KEY OP VALUE with OP one of = != > >= < <= ~ (e.g. page>=20)"
+        )
+    key, op, raw = m.groups()
+    if raw == "":
+        raise InvalidFilterError(f"filter {text!r} has no value")
+    return {key: {_EXPR_OPS[op]: _expr_value(raw) if op != "~" else raw}}

@@ -1037,6 +1037,25 @@ class EmbeddedVectorStore:
     def stats(self) -> dict[str, Any]:
         return self._read(self._stats)
 
+    def get_meta(self, key: str) -> str | None:
+        """A user-level setting stored with the store (e.g. which model made the vectors)."""
+        with self._mutex, self._sqlite_errors():
+            self._check_open()
+            return self._records.meta().get(f"user:{key}")
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a user-level setting in its own commit (kept apart from the store's own keys)."""
+        with self._mutex, self._sqlite_errors():
+            self._check_writable()
+            db = self._records
+            db.begin()
+            try:
+                db.set_meta({f"user:{key}": value})
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+
     def _stats(self) -> dict[str, Any]:
         disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         with self._ann_lock:

@@ -1,0 +1,308 @@
+"""KnowledgeBase: one directory, the front door for the Python API, the CLI and the HTTP API.
+
+Layout of a knowledge-base directory::
+
+    kvgraph.toml          settings (see kvgraph.config)
+    store/                the embedded vector store (chunks, vectors, BM25, ANN index)
+    documents.sqlite      which files were ingested, their hashes and the documents they produced
+    embed-cache.sqlite    embeddings by (model, text hash); safe to delete
+
+Writers (ingest, sync, delete) take the store's single-writer lock; readers (search, ask,
+stats) open read-only and can run while an ingest is in progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kvgraph.config import CONFIG_FILE, Settings, load_settings, write_settings
+from kvgraph.errors import InvalidInputError, KvgraphError
+from kvgraph.filters import FilterSpec
+from kvgraph.ingest.pipeline import Ingestor, IngestReport, Progress
+from kvgraph.ingest.registry import Registry
+from kvgraph.schema import Answer, Document, Node, NodeWithScore
+
+DEFAULT_KB = ".kvgraph"
+STORE_DIR = "store"
+REGISTRY_FILE = "documents.sqlite"
+CACHE_FILE = "embed-cache.sqlite"
+
+
+def default_kb_path() -> Path:
+    return Path(os.environ.get("KVGRAPH_KB") or DEFAULT_KB)
+
+
+class KnowledgeBase:
+    """A knowledge base on disk. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, path: Path, settings: Settings, read_only: bool) -> None:  # use open()
+        self.path = path
+        self.settings = settings
+        self.read_only = read_only
+        self._store: Any = None
+        self._registry: Registry | None = None
+        self._embedder: Any = None
+        self._cache: Any = None
+        self._answerer: Any = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        **overrides: Any,
+    ) -> KnowledgeBase:
+        """Open (and on first use, create) the knowledge base at ``path``.
+
+        ``overrides`` are settings (see :class:`kvgraph.config.Settings`) for this session only.
+        A read-only open needs an existing knowledge base.
+        """
+        kb_path = Path(path) if path is not None else default_kb_path()
+        if read_only:
+            if not (kb_path / STORE_DIR).exists():
+                raise InvalidInputError(
+                    f"no knowledge base at {kb_path}: ingest documents first (kvgraph --kb {kb_path} ingest PATH)"
+                )
+        else:
+            _prepare_dir(kb_path)
+        settings = load_settings(kb_path, overrides)
+        if not read_only and not (kb_path / CONFIG_FILE).exists():
+            write_settings(kb_path, load_settings(None, {k: v for k, v in overrides.items() if v is not None}, env={}))
+        kb = cls(kb_path, settings, read_only)
+        kb._open_store()
+        return kb
+
+    def _open_store(self) -> None:
+        from kvgraph.store import EmbeddedVectorStore
+
+        try:
+            self._store = EmbeddedVectorStore.open(self.path / STORE_DIR, read_only=self.read_only)
+            self._registry = Registry(self.path / REGISTRY_FILE, read_only=self.read_only)
+        except PermissionError as e:
+            raise InvalidInputError(f"knowledge base {self.path}: permission denied ({e.filename})") from None
+
+    def close(self) -> None:
+        for obj in (self._store, self._registry, self._cache):
+            if obj is not None:
+                obj.close()
+        self._store = self._registry = self._cache = None
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ parts
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            raise KvgraphError(f"knowledge base {self.path} is closed")
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            raise KvgraphError(f"knowledge base {self.path} is closed")
+        return self._registry
+
+    @property
+    def embedder(self) -> Any:
+        """The configured embedder, loaded on first use (commands that do not embed never pay for it)."""
+        if self._embedder is None:
+            from kvgraph.embed.factory import embedder_from_spec
+
+            inner = embedder_from_spec(self.settings.embedder)
+            if self.read_only:
+                self._embedder = inner
+            else:
+                from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
+
+                self._cache = EmbeddingCache(self.path / CACHE_FILE)
+                self._embedder = CachedEmbedder(inner, self._cache)
+        return self._embedder
+
+    def _ingestor(self, progress: Progress | None) -> Ingestor:
+        self._check_writable()
+        self._check_model()
+        return Ingestor(self.store, self.registry, self.embedder, self._splitter(), progress=progress)
+
+    def _splitter(self) -> Any:
+        from kvgraph.ingest.splitter import SentenceSplitter
+
+        counter_of = getattr(self.embedder, "token_counter", None)
+        if counter_of is None:
+            raise InvalidInputError(
+                f"embedder {self.settings.embedder!r} has no local tokenizer to count chunk tokens; "
+                "use a local model (onnx-int8, onnx-fp32, sentence-transformers)"
+            )
+        return SentenceSplitter(counter_of(), self.settings.chunk_size, self.settings.chunk_overlap)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise KvgraphError(f"knowledge base {self.path} was opened read-only")
+
+    def _check_model(self) -> None:
+        """Vectors from two different models in one store would make search meaningless."""
+        model = self.embedder.model_name
+        stored = self.store.get_meta("embedding_model")
+        if stored is None:
+            if not self.read_only:
+                self.store.set_meta("embedding_model", model)
+            return
+        if stored != model:
+            raise InvalidInputError(
+                f"knowledge base {self.path} was embedded with {stored!r} but the configured embedder is "
+                f"{model!r}; set embedder back in {self.path / CONFIG_FILE} or ingest into a new knowledge base"
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def ingest(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return self._ingestor(progress).ingest_paths(
+            [Path(p) for p in paths],
+            include=include if include is not None else self.settings.include,
+            exclude=exclude if exclude is not None else self.settings.exclude,
+        )
+
+    def add_documents(self, docs: Sequence[Document], progress: Progress | None = None) -> list[Node]:
+        """Split, embed and store already-loaded documents (re-adding a document id replaces it)."""
+        return self._ingestor(progress).add_documents(docs)
+
+    def sync(self, paths: Sequence[str | os.PathLike[str]] = (), progress: Progress | None = None) -> IngestReport:
+        """Bring the knowledge base up to date with its folders: new, changed and deleted files."""
+        return self._ingestor(progress).sync([Path(p) for p in paths])
+
+    def delete(self, doc: str | os.PathLike[str]) -> int:
+        """Delete a file (by path) or a document (by id) and every node derived from it."""
+        self._check_writable()
+        key = str(Path(doc).resolve()) if not str(doc).startswith(("#",)) else str(doc)
+        rec = self.registry.get(key)
+        if rec is not None:
+            removed = Ingestor(self.store, self.registry, self.embedder, self._splitter()).remove_file(rec)
+            self.registry.remove_root(key)
+            return removed
+        removed = self.store.delete_ref_doc(str(doc))
+        if removed == 0:
+            raise InvalidInputError(f"{doc}: no such file or document in knowledge base {self.path}")
+        return int(removed)
+
+    # ------------------------------------------------------------------ reading
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+        alpha: float | None = None,
+    ) -> list[NodeWithScore]:
+        """The ``k`` chunks that best match ``query`` (dense, sparse, hybrid or mmr)."""
+        from kvgraph.store import VectorStoreQuery
+
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query must be a non-empty string")
+        mode = mode or self.settings.mode
+        k = k or self.settings.top_k
+        if self.store.count() == 0:
+            return []
+        emb = None
+        if mode != "sparse":
+            self._check_model()
+            emb = self.embedder.embed([query])[0]
+        res = self.store.query(
+            VectorStoreQuery(
+                query_embedding=emb, query_str=query, similarity_top_k=k, filters=filters, mode=mode, alpha=alpha
+            )
+        )
+        return [NodeWithScore(n, float(s)) for n, s in zip(res.nodes, res.similarities)]
+
+    def answerer(self) -> Any:
+        """The configured answerer: an LLM when one is set up (or asked for), else extractive."""
+        if self._answerer is None:
+            from kvgraph.llm.extractive import ExtractiveAnswerer
+
+            choice = self.settings.answerer
+            llm = self._llm() if choice in ("auto", "llm") else None
+            if choice == "llm" and llm is None:
+                from kvgraph.llm import require_llm
+
+                require_llm(None, "answerer = llm")
+            if llm is not None:
+                from kvgraph.llm.synthesize import LLMAnswerer
+
+                self._answerer = LLMAnswerer(llm)
+            else:
+                self._answerer = ExtractiveAnswerer(
+                    self.embedder,
+                    max_sentences=self.settings.max_answer_sentences,
+                    max_chars=self.settings.max_answer_chars,
+                )
+        return self._answerer
+
+    def _llm(self) -> Any:
+        from kvgraph.llm import llm_from_env
+
+        env = dict(os.environ)
+        if self.settings.llm_base_url:
+            env["KVGRAPH_LLM_BASE_URL"] = self.settings.llm_base_url
+        if self.settings.llm_model:
+            env["KVGRAPH_LLM_MODEL"] = self.settings.llm_model
+        return llm_from_env(env)
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+    ) -> Answer:
+        """Retrieve, then answer from the retrieved chunks with numbered citations."""
+        hits = self.search(question, k=k, filters=filters, mode=mode)
+        answer: Answer = self.answerer().answer(question, hits)
+        return answer
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [r.__dict__ for r in self.registry.all()]
+
+    def stats(self) -> dict[str, Any]:
+        files = self.registry.all()
+        st = self.store.stats()
+        return {
+            "path": str(self.path),
+            "files": len(files),
+            "documents": sum(len(r.doc_ids) for r in files),
+            "chunks": self.store.count(),
+            "tokens": sum(r.n_tokens for r in files),
+            "embedder": self.settings.embedder,
+            "embedding_model": self.store.get_meta("embedding_model"),
+            "chunk_size": self.settings.chunk_size,
+            "chunk_overlap": self.settings.chunk_overlap,
+            "dim": st.get("dim"),
+            "ann_active": st.get("ann_active"),
+            "disk_bytes": sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()),
+        }
+
+
+def _prepare_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInputError(f"cannot create knowledge base directory {path}: {e.strerror or e}") from None
+    if not path.is_dir():
+        raise InvalidInputError(f"knowledge base path {path} exists and is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"knowledge base directory {path} is not writable")
