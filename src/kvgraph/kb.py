@@ -298,6 +298,8 @@ class KnowledgeBase:
 
 
 def _prepare_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"knowledge base path {path} exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -551,6 +551,17 @@ class EmbeddedVectorStore:
         ids = [validate_id(i) for i in ids]
         return self._read(lambda: self._get(ids))
 
+    def get_ref_doc(self, ref_doc_id: str, with_embedding: bool = False) -> list[Node]:
+        """Every node of a document, in insertion order."""
+        validate_id(ref_doc_id, "ref_doc_id")
+
+        def read() -> list[Node]:
+            slots = sorted(self._records.slots_of_docs([ref_doc_id]))
+            rows = self._records.rows_by_slots(slots)
+            return [self._row_to_node(rows[s], with_embedding=with_embedding) for s in slots if s in rows]
+
+        return self._read(read)
+
     def _get(self, ids: list[str]) -> list[Node | None]:
         slot_of = self._records.slots_of(ids)
         rows = self._records.rows_by_slots(list(slot_of.values()))
