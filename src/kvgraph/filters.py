@@ -285,4 +285,6 @@ def parse_expression(text: str) -> dict[str, Any]:
     key, op, raw = m.groups()
     if raw == "":
         raise InvalidFilterError(f"filter {text!r} has no value")
+    if raw[0] in "<>=!~":  # 'page>>2', 'page=>2': a typo, not a comparison with the string '>2'
+        raise InvalidFilterError(f"filter {text!r}: value {raw!r} starts with an operator; quote it if you mean it")
     return {key: {_EXPR_OPS[op]: _expr_value(raw) if op != "~" else raw}}

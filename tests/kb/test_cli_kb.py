@@ -1,0 +1,109 @@
+"""The knowledge-base commands, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kbdocs import make_docs
+
+KVGRAPH = [sys.executable, "-m", "kvgraph.cli"]
+
+
+def run(
+    args: list[str], kb: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "KVGRAPH_KB": str(kb), "COLUMNS": "200", **(env or {})}
+    full_env.pop("KVGRAPH_LLM_BASE_URL", None)
+    proc = subprocess.run([*KVGRAPH, *args], capture_output=True, text=True, env=full_env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kvgraph {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    docs = make_docs(root)
+    kb = root / "kb"
+    report = json.loads(run(["ingest", str(docs), "--json"], kb).stdout)
+    assert report["files_ingested"] == 4 and report["chunks"] >= 6
+    return kb, docs
+
+
+def test_search_json_with_filters(kb: tuple[Path, Path]) -> None:
+    path, _ = kb
+    hits = json.loads(run(["search", "wifi channels", "-k", "3", "--json"], path).stdout)
+    assert hits[0]["metadata"]["file_name"] == "network.pdf" and hits[0]["metadata"]["page"] == 2
+    hits = json.loads(run(["search", "wifi channels", "--filter", "page<2", "--json"], path).stdout)
+    assert [h["metadata"]["page"] for h in hits] == [1]
+    hits = json.loads(
+        run(["search", "wifi", "--filter", "file_type=pdf", "--filter", "page>=2", "--json"], path).stdout
+    )
+    assert [h["metadata"]["page"] for h in hits] == [2]
+    hits = json.loads(
+        run(["search", "tower", "--filter", '{"file_name": {"$in": ["tower.txt"]}}', "--json"], path).stdout
+    )
+    assert {h["metadata"]["file_name"] for h in hits} == {"tower.txt"}
+
+
+def test_ask_prints_answer_then_numbered_sources(kb: tuple[Path, Path]) -> None:
+    path, _ = kb
+    out = run(["--kb", str(path), "ask", "How many eggs can a queen bee lay in a day?"], Path("/nonexistent")).stdout
+    answer, _, sources = out.partition("Sources")
+    assert "two thousand eggs" in answer and "[1]" in answer
+    assert "[1] bees.html" in sources
+    data = json.loads(run(["ask", "Which wifi channels do not overlap?", "--json"], path).stdout)
+    assert data["mode"] == "extractive"
+    assert data["citations"][0]["source"] == "network.pdf p. 2" and data["citations"][0]["page"] == 2
+
+
+def test_stats_documents_and_human_search(kb: tuple[Path, Path]) -> None:
+    path, _ = kb
+    st = json.loads(run(["stats", "--json"], path).stdout)
+    assert st["files"] == 4 and st["chunks"] >= 6 and st["embedding_model"] == "all-MiniLM-L6-v2@onnx-int8"
+    docs = json.loads(run(["documents", "--json"], path).stdout)
+    assert sorted(Path(d["path"]).name for d in docs) == ["bees.html", "compost.md", "network.pdf", "tower.txt"]
+    out = run(["search", "compost turning"], path).stdout
+    assert "compost.md > Composting > Turning" in out
+
+
+def test_errors_are_one_line_with_exit_status_1(kb: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = kb
+    proc = run(["search", "x", "--filter", "page>>2"], path, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "page>>2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run(["ask", "anything"], tmp_path / "missing-kb", check=False)
+    assert proc.returncode == 1 and "no knowledge base at" in proc.stderr
+    proc = run(["ingest", str(tmp_path / "nope")], tmp_path / "kb2", check=False)
+    assert proc.returncode == 1 and "nope" in proc.stderr
+
+
+def test_sync_and_delete(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    kb = tmp_path / "kb"
+    run(["ingest", str(docs)], kb)
+    (docs / "tower.txt").unlink()
+    report = json.loads(run(["sync", "--json"], kb).stdout)
+    assert report["files_removed"] == 1 and report["files_ingested"] == 0
+    out = run(["delete", str(docs / "compost.md")], kb).stdout
+    assert "deleted 2 chunks" in out
+    st = json.loads(run(["stats", "--json"], kb).stdout)
+    assert st["files"] == 2
+
+
+def test_commands_that_do_not_embed_never_load_the_model(kb: tuple[Path, Path]) -> None:
+    path, _ = kb
+    code = (
+        "import sys; from kvgraph.cli import main\n"
+        f"main(['--kb', {str(path)!r}, 'stats', '--json'], standalone_mode=False)\n"
+        f"main(['--kb', {str(path)!r}, 'search', 'waggle', '--mode', 'sparse', '--json'], standalone_mode=False)\n"
+        "heavy = [m for m in ('onnxruntime', 'torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
