@@ -223,3 +223,26 @@ def test_add_with_replace_docs_swaps_a_documents_nodes_in_one_commit(tmp_path):
         assert s.count() == 1
     with EmbeddedVectorStore.open(tmp_path / "s", read_only=True) as s:
         assert [n.id for n in s.get(["a2", "a4", "b1"]) if n] == ["b1"]
+
+
+def test_ids_lists_live_nodes_matching_a_filter_in_insertion_order(tmp_path):
+    import numpy as np
+
+    from kvgraph import Node
+    from kvgraph.store import EmbeddedVectorStore
+
+    rng = np.random.default_rng(1)
+    with EmbeddedVectorStore.open(tmp_path / "s", dim=4) as s:
+        assert s.ids() == []
+        s.add(
+            [
+                Node(id=f"n{i}", embedding=rng.normal(size=4), metadata={"i": i}, ref_doc_id=f"d{i % 2}")
+                for i in range(6)
+            ]
+        )
+        s.delete(["n2"])
+        s.add([Node(id="n0", embedding=rng.normal(size=4), metadata={"i": 10}, ref_doc_id="d0")])  # re-added last
+        assert s.ids() == ["n1", "n3", "n4", "n5", "n0"]
+        assert s.ids(filters={"i": {"$gte": 4}}) == ["n4", "n5", "n0"]
+        assert s.ids(doc_ids=["d1"]) == ["n1", "n3", "n5"]
+        assert s.ids(filters={"i": {"$lt": 5}}, doc_ids=["d0"]) == ["n4"]

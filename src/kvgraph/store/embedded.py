@@ -551,6 +551,17 @@ class EmbeddedVectorStore:
         ids = [validate_id(i) for i in ids]
         return self._read(lambda: self._get(ids))
 
+    def ids(self, filters: Any = None, doc_ids: Sequence[str] | None = None) -> list[str]:
+        """Ids of every live node matching ``filters`` (and in ``doc_ids``), in insertion order."""
+
+        def read() -> list[str]:
+            mask = self._allowed(VectorStoreQuery(filters=filters, doc_ids=doc_ids))
+            if mask is None:
+                return self._records.ids_by_slots(None)
+            return self._records.ids_by_slots(np.flatnonzero(mask).tolist())
+
+        return self._read(read)
+
     def get_ref_doc(self, ref_doc_id: str, with_embedding: bool = False) -> list[Node]:
         """Every node of a document, in insertion order."""
         validate_id(ref_doc_id, "ref_doc_id")

@@ -124,6 +124,16 @@ class Records:
             self.db.execute(f"DELETE FROM nodes WHERE slot IN ({marks})", list(part))
         self.db.executemany("INSERT OR IGNORE INTO dead(slot) VALUES(?)", [(s,) for s in slots])
 
+    def ids_by_slots(self, slots: Sequence[int] | None) -> list[str]:
+        """Node ids in slot order: of the given slots, or of every live node when None."""
+        if slots is None:
+            return [r[0] for r in self.db.execute("SELECT id FROM nodes ORDER BY slot")]
+        out: dict[int, str] = {}
+        for part in _chunks(slots):
+            q = f"SELECT slot, id FROM nodes WHERE slot IN ({','.join('?' * len(part))})"
+            out.update(self.db.execute(q, list(part)).fetchall())
+        return [out[s] for s in sorted(out)]
+
     def rows_by_slots(self, slots: Sequence[int]) -> dict[int, NodeRow]:
         out: dict[int, NodeRow] = {}
         for part in _chunks(slots):
