@@ -104,7 +104,7 @@ def store_vacuum(path: str) -> None:
     "--datasets",
     type=click.Path(file_okay=False),
     default=None,
-    help="Shared datasets folder (default: $KVGRAPH_DATASETS or ../shared/datasets).",
+    help="Shared datasets folder for the Llama 2 question (default: $KVGRAPH_DATASETS or ../shared/datasets).",
 )
 @click.option(
     "--dir",
@@ -112,16 +112,15 @@ def store_vacuum(path: str) -> None:
     type=click.Path(file_okay=False),
     default=".kvgraph-demo",
     show_default=True,
-    help="Where the demo store lives (reused on the next run).",
+    help="Where the demo knowledge base lives (reused on the next run).",
 )
-@click.option("--articles", type=int, default=8, show_default=True, help="SQuAD articles to load.")
-@click.option("--questions", type=int, default=5, show_default=True, help="Questions to show.")
-def demo(datasets: str | None, kb_dir: str, articles: int, questions: int) -> None:
-    """Store SQuAD paragraphs with real embeddings, then answer questions with dense, BM25 and hybrid search."""
+@click.option("--questions", type=int, default=None, help="Ask only the first N sample questions.")
+def demo(datasets: str | None, kb_dir: str, questions: int | None) -> None:
+    """Ingest the sample documents and answer questions about them with citations."""
+    from kvgraph.datasets import datasets_root
     from kvgraph.demo import run_demo
 
-    root = Path(datasets or os.environ.get("KVGRAPH_DATASETS") or "../shared/datasets")
-    run_demo(root, Path(kb_dir), articles, questions)
+    run_demo(Path(kb_dir), datasets_root(datasets), questions)
 
 
 cli_kb.register(main)
