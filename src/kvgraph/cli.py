@@ -6,7 +6,6 @@ Human-readable output by default, ``--json`` for scripts.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any

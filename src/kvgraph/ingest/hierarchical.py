@@ -20,9 +20,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 
+from kvgraph.embed.tokens import TokenCounter
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.splitter import Chunk, SentenceSplitter, SpanCounter
-from kvgraph.embed.tokens import TokenCounter
 from kvgraph.schema import Document, Node, NodeRelationship
 
 _CHILD = NodeRelationship.CHILD.value

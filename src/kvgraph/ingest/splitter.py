@@ -23,9 +23,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from kvgraph.embed.tokens import TokenCounter
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.sentences import Span, split_clauses, split_sentences, split_words
-from kvgraph.embed.tokens import TokenCounter
 from kvgraph.schema import Document, Metadata, Node, NodeRelationship
 
 # A part of the text that is never cut again (a sentence, clause, word or piece of a word).
