@@ -35,6 +35,7 @@ class Settings:
     answerer: str = "auto"  # auto (LLM when configured, else extractive) | extractive | llm
     llm_base_url: str = ""  # an OpenAI-compatible API root, e.g. http://localhost:11434/v1
     llm_model: str = ""
+    expand_neighbors: bool = True  # give the answerer the chunks next to the top hits (kvgraph.retrieve.neighbors)
     max_answer_sentences: int = 6
     max_answer_chars: int = 900
 

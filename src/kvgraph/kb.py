@@ -272,6 +272,10 @@ class KnowledgeBase:
     ) -> Answer:
         """Retrieve, then answer from the retrieved chunks with numbered citations."""
         hits = self.search(question, k=k, filters=filters, mode=mode)
+        if self.settings.expand_neighbors:
+            from kvgraph.retrieve import expand_neighbors
+
+            hits = expand_neighbors(hits, self.store)
         answer: Answer = self.answerer().answer(question, hits)
         return answer
 
