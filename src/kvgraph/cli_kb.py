@@ -167,9 +167,25 @@ def register(main: click.Group) -> None:
     def ask(
         ctx: click.Context, question: str, k: int | None, filters: tuple[str, ...], mode: str | None, as_json: bool
     ) -> None:
-        """Answer QUESTION from the knowledge base, citing sources as [n]."""
+        """Answer QUESTION from the knowledge base, citing sources as [n].
+
+        Offline the answer is extractive (sentences quoted from the sources); with an LLM
+        server configured (KVGRAPH_LLM_BASE_URL, KVGRAPH_LLM_MODEL) it is written by the LLM
+        and streamed as it arrives.
+        """
         with _open(ctx, True) as kb:
-            answer = kb.ask(question, k=k, filters=_filters(filters), mode=mode)
+            if as_json:
+                answer = kb.ask(question, k=k, filters=_filters(filters), mode=mode)
+            else:
+                streaming = kb.ask_stream(question, k=k, filters=_filters(filters), mode=mode)
+                if kb.answerer().__class__.__name__ == "LLMAnswerer":
+                    for delta in streaming:
+                        click.echo(delta, nl=False)
+                    click.echo()
+                    answer = streaming.answer()
+                    print_answer(answer, text=False)
+                    return
+                answer = streaming.answer()
         if as_json:
             _echo_json(
                 {
@@ -227,10 +243,11 @@ def register(main: click.Group) -> None:
         click.echo(f"deleted {n} chunks of {doc}")
 
 
-def print_answer(answer: Any, out: Any = None) -> None:
-    """The answer, then its numbered sources with file, page and score."""
+def print_answer(answer: Any, out: Any = None, text: bool = True) -> None:
+    """The answer (unless already streamed), then its numbered sources with file, page and score."""
     console = out or _console()
-    console.print(answer.text, markup=False, highlight=False)
+    if text:
+        console.print(answer.text, markup=False, highlight=False)
     if answer.citations:
         console.print()
         console.print("[bold]Sources[/bold]")

@@ -271,13 +271,35 @@ class KnowledgeBase:
         mode: str | None = None,
     ) -> Answer:
         """Retrieve, then answer from the retrieved chunks with numbered citations."""
+        answer: Answer = self.answerer().answer(question, self._context(question, k, filters, mode))
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+    ) -> Any:
+        """Like :meth:`ask`, as a :class:`~kvgraph.llm.synthesize.StreamingAnswer`: iterate it for text
+        as the LLM writes it, then call ``.answer()``. The extractive answerer yields its text at once.
+        """
+        from kvgraph.llm.synthesize import StreamingAnswer
+
+        hits = self._context(question, k, filters, mode)
+        answerer = self.answerer()
+        if hasattr(answerer, "stream"):
+            return answerer.stream(question, hits)
+        done: Answer = answerer.answer(question, hits)
+        return StreamingAnswer(iter([done.text]), lambda _text: done)
+
+    def _context(self, question: str, k: int | None, filters: FilterSpec, mode: str | None) -> list[NodeWithScore]:
         hits = self.search(question, k=k, filters=filters, mode=mode)
         if self.settings.expand_neighbors:
             from kvgraph.retrieve import expand_neighbors
 
             hits = expand_neighbors(hits, self.store)
-        answer: Answer = self.answerer().answer(question, hits)
-        return answer
+        return hits
 
     def documents(self) -> list[dict[str, Any]]:
         return [r.__dict__ for r in self.registry.all()]

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kvgraph.embed.tokens import HFTokenCounter, TokenCounter, WhitespaceTokenCounter
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.hierarchical import HierarchicalSplitter, leaf_nodes, root_nodes
 from kvgraph.ingest.sentences import split_sentences
 from kvgraph.ingest.splitter import SentenceSplitter
-from kvgraph.embed.tokens import HFTokenCounter, TokenCounter, WhitespaceTokenCounter
 from kvgraph.schema import Document, Node
 
 LLAMA2 = Path("/work/shared/datasets/llama2/llama2_paper_pdftext.txt")

@@ -107,3 +107,45 @@ def test_commands_that_do_not_embed_never_load_the_model(kb: tuple[Path, Path]) 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_ask_with_an_llm_server_streams_the_answer_and_cites_what_it_used(kb: tuple[Path, Path]) -> None:
+    from kvgraph.testing.openai_server import FakeOpenAIServer
+
+    path, _ = kb
+
+    def reply(messages: list[dict]) -> str:
+        prompt = messages[-1]["content"]
+        assert "queen" in prompt and "[1]" in prompt  # the question and numbered context reached the model
+        return "A queen can lay up to two thousand eggs per day [1]."
+
+    server = FakeOpenAIServer(reply=reply).start()
+    try:
+        env = {"KVGRAPH_LLM_BASE_URL": server.base_url, "KVGRAPH_LLM_MODEL": "test-model"}
+        full_env = {**os.environ, "KVGRAPH_KB": str(path), **env}
+        proc = subprocess.run(
+            [*KVGRAPH, "ask", "How many eggs does a queen lay?"], capture_output=True, text=True, env=full_env
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("A queen can lay up to two thousand eggs per day [1].")
+        assert "[1] bees.html" in proc.stdout
+        chats = server.requests_to("/v1/chat/completions")
+        assert len(chats) == 1 and chats[0].body["stream"] is True
+        data = json.loads(
+            subprocess.run(
+                [*KVGRAPH, "ask", "How many eggs does a queen lay?", "--json"],
+                capture_output=True,
+                text=True,
+                env=full_env,
+                check=True,
+            ).stdout
+        )
+        assert data["mode"] == "llm" and [c["source"] for c in data["citations"]] == ["bees.html"]
+    finally:
+        server.stop()
+
+
+def test_answerer_llm_without_a_server_is_a_clear_error(kb: tuple[Path, Path]) -> None:
+    path, _ = kb
+    proc = run(["ask", "anything"], path, check=False, env={"KVGRAPH_ANSWERER": "llm"})
+    assert proc.returncode == 1 and "KVGRAPH_LLM_BASE_URL" in proc.stderr

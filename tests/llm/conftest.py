@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from openai_server import FakeOpenAIServer
 
 from kvgraph.llm import _http
+from kvgraph.testing.openai_server import FakeOpenAIServer
 
 
 @pytest.fixture

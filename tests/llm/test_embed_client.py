@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from openai_server import FakeOpenAIServer, fake_vector
 
 from kvgraph.embed.base import Embedder
 from kvgraph.embed.openai_compat import OpenAICompatibleEmbedder
 from kvgraph.errors import InvalidInputError
 from kvgraph.llm import LLMError, LLMUnavailableError
+from kvgraph.testing.openai_server import FakeOpenAIServer, fake_vector
 
 KEY = "sk-embed-SECRET-abcdef0123456789"
 

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-from openai_server import FakeOpenAIServer
 
 from kvgraph.errors import InvalidInputError, KvgraphError
 from kvgraph.llm import (
@@ -20,6 +19,7 @@ from kvgraph.llm import (
     require_llm,
 )
 from kvgraph.llm._http import iter_sse_data
+from kvgraph.testing.openai_server import FakeOpenAIServer
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 MSGS = [ChatMessage("system", "Be brief."), ChatMessage("user", "hello there")]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai_server import FakeOpenAIServer
-
 from kvgraph.llm import ChatMessage, OpenAICompatibleLLM
 from kvgraph.llm.prompts import ANSWER_SYSTEM, answer_messages, format_context
+from kvgraph.testing.openai_server import FakeOpenAIServer
 
 
 def test_format_context_numbers_sources() -> None:

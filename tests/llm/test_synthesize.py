@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from openai_server import FakeOpenAIServer
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.llm import LLMError, OpenAICompatibleLLM
@@ -13,6 +12,7 @@ from kvgraph.llm.extractive import ExtractiveAnswerer
 from kvgraph.llm.prompts import NO_CONTEXT
 from kvgraph.llm.synthesize import Answerer, LLMAnswerer, StreamingAnswer, cited_numbers
 from kvgraph.schema import Node, NodeWithScore
+from kvgraph.testing.openai_server import FakeOpenAIServer
 
 QUESTION = "What are the key concepts of safety fine-tuning?"
 REPLY = (
