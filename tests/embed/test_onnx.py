@@ -91,3 +91,29 @@ def test_cache_returns_same_vectors_and_counts_hits(tmp_path) -> None:
     reopened = EmbeddingCache(tmp_path / "cache.sqlite")
     assert reopened.count(inner.model_name) == 5
     assert reopened.count("other-model") == 0
+
+
+def test_model_name_resolves_from_the_users_hugging_face_cache(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from kvgraph.embed.local import default_model_path
+    from kvgraph.embed.onnx import resolve_model_dir
+
+    snapshot = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc123"
+    shutil.copytree(default_model_path(), snapshot)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model_dir("all-MiniLM-L6-v2") == snapshot
+    assert resolve_model_dir("sentence-transformers/all-MiniLM-L6-v2") == snapshot
+    emb = OnnxEmbedder("all-MiniLM-L6-v2")
+    assert emb.model_dir == snapshot and emb.model_name == "all-MiniLM-L6-v2@onnx-int8"
+    with pytest.raises(InvalidInputError, match="not a sentence-transformers model directory"):
+        OnnxEmbedder("no-such-model")
+
+
+def test_hashing_embedder_is_deterministic_and_word_sensitive() -> None:
+    from kvgraph.embed.hashing import HashingEmbedder
+
+    emb = HashingEmbedder(dim=32)
+    a, b, c = emb.embed(["red apples and pears", "red apples and pears", "tax law of 1862"])
+    np.testing.assert_array_equal(a, b)
+    assert a @ c < 0.5 and abs(np.linalg.norm(a) - 1) < 1e-6

@@ -29,6 +29,10 @@ def embedder_from_spec(spec: str | None = None, env: Mapping[str, str] | None = 
         from kvgraph.embed.onnx import OnnxEmbedder
 
         return OnnxEmbedder(arg or None, quantization="fp32" if kind == "onnx-fp32" else "int8")
+    if kind == "hashing":  # tests of plumbing only
+        from kvgraph.embed.hashing import HashingEmbedder
+
+        return HashingEmbedder(int(arg) if arg else 64)
     if kind == "sentence-transformers":
         from kvgraph.embed.local import SentenceTransformerEmbedder
 

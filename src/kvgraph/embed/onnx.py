@@ -51,6 +51,28 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
+    """A local directory, or a model name found in the user's Hugging Face cache (never downloaded)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    name = str(model)
+    hub = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    )
+    repos = [name] if "/" in name else [f"sentence-transformers/{name}", name]
+    for repo in repos:
+        snapshots = hub / f"models--{repo.replace('/', '--')}" / "snapshots"
+        if snapshots.is_dir():
+            candidates = sorted(
+                (p for p in snapshots.iterdir() if (p / "tokenizer.json").is_file()), key=os.path.getmtime
+            )
+            if candidates:
+                return candidates[-1]
+    return path  # not found: the constructor reports it as not a model directory
+
+
 class OnnxEmbedder:
     """Embeds texts with a sentence-transformers model directory through onnxruntime.
 
@@ -70,7 +92,7 @@ class OnnxEmbedder:
     ) -> None:
         if quantization not in QUANTIZATIONS:
             raise InvalidInputError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-        self.model_dir = Path(model_dir) if model_dir is not None else _default_model_dir()
+        self.model_dir = resolve_model_dir(model_dir) if model_dir is not None else _default_model_dir()
         if not (self.model_dir / "tokenizer.json").is_file() or not (self.model_dir / "config.json").is_file():
             raise InvalidInputError(
                 f"{self.model_dir}: not a sentence-transformers model directory (needs config.json and tokenizer.json)"
@@ -89,7 +111,12 @@ class OnnxEmbedder:
             max_length or st_config.get("max_seq_length") or config.get("max_position_embeddings", 512)
         )
         self.dim = int(config.get("hidden_size") or pooling.get("word_embedding_dimension") or 0)
-        base = DEFAULT_MODEL_NAME if model_dir is None else self.model_dir.name
+        if model_dir is None:
+            base = DEFAULT_MODEL_NAME
+        elif Path(model_dir).expanduser().is_dir():
+            base = self.model_dir.name
+        else:  # a name resolved from the Hugging Face cache: name it by the model, not the snapshot hash
+            base = str(model_dir).rsplit("/", 1)[-1]
         self.model_name = f"{base}@onnx-{quantization}"
         self._session: Any = None
         self._tokenizer: Any = None
