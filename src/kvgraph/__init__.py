@@ -14,17 +14,30 @@ from kvgraph.errors import (
     StoreLockedError,
 )
 from kvgraph.filters import FilterOperator, MetadataFilter, MetadataFilters
-from kvgraph.schema import Document, Node, NodeRelationship, NodeWithScore
+from kvgraph.schema import Answer, Citation, Document, Node, NodeRelationship, NodeWithScore
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # KnowledgeBase pulls in ingestion and storage; load it only when asked for.
+    if name == "KnowledgeBase":
+        from kvgraph.kb import KnowledgeBase
+
+        return KnowledgeBase
+    raise AttributeError(f"module 'kvgraph' has no attribute {name!r}")
+
+
 __all__ = [
+    "Answer",
+    "Citation",
     "CorruptionError",
     "DimensionMismatchError",
     "Document",
     "FilterOperator",
     "InvalidFilterError",
     "InvalidInputError",
+    "KnowledgeBase",
     "KvgraphError",
     "MetadataFilter",
     "MetadataFilters",

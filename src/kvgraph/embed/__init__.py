@@ -1,19 +1,28 @@
 """Embedders: turn text into vectors. Heavy libraries are imported on first use only."""
 
-from kvgraph.embed.base import Embedder
-from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
-from kvgraph.embed.factory import embedder_from_spec
-from kvgraph.embed.local import SentenceTransformerEmbedder, default_model_path
-from kvgraph.embed.onnx import OnnxEmbedder
-from kvgraph.embed.openai_compat import OpenAICompatibleEmbedder
+from __future__ import annotations
 
-__all__ = [
-    "CachedEmbedder",
-    "Embedder",
-    "EmbeddingCache",
-    "OnnxEmbedder",
-    "OpenAICompatibleEmbedder",
-    "SentenceTransformerEmbedder",
-    "default_model_path",
-    "embedder_from_spec",
-]
+from importlib import import_module
+
+from kvgraph.embed.base import Embedder
+
+# name -> module; imported when first asked for, so `import kvgraph.embed` stays cheap
+_LAZY = {
+    "CachedEmbedder": "kvgraph.embed.cache",
+    "EmbeddingCache": "kvgraph.embed.cache",
+    "embedder_from_spec": "kvgraph.embed.factory",
+    "HashingEmbedder": "kvgraph.embed.hashing",
+    "SentenceTransformerEmbedder": "kvgraph.embed.local",
+    "default_model_path": "kvgraph.embed.local",
+    "OnnxEmbedder": "kvgraph.embed.onnx",
+    "OpenAICompatibleEmbedder": "kvgraph.embed.openai_compat",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kvgraph.embed' has no attribute {name!r}")
+
+
+__all__ = ["Embedder", *_LAZY]
