@@ -24,6 +24,7 @@ CONFIG_FILE = "kvgraph.toml"
 class Settings:
     # embedding: see kvgraph.embed.factory for the spec syntax
     embedder: str = "onnx-int8"
+    embed_threads: int = 0  # texts embedded at once by the local model; 0 = one per core
     # chunking, in the embedder's own tokens; 254 + [CLS] + [SEP] = all-MiniLM-L6-v2's 256 window
     chunk_size: int = 254
     chunk_overlap: int = 32
@@ -124,6 +125,8 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"chunk_size must be positive, got {s.chunk_size}")
     if not 0 <= s.chunk_overlap < s.chunk_size:
         raise InvalidInputError(f"chunk_overlap must be >= 0 and < chunk_size ({s.chunk_size}), got {s.chunk_overlap}")
+    if s.embed_threads < 0:
+        raise InvalidInputError(f"embed_threads must be >= 0 (0 = one per core), got {s.embed_threads}")
     if s.top_k <= 0:
         raise InvalidInputError(f"top_k must be positive, got {s.top_k}")
     if s.mode not in ("dense", "sparse", "hybrid", "mmr"):

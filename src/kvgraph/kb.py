@@ -116,7 +116,7 @@ class KnowledgeBase:
         if self._embedder is None:
             from kvgraph.embed.factory import embedder_from_spec
 
-            inner = embedder_from_spec(self.settings.embedder)
+            inner = embedder_from_spec(self.settings.embedder, threads=self.settings.embed_threads)
             if self.read_only:
                 self._embedder = inner
             else:

@@ -105,7 +105,7 @@ def test_model_name_resolves_from_the_users_hugging_face_cache(tmp_path, monkeyp
     assert resolve_model_dir("all-MiniLM-L6-v2") == snapshot
     assert resolve_model_dir("sentence-transformers/all-MiniLM-L6-v2") == snapshot
     emb = OnnxEmbedder("all-MiniLM-L6-v2")
-    assert emb.model_dir == snapshot and emb.model_name == "all-MiniLM-L6-v2@onnx-int8"
+    assert emb.model_dir == snapshot and emb.model_name == "all-MiniLM-L6-v2@onnx-int8-v2"
     with pytest.raises(InvalidInputError, match="not a sentence-transformers model directory"):
         OnnxEmbedder("no-such-model")
 

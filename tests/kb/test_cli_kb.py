@@ -65,7 +65,7 @@ def test_ask_prints_answer_then_numbered_sources(kb: tuple[Path, Path]) -> None:
 def test_stats_documents_and_human_search(kb: tuple[Path, Path]) -> None:
     path, _ = kb
     st = json.loads(run(["stats", "--json"], path).stdout)
-    assert st["files"] == 4 and st["chunks"] >= 6 and st["embedding_model"] == "all-MiniLM-L6-v2@onnx-int8"
+    assert st["files"] == 4 and st["chunks"] >= 6 and st["embedding_model"] == "all-MiniLM-L6-v2@onnx-int8-v2"
     docs = json.loads(run(["documents", "--json"], path).stdout)
     assert sorted(Path(d["path"]).name for d in docs) == ["bees.html", "compost.md", "network.pdf", "tower.txt"]
     out = run(["search", "compost turning"], path).stdout

@@ -21,14 +21,17 @@ from kvgraph.errors import InvalidInputError
 DEFAULT_SPEC = "onnx-int8"
 
 
-def embedder_from_spec(spec: str | None = None, env: Mapping[str, str] | None = None) -> Embedder:
+def embedder_from_spec(spec: str | None = None, env: Mapping[str, str] | None = None, threads: int = 0) -> Embedder:
+    """``threads``: how many texts a local ONNX model embeds at once (0: one per core)."""
     env = os.environ if env is None else env
     spec = (spec or DEFAULT_SPEC).strip()
     kind, _, arg = spec.partition(":")
     if kind in ("onnx", "onnx-int8", "onnx-fp32"):
         from kvgraph.embed.onnx import OnnxEmbedder
 
-        return OnnxEmbedder(arg or None, quantization="fp32" if kind == "onnx-fp32" else "int8")
+        return OnnxEmbedder(
+            arg or None, quantization="fp32" if kind == "onnx-fp32" else "int8", threads=threads or None
+        )
     if kind == "hashing":  # tests of plumbing only
         from kvgraph.embed.hashing import HashingEmbedder
 
