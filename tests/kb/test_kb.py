@@ -210,3 +210,22 @@ def _all_nodes(kb: KnowledgeBase) -> list:
     for doc_id in ids:
         nodes.extend(kb.store.get_ref_doc(doc_id))
     return nodes
+
+
+def test_add_documents_again_writes_nothing_and_a_changed_document_is_replaced(tmp_path: Path) -> None:
+    from kvgraph.schema import Document
+
+    docs = [
+        Document(id="d1", text="Copper conducts electricity well. It is used in wiring.", metadata={"page": 1}),
+        Document(id="d2", text="Granite is an igneous rock made of quartz and feldspar.", metadata={"page": 2}),
+    ]
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        first = kb.add_documents(docs)
+        generation = kb.store.stats()["generation"]
+        again = kb.add_documents(docs)
+        assert [n.id for n in again] == [n.id for n in first]
+        assert kb.store.stats()["generation"] == generation  # no commit at all
+        docs[1] = Document(id="d2", text="Basalt is a fine-grained volcanic rock.", metadata={"page": 2})
+        kb.add_documents(docs)
+        assert kb.store.count() == 2
+        assert "Basalt" in kb.search("volcanic rock", k=1)[0].node.text

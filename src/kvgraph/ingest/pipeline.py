@@ -210,10 +210,20 @@ class Ingestor:
     def add_documents(self, docs: Sequence[Document], replace_docs: Iterable[str] = ()) -> list[Node]:
         """Split, embed and store documents; their previous nodes (and ``replace_docs``') are replaced."""
         nodes = self.splitter.split_many(docs)
-        self.embed_nodes(nodes, self.progress.chunks_embedded)
         replace = list(dict.fromkeys([*replace_docs, *(d.id for d in docs)]))
+        if not list(replace_docs) and self._unchanged(docs, nodes):
+            return nodes  # same documents, same chunk ids: nothing to embed or write
+        self.embed_nodes(nodes, self.progress.chunks_embedded)
         self.store.add(nodes, replace_docs=replace)
         return nodes
+
+    def _unchanged(self, docs: Sequence[Document], nodes: Sequence[Node]) -> bool:
+        """True when the store already holds exactly these chunk ids for these documents.
+
+        Chunk ids hash the document id and the chunk text, so equal ids mean equal chunks.
+        """
+        stored = set(self.store.ids(doc_ids=[d.id for d in docs])) if docs else set()
+        return bool(stored) and stored == {n.id for n in nodes}
 
     def embed_nodes(self, nodes: Sequence[Node], on_batch: Callable[[int], None] | None = None) -> None:
         for i in range(0, len(nodes), self.embed_batch):
