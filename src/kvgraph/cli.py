@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kvgraph import __version__, cli_kb
+from kvgraph import __version__, cli_eval, cli_kb
 from kvgraph.errors import KvgraphError
 
 
@@ -123,6 +123,7 @@ def demo(datasets: str | None, kb_dir: str, questions: int | None) -> None:
 
 
 cli_kb.register(main)
+cli_eval.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
