@@ -70,3 +70,66 @@ def register(main: click.Group) -> None:
         if out:
             for p in save_reports(run, keys, Path(out), title):
                 click.echo(f"wrote {p}")
+
+    @eval_group.command("answers")
+    @click.option("--dataset", "dataset_path", required=True, type=click.Path(exists=True), help="File or folder.")
+    @click.option(
+        "--format", "fmt", required=True, type=click.Choice(["hipporag", "llamaindex", "squad"]), help="Dataset format."
+    )
+    @click.option("--max-items", type=int, default=None, help="Only the first N questions (SQuAD: N articles).")
+    @click.option("-k", "k", type=int, default=5, show_default=True, help="Chunks retrieved per question.")
+    @click.option("--work-dir", type=click.Path(file_okay=False), default=None, help="Where the eval KB is kept.")
+    @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write per-question results as JSON.")
+    def answers(
+        dataset_path: str, fmt: str, max_items: int | None, k: int, work_dir: str | None, out: str | None
+    ) -> None:
+        """Ask every question and score the answers (with an LLM configured, also judge them)."""
+        import json
+
+        from kvgraph.eval.answers import evaluate_answers
+        from kvgraph.eval.runner import passages_as_documents, read_dataset
+        from kvgraph.kb import KnowledgeBase
+        from kvgraph.llm import llm_from_env
+        from kvgraph.progress import RichProgress
+
+        dataset = read_dataset(dataset_path, fmt, max_items=max_items if fmt == "squad" else None)
+        if max_items and fmt != "squad":
+            dataset.queries = dataset.queries[:max_items]
+        kb_dir = Path(work_dir or Path(".kvgraph-eval") / f"{dataset.name}-answers")
+        with KnowledgeBase.open(kb_dir) as kb:
+            kb.add_documents(passages_as_documents(dataset), progress=RichProgress(label="embedding passages"))
+            llm = llm_from_env()
+            report = evaluate_answers(kb, dataset, llm=llm, k=k)
+        click.echo(
+            f"{dataset.name}: {len(report.rows)} questions, answers by {'LLM' if llm else 'extractive answerer'}"
+        )
+        for key, value in report.means.items():
+            click.echo(f"  {key:20s} {value:.3f}")
+        if out:
+            Path(out).write_text(json.dumps(report.to_dict(), indent=1, default=str))
+            click.echo(f"wrote {out}")
+
+    @eval_group.command("generate")
+    @click.option(
+        "--kb", "kb_path", type=click.Path(file_okay=False), default=None, help="Knowledge base (default --kb)."
+    )
+    @click.option("--per-node", type=int, default=2, show_default=True, help="Questions per chunk.")
+    @click.option("--max-nodes", type=int, default=None, help="Only the first N chunks.")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False), help="EmbeddingQAFinetuneDataset JSON.")
+    @click.pass_context
+    def generate(ctx: click.Context, kb_path: str | None, per_node: int, max_nodes: int | None, out: str) -> None:
+        """Write N questions per chunk with the configured LLM (resumable), as LlamaIndex QA JSON."""
+        from kvgraph.eval.generate import generate_questions, save_json, to_llamaindex_qa
+        from kvgraph.kb import KnowledgeBase, default_kb_path
+        from kvgraph.llm import llm_from_env, require_llm
+
+        llm = require_llm(llm_from_env(), "kvgraph eval generate")
+        root = (ctx.find_root().obj or {}).get("kb")
+        path = Path(kb_path or root or default_kb_path())
+        with KnowledgeBase.open(path, read_only=True) as kb:
+            ids = kb.store.ids()[:max_nodes]
+            nodes = [n for n in kb.store.get(ids) if n is not None]
+        questions = generate_questions(llm, nodes, per_node=per_node, cache_path=Path(out).with_suffix(".cache.jsonl"))
+        save_json(to_llamaindex_qa(questions, nodes), out)
+        st = questions.stats
+        click.echo(f"{len(questions)} questions for {len(nodes)} chunks -> {out} ({st.total_tokens} tokens used)")
