@@ -1,0 +1,119 @@
+"""The Retriever protocol, the scored result with its reference path, and thin store retrievers.
+
+A retriever turns a query string into the ``k`` best :class:`~kvgraph.schema.NodeWithScore`.
+The three retrievers here are thin wrappers over :meth:`VectorStore.query` in its dense,
+sparse (BM25) and hybrid modes; the composing retrievers (recursive, reranking) take any
+object with a ``retrieve(query, k)`` method as their base.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from kvgraph.errors import InvalidInputError
+from kvgraph.schema import Node, NodeWithScore
+
+if TYPE_CHECKING:  # kept out of the import: kvgraph.store loads the whole embedded store
+    from kvgraph.embed.base import Embedder
+    from kvgraph.filters import FilterSpec
+    from kvgraph.store.base import VectorStore
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything that returns the ``k`` best nodes for a query, best first."""
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]: ...
+
+
+@dataclass
+class RetrievedNode(NodeWithScore):
+    """A result reached by following references from the node retrieval actually matched.
+
+    It *is* a :class:`NodeWithScore` (code reading ``.node`` and ``.score`` needs no change).
+    ``path`` lists the node ids from the matched node to ``node`` (both included; a node
+    returned as itself has the path ``[node.id]``), and ``hit`` is the matched node itself,
+    so a display can say "found through the question ...".
+    """
+
+    path: list[str] = field(default_factory=list)
+    hit: Node | None = None
+
+
+def check_query(query: object, k: object) -> tuple[str, int]:
+    """Validate a retrieve() call's arguments; raise InvalidInputError naming the bad one."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError(f"query must be a non-empty string, got {query!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    return query, k
+
+
+def _results(store: VectorStore, **query: Any) -> list[NodeWithScore]:
+    from kvgraph.store.base import VectorStoreQuery
+
+    res = store.query(VectorStoreQuery(**query))
+    return [NodeWithScore(node, float(score)) for node, score in zip(res.nodes, res.similarities)]
+
+
+class VectorRetriever:
+    """Dense (embedding) search: cosine, dot or l2 similarity as the store is configured."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, filters: FilterSpec = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.filters = filters
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        emb = self.embedder.embed([query])[0]
+        return _results(self.store, query_embedding=emb, similarity_top_k=k, filters=self.filters, mode="dense")
+
+
+class BM25Retriever:
+    """Sparse keyword search (the store's BM25 index); scores are BM25 scores."""
+
+    def __init__(self, store: VectorStore, filters: FilterSpec = None) -> None:
+        self.store = store
+        self.filters = filters
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        return _results(self.store, query_str=query, similarity_top_k=k, filters=self.filters, mode="sparse")
+
+
+class HybridRetriever:
+    """Dense and BM25 candidates fused: reciprocal-rank fusion when ``alpha`` is None, else
+    ``alpha * dense + (1 - alpha) * bm25`` over min-max normalised scores (see docs/store.md).
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        filters: FilterSpec = None,
+        alpha: float | None = None,
+        sparse_top_k: int | None = None,
+    ) -> None:
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise InvalidInputError(f"alpha must be between 0 and 1 (or None for rank fusion), got {alpha!r}")
+        self.store = store
+        self.embedder = embedder
+        self.filters = filters
+        self.alpha = alpha
+        self.sparse_top_k = sparse_top_k
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        emb = self.embedder.embed([query])[0]
+        return _results(
+            self.store,
+            query_embedding=emb,
+            query_str=query,
+            similarity_top_k=k,
+            filters=self.filters,
+            mode="hybrid",
+            alpha=self.alpha,
+            sparse_top_k=self.sparse_top_k,
+        )
