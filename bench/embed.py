@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from _tables import fmt, table
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_CACHE = BENCH_DIR / ".cache" / "kvgraph"
@@ -312,25 +314,6 @@ def retrieval(paras: np.ndarray, questions: np.ndarray, gold: np.ndarray) -> dic
         "mrr@10": float(rr.mean()),
         "top1": top[:, 0].tolist(),
     }
-
-
-def fmt(x: Any, nd: int = 1) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        return f"{x:.{nd}f}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in r] for r in rows]
-    w = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = "| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(headers)) + " |"
-    sep = "|" + "|".join("-" * (x + 2) for x in w) + "|"
-    body = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |" for r in cells]
-    return "\n".join([line, sep, *body])
 
 
 def report(raw: dict[str, Any]) -> str:

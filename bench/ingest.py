@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _tables import fmt, table
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_CACHE = BENCH_DIR / ".cache" / "kvgraph"
@@ -493,25 +495,6 @@ def cold_cli(args: argparse.Namespace, kb_dir: Path, cache_dir: Path) -> dict[st
 
 
 # ---------------------------------------------------------------- reporting
-
-
-def fmt(x: Any, nd: int = 1) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        return f"{x:.{nd}f}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in r] for r in rows]
-    w = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = "| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(headers)) + " |"
-    sep = "|" + "|".join("-" * (x + 2) for x in w) + "|"
-    body = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |" for r in cells]
-    return "\n".join([line, sep, *body])
 
 
 def workload_table(res: dict[str, dict[str, Any]]) -> str:

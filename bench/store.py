@@ -150,6 +150,8 @@ from typing import Any  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _tables import fmt, table  # noqa: E402
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -1134,25 +1136,6 @@ def kvgraph_extras(comp: KVGraph, ds: Dataset, args: argparse.Namespace) -> dict
 
 
 # ---------------------------------------------------------------- reporting
-
-
-def fmt(x: Any, nd: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if isinstance(x, float):
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        return f"{x:.{nd}f}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in r] for r in rows]
-    w = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = "| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(headers)) + " |"
-    sep = "|" + "|".join("-" * (x + 2) for x in w) + "|"
-    body = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |" for r in cells]
-    return "\n".join([line, sep, *body])
 
 
 def pick_at_recall(sweep: list[dict[str, Any]], key_recall: str, key: str, target: float = 0.95, lower: bool = False):
