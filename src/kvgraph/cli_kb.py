@@ -178,7 +178,7 @@ def register(main: click.Group) -> None:
                 answer = kb.ask(question, k=k, filters=_filters(filters), mode=mode)
             else:
                 streaming = kb.ask_stream(question, k=k, filters=_filters(filters), mode=mode)
-                if kb.answerer().__class__.__name__ == "LLMAnswerer":
+                if hasattr(kb.answerer(), "stream"):  # an LLM writes the answer: show it as it comes
                     for delta in streaming:
                         click.echo(delta, nl=False)
                     click.echo()
