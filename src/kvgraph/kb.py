@@ -188,11 +188,13 @@ class KnowledgeBase:
 
     def delete(self, doc: str | os.PathLike[str]) -> int:
         """Delete a file (by path) or a document (by id) and every node derived from it."""
+        from kvgraph.ingest.pipeline import remove_file
+
         self._check_writable()
-        key = str(Path(doc).resolve()) if not str(doc).startswith(("#",)) else str(doc)
+        key = str(Path(doc).resolve())
         rec = self.registry.get(key)
-        if rec is not None:
-            removed = Ingestor(self.store, self.registry, self.embedder, self._splitter()).remove_file(rec)
+        if rec is not None:  # a file: no model needed to delete it
+            removed = remove_file(self.store, self.registry, rec)
             self.registry.remove_root(key)
             return removed
         removed = self.store.delete_ref_doc(str(doc))

@@ -148,11 +148,7 @@ class Ingestor:
         return report
 
     def remove_file(self, rec: FileRecord) -> int:
-        removed = 0
-        for doc_id in rec.doc_ids:
-            removed += self.store.delete_ref_doc(doc_id)
-        self.registry.remove(rec.path)
-        return removed
+        return remove_file(self.store, self.registry, rec)
 
     def _ingest_file(self, path: Path, report: IngestReport) -> None:
         report.files_seen += 1
@@ -187,6 +183,7 @@ class Ingestor:
             self.progress.file_done(str(path), 0)
             return
         nodes = self.add_documents(docs, replace_docs=rec.doc_ids if rec else ())
+        tokens = sum(_tokens(n) for n in nodes)
         self.registry.put(
             FileRecord(
                 path=key,
@@ -195,14 +192,14 @@ class Ingestor:
                 mtime_ns=st.st_mtime_ns,
                 doc_ids=[d.id for d in docs],
                 n_nodes=len(nodes),
-                n_tokens=sum(_tokens(n) for n in nodes),
+                n_tokens=tokens,
                 ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
         )
         report.files_ingested += 1
         report.documents += len(docs)
         report.chunks += len(nodes)
-        report.tokens += sum(_tokens(n) for n in nodes)
+        report.tokens += tokens
         self.progress.file_done(str(path), len(nodes))
 
     # ------------------------------------------------------------------ documents
@@ -233,6 +230,13 @@ class Ingestor:
                 n.embedding = v
             if on_batch:
                 on_batch(len(part))
+
+
+def remove_file(store: Any, registry: Registry, rec: FileRecord) -> int:
+    """Delete every node of every document a file produced, then forget the file."""
+    removed = sum(store.delete_ref_doc(doc_id) for doc_id in rec.doc_ids)
+    registry.remove(rec.path)
+    return int(removed)
 
 
 def _tokens(n: Node) -> int:
