@@ -82,15 +82,36 @@ def register(main: click.Group) -> None:
     @click.option("--embedder", default=None, help="Embedder spec (default onnx-int8; see docs/configuration.md).")
     @click.option("--chunk-size", type=int, default=None, help="Chunk size in the embedder's tokens (default 254).")
     @click.option("--chunk-overlap", type=int, default=None, help="Overlap between chunks in tokens (default 32).")
+    @click.option(
+        "--references",
+        type=click.Choice(["none", "chunk", "metadata", "both"]),
+        default=None,
+        help="Node references: search small nodes, answer from 1024-token parents (docs/retrieval.md).",
+    )
+    @click.option("--rerank", default=None, metavar="SPEC", help="Second stage: none, mmr or cross-encoder:MODEL_DIR.")
     @click.pass_context
-    def init(ctx: click.Context, embedder: str | None, chunk_size: int | None, chunk_overlap: int | None) -> None:
+    def init(
+        ctx: click.Context,
+        embedder: str | None,
+        chunk_size: int | None,
+        chunk_overlap: int | None,
+        references: str | None,
+        rerank: str | None,
+    ) -> None:
         """Create the knowledge base and its settings file (optional: first use creates it too)."""
         from kvgraph.config import CONFIG_FILE
 
         path = _kb_path(ctx)
         existed = (path / CONFIG_FILE).exists()
-        with _open(ctx, False, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap) as kb:
-            if existed and any(v is not None for v in (embedder, chunk_size, chunk_overlap)):
+        given = {
+            "embedder": embedder,
+            "chunk_size": chunk_size,
+            "chunk_overlap": chunk_overlap,
+            "references": references,
+            "rerank": rerank,
+        }
+        with _open(ctx, False, **given) as kb:
+            if existed and any(v is not None for v in given.values()):
                 click.echo(f"{path / CONFIG_FILE} exists; edit it to change settings", err=True)
             click.echo(f"knowledge base ready at {kb.path} (settings in {kb.path / CONFIG_FILE})")
 
@@ -139,7 +160,16 @@ def register(main: click.Group) -> None:
             hits = kb.search(query, k=k, filters=_filters(filters), mode=mode)
         if as_json:
             _echo_json(
-                [{"id": h.node.id, "score": h.score, "text": h.node.text, "metadata": h.node.metadata} for h in hits]
+                [
+                    {
+                        "id": h.node.id,
+                        "score": h.score,
+                        "text": h.node.text,
+                        "metadata": h.node.metadata,
+                        **({"path": path} if (path := getattr(h, "path", None)) else {}),
+                    }
+                    for h in hits
+                ]
             )
             return
         if not hits:
@@ -150,11 +180,15 @@ def register(main: click.Group) -> None:
         t = Table(show_lines=True)
         for col in ("#", "score", "source", "text"):
             t.add_column(col, overflow="fold")
+        from rich.text import Text
+
         for i, h in enumerate(hits, 1):
-            text = " ".join(h.node.text.split())
-            t.add_row(
-                str(i), f"{h.score:.3f}", source_label(h.node.metadata), text[:300] + ("…" if len(text) > 300 else "")
-            )
+            flat = " ".join(h.node.text.split())
+            text = Text(flat[:300] + ("…" if len(flat) > 300 else ""))  # Text: document brackets are not markup
+            hit = getattr(h, "hit", None)
+            if hit is not None and hit.id != h.node.id:  # reached through a reference: say which
+                text.append(f"\nvia {hit.metadata.get('role', 'chunk')}: {' '.join(hit.text.split())[:120]}", "dim")
+            t.add_row(str(i), f"{h.score:.3f}", Text(source_label(h.node.metadata)), text)
         _console().print(t)
 
     @main.command("ask")

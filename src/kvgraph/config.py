@@ -39,6 +39,16 @@ class Settings:
     expand_neighbors: bool = True  # give the answerer the chunks next to the top hits (kvgraph.retrieve.neighbors)
     max_answer_sentences: int = 6
     max_answer_chars: int = 900
+    # node references (docs/retrieval.md): none | chunk | metadata | both. Search then matches the
+    # small nodes (children, summaries, questions) and returns the parent chunks they point to.
+    references: str = "none"
+    parent_size: int = 1024  # tokens per parent chunk
+    child_sizes: list[int] = field(default_factory=lambda: [128, 256, 512])  # chunk references' sizes
+    n_questions: int = 5  # metadata references: questions (offline: key sentences) per parent
+    reference_writer: str = "extractive"  # extractive (offline) | llm (needs llm_base_url; costs tokens)
+    # a second stage over the first rerank_fetch_k hits: none | mmr | cross-encoder:MODEL_PATH_OR_NAME
+    rerank: str = "none"
+    rerank_fetch_k: int = 20
 
     def to_toml(self) -> str:
         lines = ["# kvgraph knowledge-base settings (API keys come from the environment, never from here)"]
@@ -75,9 +85,12 @@ def _coerce(name: str, value: Any, like: Any, source: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if isinstance(like, list):
-            if isinstance(value, str):
-                return [p.strip() for p in value.split(",") if p.strip()]
-            return [str(x) for x in value]
+            items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+            if like and isinstance(like[0], int):  # a list of ints (child_sizes)
+                if any(isinstance(x, bool) for x in items):
+                    raise ValueError(value)
+                return [int(x) for x in items]
+            return [str(x) for x in items]
         return str(value)
     except (TypeError, ValueError):
         raise InvalidInputError(
@@ -133,6 +146,25 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"mode must be dense, sparse, hybrid or mmr, got {s.mode!r}")
     if s.answerer not in ("auto", "extractive", "llm"):
         raise InvalidInputError(f"answerer must be auto, extractive or llm, got {s.answerer!r}")
+    if s.references not in ("none", "chunk", "metadata", "both"):
+        raise InvalidInputError(f"references must be none, chunk, metadata or both, got {s.references!r}")
+    if s.references in ("chunk", "both"):
+        if not s.child_sizes or len(set(s.child_sizes)) != len(s.child_sizes):
+            raise InvalidInputError(f"child_sizes must be distinct sizes, got {s.child_sizes}")
+        if any(not 0 < c < s.parent_size for c in s.child_sizes):
+            raise InvalidInputError(
+                f"child_sizes must be positive and smaller than parent_size ({s.parent_size}), got {s.child_sizes}"
+            )
+    if s.parent_size <= 0:
+        raise InvalidInputError(f"parent_size must be positive, got {s.parent_size}")
+    if s.n_questions < 0:
+        raise InvalidInputError(f"n_questions must be >= 0, got {s.n_questions}")
+    if s.reference_writer not in ("extractive", "llm"):
+        raise InvalidInputError(f"reference_writer must be extractive or llm, got {s.reference_writer!r}")
+    if s.rerank not in ("none", "mmr") and not s.rerank.startswith("cross-encoder:"):
+        raise InvalidInputError(f"rerank must be none, mmr or cross-encoder:MODEL, got {s.rerank!r}")
+    if s.rerank_fetch_k <= 0:
+        raise InvalidInputError(f"rerank_fetch_k must be positive, got {s.rerank_fetch_k}")
 
 
 def write_settings(kb_dir: str | os.PathLike[str], s: Settings) -> Path:

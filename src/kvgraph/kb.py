@@ -6,6 +6,7 @@ Layout of a knowledge-base directory::
     store/                the embedded vector store (chunks, vectors, BM25, ANN index)
     documents.sqlite      which files were ingested, their hashes and the documents they produced
     embed-cache.sqlite    embeddings by (model, text hash); safe to delete
+    references-cache.jsonl  LLM-written summaries and questions (reference_writer = llm); safe to delete
 
 Writers (ingest, sync, delete) take the store's single-writer lock; readers (search, ask,
 stats) open read-only and can run while an ingest is in progress.
@@ -13,6 +14,7 @@ stats) open read-only and can run while an ingest is in progress.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +31,10 @@ DEFAULT_KB = ".kvgraph"
 STORE_DIR = "store"
 REGISTRY_FILE = "documents.sqlite"
 CACHE_FILE = "embed-cache.sqlite"
+REFERENCES_CACHE_FILE = "references-cache.jsonl"
+# The settings that decide how documents become nodes; stored with the store so that changing
+# any of them re-chunks every file on the next ingest or sync instead of mixing two layouts.
+CHUNKING_META = "chunking"
 
 
 def default_kb_path() -> Path:
@@ -129,7 +135,35 @@ class KnowledgeBase:
     def _ingestor(self, progress: Progress | None) -> Ingestor:
         self._check_writable()
         self._check_model()
+        self._rechunk_if_changed(progress)
         return Ingestor(self.store, self.registry, self.embedder, self._splitter(), progress=progress)
+
+    def _chunking(self) -> str:
+        """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
+        s = self.settings
+        keys = {
+            "none": ("chunk_size",),
+            "chunk": ("parent_size", "child_sizes"),
+            "metadata": ("parent_size", "n_questions", "reference_writer"),
+            "both": ("parent_size", "child_sizes", "n_questions", "reference_writer"),
+        }[s.references]
+        layout = {k: getattr(s, k) for k in ("references", "chunk_overlap", *keys)}
+        return json.dumps(layout, sort_keys=True)
+
+    def stored_references(self) -> str:
+        """The references the stored nodes were built with (none, chunk, metadata, both)."""
+        stored = self.store.get_meta(CHUNKING_META)
+        return str(json.loads(stored).get("references", "none")) if stored else "none"
+
+    def _rechunk_if_changed(self, progress: Progress | None) -> None:
+        """Re-split every registered file when the chunking settings differ from the stored layout."""
+        current = self._chunking()
+        stored = self.store.get_meta(CHUNKING_META)
+        if stored == current:
+            return
+        if stored is not None and self.registry.all():
+            Ingestor(self.store, self.registry, self.embedder, self._splitter(), progress=progress, force=True).sync()
+        self.store.set_meta(CHUNKING_META, current)
 
     def _splitter(self) -> Any:
         from kvgraph.ingest.splitter import SentenceSplitter
@@ -140,7 +174,27 @@ class KnowledgeBase:
                 f"embedder {self.settings.embedder!r} has no local tokenizer to count chunk tokens; "
                 "use a local model (onnx-int8, onnx-fp32, sentence-transformers)"
             )
-        return SentenceSplitter(counter_of(), self.settings.chunk_size, self.settings.chunk_overlap)
+        s = self.settings
+        if s.references == "none":
+            return SentenceSplitter(counter_of(), s.chunk_size, s.chunk_overlap)
+        from kvgraph.retrieve.reference_splitter import ReferenceSplitter
+
+        llm = None
+        if s.reference_writer == "llm" and s.references in ("metadata", "both"):
+            from kvgraph.llm import require_llm
+
+            llm = require_llm(self._llm(), "reference_writer = llm")
+        return ReferenceSplitter(
+            s.references,
+            counter_of(),
+            self.embedder,
+            parent_size=s.parent_size,
+            sub_sizes=s.child_sizes,
+            overlap=s.chunk_overlap,
+            n_questions=s.n_questions,
+            llm=llm,
+            cache_path=self.path / REFERENCES_CACHE_FILE,
+        )
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -212,25 +266,46 @@ class KnowledgeBase:
         mode: str | None = None,
         alpha: float | None = None,
     ) -> list[NodeWithScore]:
-        """The ``k`` chunks that best match ``query`` (dense, sparse, hybrid or mmr)."""
-        from kvgraph.store import VectorStoreQuery
+        """The ``k`` chunks that best match ``query`` (dense, sparse, hybrid or mmr).
 
+        With node references in the store, the small nodes are searched and the parent chunks
+        they point to are returned (as :class:`~kvgraph.retrieve.RetrievedNode`, whose ``path``
+        says through which node); with ``rerank`` set, a second stage reorders the candidates.
+        """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query must be a non-empty string")
-        mode = mode or self.settings.mode
         k = k or self.settings.top_k
         if self.store.count() == 0:
             return []
-        emb = None
+        return list(self.retriever(filters=filters, mode=mode, alpha=alpha).retrieve(query, k))
+
+    def retriever(self, filters: FilterSpec = None, mode: str | None = None, alpha: float | None = None) -> Any:
+        """The retrieval pipeline :meth:`search` runs: store query, references, reranking."""
+        from kvgraph.filters import And, parse_filter
+        from kvgraph.retrieve import RecursiveRetriever, RerankingRetriever, StoreRetriever, search_filter
+
+        mode = mode or self.settings.mode
+        embedder = None
         if mode != "sparse":
             self._check_model()
-            emb = self.embedder.embed([query])[0]
-        res = self.store.query(
-            VectorStoreQuery(
-                query_embedding=emb, query_str=query, similarity_top_k=k, filters=filters, mode=mode, alpha=alpha
-            )
-        )
-        return [NodeWithScore(n, float(s)) for n, s in zip(res.nodes, res.similarities)]
+            embedder = self.embedder
+        references = self.stored_references() != "none"
+        if references:  # search the small nodes; parents are what recursion returns
+            filters = And((parse_filter(filters), parse_filter(search_filter())))
+        retriever: Any = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
+        if references:
+            retriever = RecursiveRetriever(retriever, self.store)
+        rerank = self.settings.rerank
+        if rerank != "none":
+            retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=self.settings.rerank_fetch_k)
+        return retriever
+
+    def _reranker(self, spec: str) -> Any:
+        from kvgraph.retrieve import CrossEncoderReranker, MMRReranker
+
+        if spec == "mmr":
+            return MMRReranker(self.embedder)
+        return CrossEncoderReranker(spec.split(":", 1)[1])
 
     def answerer(self) -> Any:
         """The configured answerer: an LLM when one is set up (or asked for), else extractive."""
@@ -319,9 +394,17 @@ class KnowledgeBase:
             "embedding_model": self.store.get_meta("embedding_model"),
             "chunk_size": self.settings.chunk_size,
             "chunk_overlap": self.settings.chunk_overlap,
+            "references": self.stored_references(),
+            "nodes_by_role": self._nodes_by_role() if self.stored_references() != "none" else {},
+            "rerank": self.settings.rerank,
             "dim": st.get("dim"),
             "ann_active": st.get("ann_active"),
             "disk_bytes": sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()),
+        }
+
+    def _nodes_by_role(self) -> dict[str, int]:
+        return {
+            role: len(self.store.ids(filters={"role": role})) for role in ("parent", "child", "summary", "question")
         }
 
 

@@ -149,3 +149,21 @@ def test_answerer_llm_without_a_server_is_a_clear_error(kb: tuple[Path, Path]) -
     path, _ = kb
     proc = run(["ask", "anything"], path, check=False, env={"KVGRAPH_ANSWERER": "llm"})
     assert proc.returncode == 1 and "KVGRAPH_LLM_BASE_URL" in proc.stderr
+
+
+def test_init_with_references_then_search_shows_the_way_in(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sample = Path(__file__).resolve().parents[2] / "samples" / "docs" / "rosetta-stone.txt"
+    (docs / "rosetta-stone.txt").write_text(sample.read_text())
+    kb = tmp_path / "kb"
+    run(["init", "--references", "chunk"], kb)
+    assert 'references = "chunk"' in (kb / "kvgraph.toml").read_text()
+    run(["ingest", str(docs)], kb, env={"KVGRAPH_PARENT_SIZE": "300", "KVGRAPH_CHILD_SIZES": "64,128"})
+    hits = json.loads(run(["search", "Who deciphered the hieroglyphs?", "-k", "2", "--json"], kb).stdout)
+    assert [h["metadata"]["role"] for h in hits] == ["parent", "parent"]
+    assert len(hits[0]["path"]) == 2 and hits[0]["path"][-1] == hits[0]["id"]
+    human = run(["search", "Who deciphered the hieroglyphs?", "-k", "1"], kb).stdout
+    assert "via child:" in human
+    stats = json.loads(run(["stats", "--json"], kb).stdout)
+    assert stats["references"] == "chunk" and stats["nodes_by_role"]["child"] > stats["nodes_by_role"]["parent"]

@@ -84,7 +84,10 @@ class Ingestor:
         splitter: Splitter,
         progress: Progress | None = None,
         embed_batch: int = 64,
+        force: bool = False,
     ) -> None:
+        """``force`` re-splits files even when unchanged (the chunking settings changed)."""
+        self.force = force
         self.store = store
         self.registry = registry
         self.embedder = embedder
@@ -160,7 +163,7 @@ class Ingestor:
             self.progress.file_done(str(path), 0)
             return
         rec = self.registry.get(key)
-        if rec and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+        if rec and not self.force and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             report.files_unchanged += 1
             self.progress.file_done(str(path), 0)
             return
@@ -170,7 +173,7 @@ class Ingestor:
             report.skipped.append(SkippedFile(str(path), f"cannot read: {e.strerror or e}"))
             self.progress.file_done(str(path), 0)
             return
-        if rec and rec.sha256 == sha:
+        if rec and not self.force and rec.sha256 == sha:
             self.registry.touch(key, st.st_size, st.st_mtime_ns)
             report.files_unchanged += 1
             self.progress.file_done(str(path), 0)
@@ -223,6 +226,8 @@ class Ingestor:
         return bool(stored) and stored == {n.id for n in nodes}
 
     def embed_nodes(self, nodes: Sequence[Node], on_batch: Callable[[int], None] | None = None) -> None:
+        """Embed the nodes that carry no embedding yet (extractive references come embedded)."""
+        nodes = [n for n in nodes if n.embedding is None]
         for i in range(0, len(nodes), self.embed_batch):
             part = nodes[i : i + self.embed_batch]
             vecs = self.embedder.embed([n.text for n in part])
@@ -240,5 +245,8 @@ def remove_file(store: Any, registry: Registry, rec: FileRecord) -> int:
 
 
 def _tokens(n: Node) -> int:
+    """Tokens of the document text a node covers; reference nodes restate their parent's text."""
+    if n.metadata.get("role") in ("child", "summary", "question"):
+        return 0
     v = n.metadata.get("n_tokens")
     return v if isinstance(v, int) else 0

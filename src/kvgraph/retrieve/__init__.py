@@ -1,6 +1,13 @@
 """Retrieval stages that sit between the store's top-k and the answerer."""
 
-from kvgraph.retrieve.base import BM25Retriever, HybridRetriever, RetrievedNode, Retriever, VectorRetriever
+from kvgraph.retrieve.base import (
+    BM25Retriever,
+    HybridRetriever,
+    RetrievedNode,
+    Retriever,
+    StoreRetriever,
+    VectorRetriever,
+)
 from kvgraph.retrieve.neighbors import expand_neighbors
 from kvgraph.retrieve.recursive import RecursiveRetriever
 from kvgraph.retrieve.references import (
@@ -24,6 +31,7 @@ __all__ = [
     "RerankingRetriever",
     "RetrievedNode",
     "Retriever",
+    "StoreRetriever",
     "VectorRetriever",
     "chunk_references",
     "embed_nodes",

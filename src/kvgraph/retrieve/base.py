@@ -117,3 +117,46 @@ class HybridRetriever:
             alpha=self.alpha,
             sparse_top_k=self.sparse_top_k,
         )
+
+
+class StoreRetriever:
+    """Any of the store's query modes (dense, sparse, hybrid, mmr) as a retriever.
+
+    The knowledge base composes its search from this: the embedder is touched only for
+    modes that need a query vector, so sparse search never loads the model.
+    """
+
+    MODES = ("dense", "sparse", "hybrid", "mmr")
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder | None,
+        mode: str = "dense",
+        filters: FilterSpec = None,
+        alpha: float | None = None,
+    ) -> None:
+        if mode not in self.MODES:
+            raise InvalidInputError(f"mode must be one of {', '.join(self.MODES)}, got {mode!r}")
+        if mode != "sparse" and embedder is None:
+            raise InvalidInputError(f"mode {mode!r} needs an embedder")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise InvalidInputError(f"alpha must be between 0 and 1 (or None for rank fusion), got {alpha!r}")
+        self.store = store
+        self.embedder = embedder
+        self.mode = mode
+        self.filters = filters
+        self.alpha = alpha
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        emb = self.embedder.embed([query])[0] if self.mode != "sparse" and self.embedder is not None else None
+        return _results(
+            self.store,
+            query_embedding=emb,
+            query_str=query,
+            similarity_top_k=k,
+            filters=self.filters,
+            mode=self.mode,
+            alpha=self.alpha,
+        )

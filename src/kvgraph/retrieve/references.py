@@ -147,6 +147,24 @@ def _tag_truncation(nodes: Iterable[Node], counter: TokenCounter) -> None:
         node.metadata["embedding_truncated"] = isinstance(n, int) and n + 2 > max_tokens
 
 
+def parent_chunks(
+    docs: Iterable[Document], counter: TokenCounter, parent_size: int = 1024, overlap: int = 20
+) -> list[Node]:
+    """Only the parents :func:`chunk_references` would make (same ids), for metadata references alone."""
+    docs = list(docs)
+    splitter = SentenceSplitter(counter, parent_size, overlap, enforce_max_tokens=False)
+    chunks_per_doc = splitter.chunk_regions([(doc.text, 0, len(doc.text)) for doc in docs], SpanCounter(counter))
+    out: list[Node] = []
+    for doc, chunks in zip(docs, chunks_per_doc):
+        out.extend(
+            splitter.make_nodes(
+                doc, chunks, salt=f"parent:{parent_size}", extra={"role": "parent", "chunk_size": parent_size}
+            )
+        )
+    _tag_truncation(out, counter)
+    return out
+
+
 def chunk_references(
     docs: Iterable[Document],
     counter: TokenCounter,
