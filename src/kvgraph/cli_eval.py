@@ -31,7 +31,13 @@ def register(main: click.Group) -> None:
         type=click.Choice(["beir", "hipporag", "llamaindex", "llamaindex-qa", "squad"]),
         help="beir folder, HippoRAG questions (+ _corpus.json), LlamaIndex RAG or QA JSON, SQuAD JSON.",
     )
-    @click.option("--retrievers", default="bm25,dense,hybrid", show_default=True, help="Comma-separated.")
+    @click.option(
+        "--retrievers",
+        default="bm25,dense,hybrid",
+        show_default=True,
+        help="Comma-separated: dense, bm25, hybrid, hybrid_alpha (passage KB); base, base_bm25, base_hybrid, "
+        "chunk_refs, chunk_refs_hybrid, metadata_refs, metadata_refs_hybrid, *_with_parents (node references).",
+    )
     @click.option("-k", "ks", default="1,5,10", show_default=True, help="Cut-offs, comma-separated.")
     @click.option(
         "--metrics",
@@ -58,18 +64,44 @@ def register(main: click.Group) -> None:
         k_values = _ks(ks)
         dataset = read_dataset(dataset_path, fmt, max_items=max_items)
         names = [r.strip() for r in retrievers.split(",") if r.strip()]
-        click.echo(f"{dataset.name}: {len(dataset.queries)} queries over {len(dataset.passages)} passages")
-        run = run_retrieval(dataset, names, k_values, work_dir=work_dir)
         wanted = [m.strip() for m in metrics.split(",") if m.strip()]
         bad = [m for m in wanted if m not in ("hit_rate", "mrr", "recall", "precision", "ndcg")]
-        if bad:
+        if bad:  # checked before the run, which can take minutes
             raise click.BadParameter(f"unknown metric(s) {bad}", param_hint="--metrics")
+        click.echo(f"{dataset.name}: {len(dataset.queries)} queries over {len(dataset.passages)} passages")
+        run = run_retrieval(dataset, names, k_values, work_dir=work_dir)
         keys = metric_keys(k_values, wanted)
         title = f"{dataset.name} ({len(dataset.queries)} queries)"
         print_table(run, keys, title)
         if out:
             for p in save_reports(run, keys, Path(out), title):
                 click.echo(f"wrote {p}")
+
+    @eval_group.command("page-questions")
+    @click.option(
+        "--kind",
+        type=click.Choice(["sentence", "keywords", "masked"]),
+        default="sentence",
+        show_default=True,
+        help="Query built from each source sentence: verbatim, 5 of its content words, or minus its 3 rarest words.",
+    )
+    @click.option("--per-parent", type=int, default=2, show_default=True, help="Questions per 1024-token parent.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--datasets", "root", type=click.Path(file_okay=False), default=None, help="Shared datasets folder.")
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="BEIR folder to write.")
+    def page_questions(kind: str, per_parent: int, seed: int, root: str | None, out: str) -> None:
+        """Build the LLM-free Llama 2 question set (see docs/eval.md) as a BEIR folder + rag_dataset.json."""
+        from kvgraph.embed.factory import embedder_from_spec
+        from kvgraph.eval.page_questions import llama2_question_set, save_beir, save_llamaindex_rag
+
+        counter = embedder_from_spec("onnx-int8").token_counter()  # type: ignore[attr-defined]
+        dataset, _ = llama2_question_set(counter, kind, per_parent, seed, root)
+        folder = save_beir(dataset, out)
+        save_llamaindex_rag(dataset, folder / "rag_dataset.json")
+        click.echo(
+            f"{len(dataset.queries)} {kind} questions over {len(dataset.passages)} passages "
+            f"(1024-token parents of {dataset.meta['pages']} pages) -> {folder}"
+        )
 
     @eval_group.command("answers")
     @click.option("--dataset", "dataset_path", required=True, type=click.Path(exists=True), help="File or folder.")

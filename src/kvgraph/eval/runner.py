@@ -1,9 +1,13 @@
 """Run many retrievers over one dataset and report them side by side.
 
-The dataset's passages are ingested into a knowledge base (one document per passage, so a
-passage longer than a chunk becomes several chunks that map back to it), every query is
-run through every retriever, and the ranked passage ids are scored with
-:mod:`kvgraph.eval.metrics`. The knowledge base is kept in ``work_dir`` so a second run
+Retrievers are chosen by name from :data:`RETRIEVERS` (see :mod:`kvgraph.eval.retrievers`:
+the passage-KB retrievers ``dense``, ``bm25``, ``hybrid``, ``hybrid_alpha`` and the
+node-reference retrievers ``base``, ``chunk_refs``, ``metadata_refs`` and their variants), or
+passed as ``extra`` callables. For the passage-KB retrievers the dataset's passages are
+ingested into a knowledge base (one document per passage, so a passage longer than a chunk
+becomes several chunks that map back to it); the node-reference retrievers build their own
+indexes beside it. Every query is run through every retriever and the ranked passage ids are
+scored with :mod:`kvgraph.eval.metrics`. Everything is kept in ``work_dir``, so a second run
 with the same passages embeds nothing.
 """
 
@@ -22,15 +26,29 @@ from kvgraph.errors import InvalidInputError
 from kvgraph.eval.datasets import EvalDataset, read_beir, read_hipporag, read_llamaindex_qa, read_llamaindex_rag
 from kvgraph.eval.datasets import read_squad as _read_squad
 from kvgraph.eval.metrics import RetrievalReport, evaluate_retrieval
-from kvgraph.schema import Document
+from kvgraph.eval.retrievers import (
+    LEXICAL,
+    RETRIEVERS,
+    EvalContext,
+    Ranker,
+    RetrieverFactory,
+    passages_as_documents,
+    ranked_passages,
+)
 
-# name -> (store query mode, alpha); every retriever ranks passages by their best chunk
-RETRIEVERS: dict[str, tuple[str, float | None]] = {
-    "dense": ("dense", None),
-    "bm25": ("sparse", None),
-    "hybrid": ("hybrid", None),  # reciprocal-rank fusion
-    "hybrid_alpha": ("hybrid", 0.5),  # min-max normalised scores, equal weights
-}
+__all__ = [
+    "FORMATS",
+    "RETRIEVERS",
+    "EvalContext",
+    "Ranker",
+    "RetrievalRun",
+    "RetrieverFactory",
+    "passages_as_documents",
+    "ranked_passages",
+    "read_dataset",
+    "run_retrieval",
+]
+
 FORMATS = ("beir", "hipporag", "llamaindex", "llamaindex-qa", "squad")
 
 
@@ -56,29 +74,14 @@ def read_dataset(path: str | os.PathLike[str], fmt: str, max_items: int | None =
     raise InvalidInputError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def passages_as_documents(dataset: EvalDataset) -> list[Document]:
-    return [Document(id=p.id, text=p.full_text, metadata={"title": p.title}) for p in dataset.passages]
-
-
-def ranked_passages(nodes: Sequence[Any], k: int) -> list[str]:
-    """Passage ids in rank order of their best chunk, at most ``k``."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for n in nodes:
-        pid = n.ref_doc_id or n.id
-        if pid not in seen:
-            seen.add(pid)
-            out.append(pid)
-            if len(out) == k:
-                break
-    return out
-
-
 @dataclass
 class RetrievalRun:
     dataset: str
     reports: dict[str, RetrievalReport] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per retriever, all queries
+    # per retriever: seconds spent building (or reopening) its index in this run, and whether it was built
+    index_seconds: dict[str, float] = field(default_factory=dict)
+    index_built: dict[str, bool] = field(default_factory=dict)
 
 
 def run_retrieval(
@@ -89,10 +92,11 @@ def run_retrieval(
     progress: bool = False,
     extra: dict[str, Callable[[str, int], list[str]]] | None = None,
 ) -> RetrievalRun:
-    """Score each named retriever (see :data:`RETRIEVERS`, or ``extra`` callables) on ``dataset``."""
+    """Score each named retriever (see :data:`RETRIEVERS`, or ``extra`` callables) on ``dataset``.
+
+    An ``extra`` callable takes ``(query_text, k)`` and returns ranked passage ids.
+    """
     from kvgraph.kb import KnowledgeBase
-    from kvgraph.progress import RichProgress
-    from kvgraph.store import VectorStoreQuery
 
     unknown = [r for r in retrievers if r not in RETRIEVERS and r not in (extra or {})]
     if unknown:
@@ -102,36 +106,35 @@ def run_retrieval(
     k_max = max(ks)
     kb_dir = Path(work_dir) if work_dir else Path(".kvgraph-eval") / _slug(dataset.name)
     run = RetrievalRun(dataset.name)
+    texts = [q.text for q in dataset.queries]
     with KnowledgeBase.open(kb_dir, expand_neighbors=False) as kb:
-        kb.add_documents(passages_as_documents(dataset), progress=RichProgress(label="embedding passages"))
-        queries = dataset.queries
-        need_vectors = any(RETRIEVERS.get(r, ("", None))[0] != "sparse" for r in retrievers if r in RETRIEVERS)
-        vectors = kb.embedder.embed([q.text for q in queries]) if need_vectors else None
-        fetch = k_max * 3  # chunks, so that k distinct passages survive de-duplication
-        for name in retrievers:
-            t0 = time.perf_counter()
-            results: dict[str, list[str]] = {}
-            if name in RETRIEVERS:
-                mode, alpha = RETRIEVERS[name]
-                for i, q in enumerate(queries):
-                    res = kb.store.query(
-                        VectorStoreQuery(
-                            query_embedding=None if mode == "sparse" or vectors is None else vectors[i],
-                            query_str=q.text,
-                            similarity_top_k=fetch,
-                            mode=mode,
-                            alpha=alpha,
-                        )
-                    )
-                    results[q.id] = ranked_passages(res.nodes, k_max)
-            else:
-                fn = (extra or {})[name]
-                for q in queries:
-                    results[q.id] = fn(q.text, k_max)
-            run.reports[name] = evaluate_retrieval(results, dataset.gold(), ks=tuple(ks))
-            run.seconds[name] = time.perf_counter() - t0
-            if progress:
-                print(f"  {name}: {len(queries)} queries in {run.seconds[name]:.1f} s")
+        ctx = EvalContext(dataset, k_max, kb_dir, kb)
+        try:
+            if any(r in RETRIEVERS and r not in LEXICAL for r in retrievers):
+                ctx.query_vectors(texts)  # once for all retrievers, outside their timings
+            for name in retrievers:
+                if name in RETRIEVERS:
+                    built_before = dict(ctx.index_seconds)
+                    t0 = time.perf_counter()
+                    rank = RETRIEVERS[name](ctx)
+                    run.index_seconds[name] = time.perf_counter() - t0
+                    new = [i for i in ctx.index_seconds if i not in built_before]
+                    run.index_built[name] = any(ctx.index_built.get(i, False) for i in new)
+                else:
+                    fn = (extra or {})[name]
+
+                    def rank(batch: Sequence[str], fn: Callable[[str, int], list[str]] = fn) -> list[list[str]]:
+                        return [fn(text, k_max) for text in batch]
+
+                t0 = time.perf_counter()
+                results = dict(zip((q.id for q in dataset.queries), rank(texts)))
+                run.seconds[name] = time.perf_counter() - t0
+                run.reports[name] = evaluate_retrieval(results, dataset.gold(), ks=tuple(ks))
+                if progress:
+                    index = f" (index {run.index_seconds[name]:.1f} s)" if name in run.index_seconds else ""
+                    print(f"  {name}: {len(texts)} queries in {run.seconds[name]:.1f} s{index}")
+        finally:
+            ctx.close()
     return run
 
 
@@ -152,9 +155,11 @@ def print_table(run: RetrievalRun, keys: Sequence[str], title: str, console: Any
     for key in keys:
         t.add_column(key, justify="right")
     t.add_column("queries/s", justify="right")
+    t.add_column("index s", justify="right")
     for name, rep in run.reports.items():
         qps = rep.n_queries / run.seconds[name] if run.seconds.get(name) else float("nan")
-        t.add_row(name, *(f"{rep.means.get(key, float('nan')):.3f}" for key in keys), f"{qps:.0f}")
+        index = f"{run.index_seconds[name]:.1f}" if name in run.index_seconds else "-"
+        t.add_row(name, *(f"{rep.means.get(key, float('nan')):.3f}" for key in keys), f"{qps:.0f}", index)
     (console or Console()).print(t)
 
 
@@ -164,7 +169,15 @@ def save_reports(run: RetrievalRun, keys: Sequence[str], out_dir: str | os.PathL
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "retrieval.json", out / "retrieval.csv"]
     reports = run.reports
-    data = {name: {**rep.to_dict(), "seconds": round(run.seconds.get(name, 0.0), 3)} for name, rep in reports.items()}
+    data = {
+        name: {
+            **rep.to_dict(),
+            "seconds": round(run.seconds.get(name, 0.0), 3),
+            "index_seconds": round(run.index_seconds.get(name, 0.0), 3),
+            "index_built": run.index_built.get(name, False),
+        }
+        for name, rep in reports.items()
+    }
     paths[0].write_text(json.dumps({"title": title, "reports": data}, indent=1))
     with open(paths[1], "w", newline="") as f:
         w = csv.writer(f)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +26,27 @@ log = logging.getLogger("kvgraph.llm")
 ENV_BASE_URL = "KVGRAPH_LLM_BASE_URL"
 ENV_MODEL = "KVGRAPH_LLM_MODEL"
 ENV_API_KEY = "KVGRAPH_LLM_API_KEY"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for: the tool's ``name`` and its decoded ``arguments``.
+
+    ``raw_arguments`` keeps the text the server sent, for when it was not valid JSON.
+    """
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    raw_arguments: str = ""
+
+
+@dataclass
+class ToolReply:
+    """The reply to a request that offered tools: text (often empty) and the calls the model made."""
+
+    content: str
+    tool_calls: list[ToolCall]
 
 
 class OpenAICompatibleLLM:
@@ -162,6 +184,36 @@ class OpenAICompatibleLLM:
             resp.close()
         self.usage.add(usage)
 
+    def complete_with_tools(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        tool_choice: str | Mapping[str, Any] | None = "auto",
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+    ) -> ToolReply:
+        """Offer ``tools`` (OpenAI ``{"type": "function", "function": {...}}`` specs); return the reply.
+
+        ``tool_choice`` is sent as given: "auto", "required", "none" or a specific function; None
+        leaves it out (the server's default, "auto").
+        """
+        body = self._body(messages, temperature, max_tokens, None, stream=False)
+        body["tools"] = [dict(t) for t in tools]
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        url = self._http.url("chat/completions")
+        data = self._http.post_json("chat/completions", body)
+        choices = data.get("choices") if isinstance(data, Mapping) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+            raise LLMError(f"the LLM server at {url} returned no choices: {self._http.quote(json_text(data))!r}")
+        message = choices[0].get("message")
+        self.usage.add(data.get("usage"))
+        if not isinstance(message, Mapping):
+            return ToolReply("", [])
+        calls = [_tool_call(c) for c in message.get("tool_calls") or () if isinstance(c, Mapping)]
+        return ToolReply(_text(message.get("content")), [c for c in calls if c is not None])
+
     def list_models(self) -> list[str]:
         """The model ids the server serves (``GET {base_url}/models``)."""
         data = self._http.get_json("models")
@@ -232,6 +284,23 @@ class OpenAICompatibleLLM:
                     error = error.get("message", error)
                 raise LLMError(f"the LLM server at {url} failed mid-stream: {self._http.quote(json_text(error))}")
         return chunks
+
+
+def _tool_call(raw: Mapping[str, Any]) -> ToolCall | None:
+    """A tool call of a response; arguments come as a JSON string (OpenAI, vLLM) or an object (Ollama)."""
+    function = raw.get("function")
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        return None
+    args = function.get("arguments")
+    raw_args = args if isinstance(args, str) else json.dumps(args) if args is not None else ""
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except ValueError:
+            args = {}
+    return ToolCall(
+        function["name"], dict(args) if isinstance(args, Mapping) else {}, str(raw.get("id") or ""), raw_args
+    )
 
 
 def _text(content: object) -> str:

@@ -68,6 +68,9 @@ class FakeOpenAIServer:
     sse_crlf: bool = False
     empty_final_choices: bool = True
     stream_error: str | None = None  # sent as an error event after the first delta
+    # Tool calling: given a chat request body that offers ``tools``, return (function name, arguments)
+    # to answer with that tool call instead of text, or None to answer with ``reply`` as usual.
+    tool_reply: Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None] | None = None
     # Rewrites the embeddings' "data" list before sending, to simulate broken servers.
     embedding_data_hook: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -177,6 +180,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "'messages' is a required property", {})
         if body.get("model") not in fake.models:
             return self._error(404, f"The model `{body.get('model')}` does not exist.", {})
+        if fake.tool_reply is not None and body.get("tools") and not body.get("stream"):
+            call = fake.tool_reply(body)
+            if call is not None:
+                return self._tool_call(body["model"], *call)
         text = fake.reply(body["messages"])
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         usage = {
@@ -197,6 +204,20 @@ class _Handler(BaseHTTPRequestHandler):
                 "model": body["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
+            }
+        )
+
+    def _tool_call(self, model: str, name: str, arguments: dict[str, Any]) -> None:
+        """A non-streamed reply with one function call, in OpenAI's shape (arguments as a JSON string)."""
+        call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return self._json(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             }
         )
 
