@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from kvgraph import __version__, cli_eval, cli_kb
+from kvgraph.cli_graph import graph
 from kvgraph.errors import KvgraphError
 
 
@@ -124,6 +125,7 @@ def demo(datasets: str | None, kb_dir: str, questions: int | None) -> None:
 
 cli_kb.register(main)
 cli_eval.register(main)
+main.add_command(graph)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,204 @@
+"""``kvgraph graph``: import a graph, query it with Cypher, show its schema.
+
+The graph belongs to the knowledge base chosen with ``--kb`` / ``KVGRAPH_KB`` (embedded Ladybug in
+``KB/graph/``), or is a Neo4j server when ``KVGRAPH_NEO4J_URI`` is set. Queries are read-only unless
+``--write`` is given; register with ``main.add_command(graph)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kvgraph.errors import InvalidInputError, KvgraphError
+
+
+class _GraphGroup(click.Group):
+    """Turns kvgraph errors into one clear line and exit status 1 (also when used on its own)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KvgraphError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+
+def _kb_path(ctx: click.Context) -> Path:
+    from kvgraph.kb import default_kb_path
+
+    obj = ctx.find_root().obj or {}
+    return Path(obj.get("kb") or default_kb_path())
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``k=v`` → (k, v), v parsed as JSON when it parses (numbers, lists, true), else the text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise InvalidInputError(f"--param {text!r}: write NAME=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
+
+
+@click.group("graph", cls=_GraphGroup)
+def graph() -> None:
+    """The knowledge graph: import Cypher/JSON/CSV, run Cypher queries, show the schema."""
+
+
+@graph.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cypher", "json", "jsonl", "csv"]),
+    default=None,
+    help="File format (default: from the extension; .cypher/.cql are Cypher scripts).",
+)
+@click.option("--label", default=None, help="Node label: import PATH as a node list of this label.")
+@click.option("--rel-type", default=None, help="Relationship type: import PATH as an edge list.")
+@click.option("--source-col", default="source", show_default=True, help="Edge list column of the source node.")
+@click.option("--target-col", default="target", show_default=True, help="Edge list column of the target node.")
+@click.option("--source-label", default=None, help="Label of source nodes (else the column holds node keys).")
+@click.option("--target-label", default=None, help="Label of target nodes (else the column holds node keys).")
+@click.option("--key", default="id", show_default=True, help="Property that identifies nodes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.pass_context
+def graph_import(
+    ctx: click.Context,
+    path: str,
+    fmt: str | None,
+    label: str | None,
+    rel_type: str | None,
+    source_col: str,
+    target_col: str,
+    source_label: str | None,
+    target_label: str | None,
+    key: str,
+    as_json: bool,
+) -> None:
+    """Import a Cypher script, or a JSON/CSV node list (--label) or edge list (--rel-type)."""
+    from kvgraph.graph.cypher_import import import_edges_file, import_nodes_file
+    from kvgraph.graph.open import open_graph_store
+
+    p = Path(path)
+    fmt = fmt or ("cypher" if p.suffix.lower() in (".cypher", ".cql") else p.suffix.lstrip(".").lower())
+    if fmt == "cypher" and (label or rel_type):
+        raise InvalidInputError("--label/--rel-type are for JSON or CSV lists, not Cypher scripts")
+    if fmt != "cypher" and bool(label) == bool(rel_type):
+        raise InvalidInputError(f"{path}: give --label (a node list) or --rel-type (an edge list)")
+    store = open_graph_store(_kb_path(ctx), read_only=False)
+    try:
+        if fmt == "cypher":
+            n = store.import_cypher(p.read_text(encoding="utf-8"))
+            outcome = {"statements": n}
+        elif label:
+            outcome = {"nodes": import_nodes_file(store, p, label, key=key, fmt=fmt)}
+        else:
+            assert rel_type
+            n = import_edges_file(
+                store,
+                p,
+                rel_type,
+                source=source_col,
+                target=target_col,
+                source_label=source_label,
+                target_label=target_label,
+                key=key,
+                fmt=fmt,
+            )
+            outcome = {"edges": n}
+        counts = (
+            store.query("MATCH (n) RETURN count(n)").scalar(),
+            store.query("MATCH ()-[r]->() RETURN count(r)").scalar(),
+        )
+    finally:
+        store.close()
+    outcome.update({"total_nodes": counts[0], "total_relationships": counts[1]})
+    if as_json:
+        _echo_json(outcome)
+    else:
+        done = ", ".join(f"{v} {k}" for k, v in outcome.items() if not k.startswith("total"))
+        click.echo(f"imported {done} from {path}; the graph has {counts[0]} nodes and {counts[1]} relationships")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, default=str)
+    return "" if v is None else str(v)
+
+
+@graph.command("query")
+@click.argument("cypher")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Bind $NAME (repeatable); VALUE is parsed as JSON when it parses, else taken as text.",
+)
+@click.option("--write", is_flag=True, help="Allow writing (otherwise the query must only read).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Stop the query after S seconds.")
+@click.option("--max-rows", type=int, default=1000, show_default=True, help="Return at most N rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def graph_query(
+    ctx: click.Context, cypher: str, params: tuple[str, ...], write: bool, timeout: float, max_rows: int, as_json: bool
+) -> None:
+    """Run one Cypher statement with bound parameters and print its rows."""
+    from kvgraph.graph.open import open_graph_store
+
+    bound = dict(parse_param(p) for p in params)
+    store = open_graph_store(_kb_path(ctx), read_only=not write)
+    try:
+        res = store.query(cypher, bound, read_only=not write, timeout_s=timeout, max_rows=max_rows)
+    finally:
+        store.close()
+    if as_json:
+        _echo_json({"columns": res.columns, "rows": res.rows, "truncated": res.truncated})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_lines=False)
+    for c in res.columns:
+        t.add_column(c, overflow="fold")
+    for row in res.rows:
+        t.add_row(*[_cell(v) for v in row])
+    Console().print(t)
+    note = f"{len(res.rows)} rows" + (f" (truncated at --max-rows {max_rows})" if res.truncated else "")
+    click.echo(note, err=True)
+
+
+@graph.command("schema")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def graph_schema(ctx: click.Context, as_json: bool) -> None:
+    """Node labels, relationship types (with directions) and their properties."""
+    from kvgraph.graph.open import open_graph_store
+
+    store = open_graph_store(_kb_path(ctx), read_only=True)
+    try:
+        s = store.schema()
+    finally:
+        store.close()
+    if as_json:
+        _echo_json(
+            {
+                "node_labels": {k: {p.name: p.type for p in v} for k, v in s.node_labels.items()},
+                "rel_types": {k: {p.name: p.type for p in v} for k, v in s.rel_types.items()},
+                "rel_endpoints": {k: [list(x) for x in v] for k, v in s.rel_endpoints.items()},
+            }
+        )
+    else:
+        click.echo(s.text())
