@@ -14,6 +14,8 @@ import click
 
 from kvgraph import __version__, cli_eval, cli_kb
 from kvgraph.cli_graph import graph
+from kvgraph.cli_graph_ask import ask as graph_ask
+from kvgraph.cli_graph_ask import index_nodes as graph_index_nodes
 from kvgraph.errors import KvgraphError
 
 
@@ -125,6 +127,8 @@ def demo(datasets: str | None, kb_dir: str, questions: int | None) -> None:
 
 cli_kb.register(main)
 cli_eval.register(main)
+graph.add_command(graph_ask)
+graph.add_command(graph_index_nodes)
 main.add_command(graph)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,11 +68,11 @@ class FakeOpenAIServer:
     sse_crlf: bool = False
     empty_final_choices: bool = True
     stream_error: str | None = None  # sent as an error event after the first delta
+    # Rewrites the embeddings' "data" list before sending, to simulate broken servers.
+    embedding_data_hook: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     # Tool calling: given a chat request body that offers ``tools``, return (function name, arguments)
     # to answer with that tool call instead of text, or None to answer with ``reply`` as usual.
     tool_reply: Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None] | None = None
-    # Rewrites the embeddings' "data" list before sending, to simulate broken servers.
-    embedding_data_hook: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     _failures: list[tuple[int, str | None]] = field(default_factory=list)
     _httpd: ThreadingHTTPServer | None = None
