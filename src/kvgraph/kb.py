@@ -6,6 +6,7 @@ Layout of a knowledge-base directory::
     store/                the embedded vector store (chunks, vectors, BM25, ANN index)
     documents.sqlite      which files were ingested, their hashes and the documents they produced
     embed-cache.sqlite    embeddings by (model, text hash); safe to delete
+    graph/, graph-index/  the knowledge graph and its node vectors (see kvgraph.graph.kb_graph)
     references-cache.jsonl  LLM-written summaries and questions (reference_writer = llm); safe to delete
 
 Writers (ingest, sync, delete) take the store's single-writer lock; readers (search, ask,
@@ -53,6 +54,7 @@ class KnowledgeBase:
         self._embedder: Any = None
         self._cache: Any = None
         self._answerer: Any = None
+        self._graph: Any = None
 
     @classmethod
     def open(
@@ -91,6 +93,9 @@ class KnowledgeBase:
             raise InvalidInputError(f"knowledge base {self.path}: permission denied ({e.filename})") from None
 
     def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
         for obj in (self._store, self._registry, self._cache):
             if obj is not None:
                 obj.close()
@@ -115,6 +120,15 @@ class KnowledgeBase:
         if self._registry is None:
             raise KvgraphError(f"knowledge base {self.path} is closed")
         return self._registry
+
+    @property
+    def graph(self) -> Any:
+        """The knowledge graph (:class:`~kvgraph.graph.kb_graph.KBGraph`): Cypher, node index, graph questions."""
+        if self._graph is None:
+            from kvgraph.graph.kb_graph import KBGraph
+
+            self._graph = KBGraph(self)
+        return self._graph
 
     @property
     def embedder(self) -> Any:
