@@ -1,0 +1,245 @@
+"""Knowledge-vector-graph retrieval: seed with vector search, spread over the graph, rank chunks by the walk.
+
+Multi-hop questions ("who directed the film shot in Leland?") name one passage and need
+another that only the first one leads to. Dense search finds the first; the second shares an
+entity with it (the film's title) but few words with the question. HippoRAG's answer, without
+its LLM-built graph: start a personalized PageRank at
+
+- the ``seeds`` best chunks of the base retriever, weighted by their scores, and
+- the graph entities the question names (matched by canonical key, or by name embedding when
+  the graph has entity vectors), weighted by specificity (1 / how many chunks mention them),
+
+restricted to the nodes within ``hops`` edges of those seeds (bounded k-hop expansion, at most
+``max_nodes``), and rank chunks by ``alpha * dense + (1 - alpha) * walk`` (each scaled to
+[0, 1] over the candidates). Each result's ``path`` is the chain of graph node keys from a seed
+to it (chunk ids, ``entity:<key>``, ``doc:<id>``), so a display can say *why* it was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kvgraph.errors import InvalidInputError
+from kvgraph.graph.build import CHUNK, ENTITY_PREFIX, DocGraph
+from kvgraph.graph.extract import EntityExtractor
+from kvgraph.graph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
+from kvgraph.retrieve.base import RetrievedNode, Retriever, check_query
+from kvgraph.schema import Node, NodeWithScore
+
+if TYPE_CHECKING:
+    from kvgraph.embed.base import Embedder
+    from kvgraph.store.base import VectorStore
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    top = x.max() if x.size else 0.0
+    return x / top if top > 0 else np.zeros_like(x)
+
+
+class KnowledgeGraphRetriever:
+    """Vector seeds + bounded k-hop expansion + personalized PageRank over a :class:`DocGraph`.
+
+    Parameters: ``hops`` (expansion depth; ``None`` walks the whole graph), ``damping``
+    (probability of following an edge rather than restarting at the seeds), ``seeds`` (base
+    chunks that seed the walk), ``fetch`` (base results whose dense scores enter the final mix),
+    ``alpha`` (weight of the dense score in the final mix), ``entity_weight`` (share of the
+    restart mass on the question's entities when it names any), ``edge_weights`` (per edge
+    type factors, see :meth:`DocGraph.adjacency`). ``store`` fetches chunks reached only
+    through the graph; ``embedder`` matches question entities to graph entities by meaning.
+    """
+
+    def __init__(
+        self,
+        base: Retriever,
+        graph: DocGraph,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+        *,
+        hops: int | None = 3,
+        damping: float = 0.5,
+        seeds: int = 3,
+        fetch: int = 30,
+        alpha: float = 0.5,
+        entity_weight: float = 0.5,
+        entity_match_threshold: float = 0.85,
+        seed_temperature: float = 0.25,
+        propagated_only: bool = False,
+        max_nodes: int | None = 20_000,
+        edge_weights: Mapping[str, float] | None = None,
+        extractor: EntityExtractor | None = None,
+    ) -> None:
+        if hops is not None and (isinstance(hops, bool) or not isinstance(hops, int) or hops < 0):
+            raise InvalidInputError(f"hops must be an int >= 0 or None, got {hops!r}")
+        if not 0.0 <= damping < 1.0:
+            raise InvalidInputError(f"damping must be in [0, 1), got {damping!r}")
+        for name, value in (("seeds", seeds), ("fetch", fetch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
+        for name, share in (("alpha", alpha), ("entity_weight", entity_weight)):
+            if not 0.0 <= share <= 1.0:
+                raise InvalidInputError(f"{name} must be between 0 and 1, got {share!r}")
+        self.base = base
+        self.graph = graph
+        self.store = store
+        self.embedder = embedder
+        self.hops = hops
+        self.damping = damping
+        self.seeds = seeds
+        self.fetch = max(fetch, seeds)
+        self.alpha = alpha
+        self.entity_weight = entity_weight
+        self.entity_match_threshold = entity_match_threshold
+        if not seed_temperature > 0:
+            raise InvalidInputError(f"seed_temperature must be > 0, got {seed_temperature!r}")
+        self.seed_temperature = seed_temperature
+        self.propagated_only = propagated_only
+        self.max_nodes = max_nodes
+        self.extractor = extractor or EntityExtractor()
+        self.adjacency = graph.adjacency(edge_weights)
+        self._full = transition_matrix(self.adjacency) if hops is None else None
+        mentions = graph.mention_counts().astype(np.float64)
+        self._specificity = np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
+        self._is_chunk = graph.kind_array == 0
+
+    # ------------------------------------------------------------------ seeds
+
+    def seed_weights(self, scores: np.ndarray) -> np.ndarray:
+        """Restart weights of the seed chunks from their base scores (sum 1).
+
+        A softmax over the scores rescaled to [0, 1]: with ``seed_temperature`` small, the best
+        hit dominates; cosine scores of the top hits are close together, so plain normalised
+        scores would seed every hit almost equally and blur the walk.
+        """
+        span = scores.max() - scores.min()
+        z = (scores - scores.max()) / span if span > 0 else np.zeros_like(scores)
+        w = np.exp(z / self.seed_temperature)
+        return w / w.sum()
+
+    def query_entities(self, query: str) -> list[int]:
+        """Graph node indices of the entities ``query`` names: exact canonical key, else nearest name embedding."""
+        mentions = self.extractor.extract(query)
+        found: dict[int, None] = {}
+        unmatched = []
+        for m in mentions:
+            i = self.graph.index.get(ENTITY_PREFIX + m.key)
+            if i is not None:
+                found[i] = None
+            else:
+                unmatched.append(m.name)
+        g = self.graph
+        rows, vectors = g.entity_vector_rows, g.entity_vectors
+        if not unmatched or self.embedder is None or rows is None or vectors is None or not len(rows):
+            return list(found)
+        # Matched by meaning: a question may spell an entity differently from every graph key.
+        q = np.asarray(self.embedder.embed(unmatched), dtype=np.float32)
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        sims = q @ vectors.T
+        for row, col in enumerate(sims.argmax(axis=1)):
+            if sims[row, col] >= self.entity_match_threshold:
+                found[int(rows[col])] = None
+        return list(found)
+
+    # ------------------------------------------------------------------ retrieval
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        hits = self.base.retrieve(query, max(self.fetch, k))
+        return list(self.rank(query, hits)[:k])
+
+    def rank(self, query: str, hits: Sequence[NodeWithScore]) -> list[RetrievedNode]:
+        """Rank chunks for ``query`` given the base retriever's ``hits`` (best first)."""
+        g = self.graph
+        dense: dict[int, float] = {}
+        hit_nodes: dict[int, Node] = {}
+        for h in hits:
+            i = g.index.get(h.node.id)
+            if i is not None and i not in dense:
+                dense[i] = float(h.score)
+                hit_nodes[i] = h.node
+        chunk_seeds = list(dense)[: self.seeds]
+        entity_seeds = self.query_entities(query)
+        if not chunk_seeds and not entity_seeds:
+            return [RetrievedNode(h.node, float(h.score), [h.node.id], h.node) for h in hits]
+
+        seed_idx = np.array(chunk_seeds + entity_seeds, dtype=np.int64)
+        restart = np.zeros(seed_idx.size)
+        if chunk_seeds:
+            s = self.seed_weights(np.array([dense[i] for i in chunk_seeds]))
+            restart[: len(chunk_seeds)] = s * (1.0 - (self.entity_weight if entity_seeds else 0.0))
+        if entity_seeds:
+            e = self._specificity[entity_seeds]
+            e = e / e.sum() if e.sum() > 0 else np.full(len(entity_seeds), 1.0 / len(entity_seeds))
+            restart[len(chunk_seeds) :] = e * (self.entity_weight if chunk_seeds else 1.0)
+
+        # Bounded k-hop expansion (over the whole graph when hops is None), then PPR on that subgraph.
+        if self._full is not None:
+            nodes = np.arange(g.n_nodes)
+            transition, dangling = self._full
+            expansion = k_hop(self.adjacency, seed_idx, max_hops=g.n_nodes)
+        else:
+            expansion = k_hop(self.adjacency, seed_idx, max_hops=self.hops or 0, max_nodes=self.max_nodes)
+            nodes = expansion.nodes
+            transition, dangling = transition_matrix(self.adjacency[nodes][:, nodes])
+        local = {int(v): i for i, v in enumerate(nodes)}
+        personalization = np.zeros(nodes.size)
+        for idx, w in zip(seed_idx, restart):
+            personalization[local[int(idx)]] += w
+        walk = personalized_pagerank(transition, personalization, damping=self.damping, dangling=dangling)
+        if self.propagated_only:
+            # What flowed in along edges, without the restart mass a seed gets for being a seed:
+            # the dense score already rewards the seeds; the walk should reward what they lead to.
+            walk = np.maximum(walk - (1.0 - self.damping) * personalization / personalization.sum(), 0.0)
+
+        chunk_pos = np.flatnonzero(self._is_chunk[nodes])
+        # Candidates are the chunks inside the expansion only: a base hit the bounded walk does not
+        # reach (no shared entity, no similar chunk near the seeds) is dropped. Measured on HotpotQA,
+        # keeping such hits with a walk score of 0 lowered recall@5 (81.0 -> 79.5 with dense seeds).
+        cand = nodes[chunk_pos]
+        walk_scores = _scaled(walk[chunk_pos])
+        dense_raw = np.array([dense.get(int(i), np.nan) for i in cand])
+        dense_scores = np.zeros(cand.size)
+        known = ~np.isnan(dense_raw)
+        if known.any():
+            lo = dense_raw[known].min()
+            span = dense_raw[known].max() - lo
+            # Chunks the base did not return score as its worst hit would have (0 after scaling).
+            dense_scores[known] = (dense_raw[known] - lo) / span if span > 0 else 1.0
+        final = self.alpha * dense_scores + (1.0 - self.alpha) * walk_scores
+        order = np.argsort(-final, kind="stable")
+        return self._results(cand[order], final[order], expansion, hit_nodes)
+
+    def _results(
+        self,
+        ranked: np.ndarray,
+        scores: np.ndarray,
+        expansion: Expansion,
+        hit_nodes: dict[int, Node],
+    ) -> list[RetrievedNode]:
+        g = self.graph
+        need = [g.keys[i] for i in ranked.tolist() if i not in hit_nodes]
+        fetched: dict[str, Node] = {}
+        if need and self.store is not None:
+            for node in self.store.get(need):
+                if node is not None:
+                    node.embedding = None  # results elsewhere carry no embedding
+                    fetched[node.id] = node
+        out: list[RetrievedNode] = []
+        for i, score in zip(ranked.tolist(), scores.tolist()):
+            key = g.keys[i]
+            node = hit_nodes.get(i) or fetched.get(key)
+            if node is None:
+                if self.store is not None:
+                    continue  # in the graph but no longer in the store: deleted since the graph was built
+                node = Node(id=key, ref_doc_id=g.doc_of.get(key))
+            path_idx = expansion.path(i) if i in expansion else [i]
+            hit = hit_nodes.get(path_idx[0])
+            out.append(RetrievedNode(node, float(score), [g.keys[p] for p in path_idx], hit))
+        return out
+
+
+def chunk_keys(graph: DocGraph) -> list[str]:
+    """The chunk ids a graph was built from (e.g. to check it against the store)."""
+    return [key for key, kind in zip(graph.keys, graph.kinds) if kind == CHUNK]

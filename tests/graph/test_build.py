@@ -1,0 +1,182 @@
+"""Building the document graph from real ingested chunks, saving it, and exporting it to Ladybug."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kvgraph.embed.onnx import OnnxEmbedder
+from kvgraph.errors import InvalidInputError
+from kvgraph.graph.build import EDGE_TYPES, DocGraph, build_doc_graph, knn_pairs, write_doc_graph
+from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.kb import KnowledgeBase
+from kvgraph.schema import Document, Node
+
+DOCS = [
+    Document(
+        id="army",
+        text="The United States Army was founded in 1775. " * 3
+        + "Its first commander was George Washington, who later became president. " * 40,
+        metadata={"title": "United States Army"},
+    ),
+    Document(
+        id="washington",
+        text="George Washington led the U.S. Army during the revolution and lived at Mount Vernon.",
+        metadata={"title": "George Washington"},
+    ),
+    Document(id="bees", text="Honey bees dance to tell the hive where the flowers are.", metadata={"title": "Bees"}),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> OnnxEmbedder:
+    return OnnxEmbedder()
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Node], np.ndarray]:
+    """Chunks as the real ingest pipeline makes them (splitter relationships, stored vectors)."""
+    kb_dir = tmp_path_factory.mktemp("kb")
+    with KnowledgeBase.open(kb_dir, chunk_size=64, chunk_overlap=0) as kb:
+        kb.add_documents(DOCS)
+        nodes = [n for n in kb.store.get(kb.store.ids()) if n is not None]
+    return nodes, np.stack([n.embedding_array() for n in nodes])
+
+
+@pytest.fixture(scope="module")
+def graph(chunks: tuple[list[Node], np.ndarray], embedder: OnnxEmbedder) -> DocGraph:
+    nodes, vectors = chunks
+    return build_doc_graph(nodes, vectors, embedder=embedder, knn=2, similar_threshold=0.3)
+
+
+def edges_of(g: DocGraph, etype: str) -> list[tuple[str, str, float]]:
+    t = EDGE_TYPES.index(etype)
+    return [(g.keys[a], g.keys[b], float(w)) for a, b, e, w in zip(g.src, g.dst, g.etype, g.weight) if e == t]
+
+
+def test_structure_edges_follow_the_splitter(chunks: tuple[list[Node], np.ndarray], graph: DocGraph) -> None:
+    nodes, _ = chunks
+    army = [n for n in nodes if n.ref_doc_id == "army"]
+    assert len(army) > 2, "the long document must be split into several chunks"
+    nxt = set((a, b) for a, b, _ in edges_of(graph, "NEXT"))
+    expected = {(n.id, n.relationships["next"]) for n in nodes if "next" in n.relationships}
+    assert nxt == expected and len(nxt) == len(army) - 1
+    parents = {a: b for a, b, _ in edges_of(graph, "PARENT")}
+    assert all(parents[n.id] == f"doc:{n.ref_doc_id}" for n in nodes)
+    assert graph.count("document") == 3 and graph.count("chunk") == len(nodes)
+    assert all(graph.doc_of[n.id] == n.ref_doc_id for n in nodes)
+
+
+def test_mentions_weighted_by_title(chunks: tuple[list[Node], np.ndarray], graph: DocGraph) -> None:
+    nodes, _ = chunks
+    wash_chunk = next(n.id for n in nodes if n.ref_doc_id == "washington")
+    mentions = {(a, b): w for a, b, w in edges_of(graph, "MENTIONS")}
+    assert mentions[(wash_chunk, "entity:george washington")] == 2.0  # in its own title
+    assert mentions[(wash_chunk, "entity:mount vernon")] == 1.0
+    army_chunks = [n.id for n in nodes if n.ref_doc_id == "army"]
+    assert any((c, "entity:george washington") in mentions for c in army_chunks)
+    counts = graph.mention_counts()
+    assert counts[graph.index["entity:george washington"]] >= 2
+    assert counts[graph.index[wash_chunk]] == 0
+
+
+def test_similar_edges_respect_threshold_and_k(chunks: tuple[list[Node], np.ndarray]) -> None:
+    nodes, vectors = chunks
+    g = build_doc_graph(nodes, vectors, knn=1, similar_threshold=0.99)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for a, b, w in edges_of(g, "SIMILAR"):
+        i, j = g.index[a], g.index[b]
+        assert w == pytest.approx(float(unit[i] @ unit[j]), abs=1e-5) and w >= 0.99
+    assert not edges_of(build_doc_graph(nodes, None), "SIMILAR")
+    assert not edges_of(build_doc_graph(nodes, vectors, knn=0), "SIMILAR")
+
+
+def test_knn_pairs_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(50, 8)).astype(np.float32)
+    i, j, s = knn_pairs(v, k=3, threshold=-1.0, block=7)  # several blocks
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    sims = u @ u.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = set()
+    for r in range(50):
+        for c in np.argsort(-sims[r])[:3]:
+            expected.add((min(r, int(c)), max(r, int(c))))
+    assert set(zip(i.tolist(), j.tolist())) == expected
+    assert np.allclose(s, sims[i, j], atol=1e-5)
+
+
+def test_synonym_edges_link_spellings_of_one_entity(graph: DocGraph) -> None:
+    syn = {frozenset((a, b)) for a, b, _ in edges_of(graph, "SYNONYM")}
+    assert frozenset(("entity:united states army", "entity:u s army")) in syn
+    assert not any("entity:honey bees" in pair for pair in syn)
+    assert graph.entity_vectors is not None and graph.entity_vector_rows is not None
+    assert len(graph.entity_vectors) == len(graph.entity_vector_rows)
+
+
+def test_adjacency_symmetric_and_type_factors(graph: DocGraph) -> None:
+    a = graph.adjacency()
+    assert (a - a.T).count_nonzero() == 0
+    only_mentions = graph.adjacency({"NEXT": 0, "PARENT": 0, "SIMILAR": 0, "SYNONYM": 0}, symmetric=False)
+    assert only_mentions.nnz == len(edges_of(graph, "MENTIONS"))
+    with pytest.raises(InvalidInputError, match="BOGUS"):
+        graph.adjacency({"BOGUS": 1.0})
+
+
+def test_save_load_round_trip(graph: DocGraph, tmp_path: Path) -> None:
+    graph.save(tmp_path / "g")
+    back = DocGraph.load(tmp_path / "g")
+    assert back.keys == graph.keys and back.kinds == graph.kinds and back.names == graph.names
+    assert back.doc_of == graph.doc_of and back.meta == graph.meta
+    for name in ("src", "dst", "etype", "weight", "entity_vectors", "entity_vector_rows"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(graph, name))
+    assert (back.adjacency() != graph.adjacency()).nnz == 0
+
+
+def test_load_errors_name_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no knowledge-vector graph"):
+        DocGraph.load(tmp_path)
+    (tmp_path / "graph.npz").write_bytes(b"not a zip")
+    (tmp_path / "graph.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match=str(tmp_path)):
+        DocGraph.load(tmp_path)
+
+
+def test_bad_input_rejected(chunks: tuple[list[Node], np.ndarray]) -> None:
+    nodes, vectors = chunks
+    with pytest.raises(InvalidInputError):
+        build_doc_graph([])
+    with pytest.raises(InvalidInputError, match="rows"):
+        build_doc_graph(nodes, vectors[:1])
+    with pytest.raises(InvalidInputError, match="reserved"):
+        build_doc_graph([Node(id="entity:x", text="x")])
+
+
+@pytest.fixture
+def ladybug(tmp_path: Path) -> Iterator[LadybugGraphStore]:
+    store = LadybugGraphStore.open(tmp_path / "graph")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_write_to_ladybug_and_query_with_cypher(graph: DocGraph, ladybug: LadybugGraphStore) -> None:
+    counts = write_doc_graph(graph, ladybug, batch=7)  # several batches per label
+    assert counts["Chunk"] == graph.count("chunk") and counts["Entity"] == graph.count("entity")
+    assert {t: counts[t] for t in EDGE_TYPES} == graph.edge_counts()
+    res = ladybug.query(
+        "MATCH (c:Chunk)-[:MENTIONS]->(e:Entity {id: $name})<-[:MENTIONS]-(d:Chunk) "
+        "WHERE c.doc_id = $doc AND d.doc_id <> $doc RETURN DISTINCT d.doc_id AS doc ORDER BY doc",
+        {"name": "george washington", "doc": "washington"},
+    )
+    assert [r[0] for r in res.rows] == ["army"]
+    el = ladybug.edges()
+    assert len(el.src) == len(graph.src)
+    # Writing again updates in place: no duplicate nodes or edges.
+    write_doc_graph(graph, ladybug)
+    assert len(ladybug.edges().src) == len(graph.src)
+    assert ladybug.query("MATCH (e:Entity) RETURN count(e)").scalar() == graph.count("entity")

@@ -1,0 +1,167 @@
+"""Personalized PageRank and k-hop expansion against hand computations and a dense reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from kvgraph.errors import InvalidInputError
+from kvgraph.graph.ppr import k_hop, personalized_pagerank, transition_matrix
+
+
+def undirected(n: int, edges: list[tuple[int, int, float]]) -> sp.csr_matrix:
+    rows = [a for a, b, _ in edges] + [b for a, b, _ in edges]
+    cols = [b for a, b, _ in edges] + [a for a, b, _ in edges]
+    data = [w for *_, w in edges] * 2
+    return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
+
+
+def dense_reference(adjacency: np.ndarray, s: np.ndarray, damping: float) -> np.ndarray:
+    """Solve p = d (T p + dangling mass * s) + (1 - d) s exactly with a dense linear solve."""
+    n = adjacency.shape[0]
+    out = adjacency.sum(axis=1)
+    t = np.zeros((n, n))
+    for i in range(n):
+        if out[i] > 0:
+            t[:, i] = adjacency[i] / out[i]
+        else:
+            t[:, i] = s / s.sum()  # dangling column: back to the personalization
+    s = s / s.sum()
+    return np.linalg.solve(np.eye(n) - damping * t, (1 - damping) * s)
+
+
+def test_two_nodes_by_hand() -> None:
+    # 0 <-> 1, restart at 0: p0 = (1-d) + d p1, p1 = d p0  =>  p0 = 1/(1+d), p1 = d/(1+d)
+    t, dangling = transition_matrix(undirected(2, [(0, 1, 1.0)]))
+    for d in (0.5, 0.85):
+        p = personalized_pagerank(t, np.array([1.0, 0.0]), damping=d, tol=1e-12, max_iter=500, dangling=dangling)
+        assert p == pytest.approx([1 / (1 + d), d / (1 + d)], abs=1e-9)
+
+
+def test_star_by_hand_mass_splits_by_weight() -> None:
+    # centre 0 with leaves 1 (weight 3) and 2 (weight 1); restart at 0, d = 0.5
+    # p1 = d * 3/4 * p0, p2 = d * 1/4 * p0, p0 = (1-d) + d (p1 + p2) = 1/2 + p0/4  =>  p0 = 2/3
+    t, dangling = transition_matrix(undirected(3, [(0, 1, 3.0), (0, 2, 1.0)]))
+    p = personalized_pagerank(t, np.array([1.0, 0, 0]), damping=0.5, tol=1e-12, dangling=dangling)
+    assert p == pytest.approx([2 / 3, 0.25, 1 / 12], abs=1e-9)
+
+
+def test_matches_dense_reference_on_random_directed_graph_with_dangling_nodes() -> None:
+    rng = np.random.default_rng(7)
+    n = 30
+    a = (rng.random((n, n)) < 0.1) * rng.random((n, n))
+    a[[3, 11, 20]] = 0.0  # three dangling nodes: no out-edges
+    s = np.zeros(n)
+    s[[0, 3, 5]] = [0.5, 0.3, 0.2]
+    t, dangling = transition_matrix(sp.csr_matrix(a))
+    assert dangling[[3, 11, 20]].all()
+    for d in (0.3, 0.5, 0.85):
+        p = personalized_pagerank(t, s, damping=d, tol=1e-13, max_iter=1000, dangling=dangling)
+        assert p.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(p, dense_reference(a, s, d), atol=1e-9)
+
+
+def test_transition_columns_sum_to_one_except_dangling() -> None:
+    a = sp.csr_matrix(np.array([[0, 2.0, 2.0], [1.0, 0, 0], [0, 0, 0]]))
+    t, dangling = transition_matrix(a)
+    assert np.asarray(t.sum(axis=0)).ravel() == pytest.approx([1, 1, 0])
+    assert dangling.tolist() == [False, False, True]
+
+
+def test_converges_early_and_max_iter_bounds_work() -> None:
+    t, dangling = transition_matrix(undirected(3, [(0, 1, 1.0), (1, 2, 1.0)]))
+    s = np.array([1.0, 0, 0])
+    one_step = personalized_pagerank(t, s, damping=0.5, max_iter=1, dangling=dangling)
+    converged = personalized_pagerank(t, s, damping=0.5, tol=1e-12, max_iter=1000, dangling=dangling)
+    # one step from p = s moves half the mass to node 1 and none yet to node 2
+    assert one_step == pytest.approx([0.5, 0.5, 0.0])
+    assert converged[2] > 0
+    np.testing.assert_allclose(converged, dense_reference(undirected(3, [(0, 1, 1), (1, 2, 1)]).toarray(), s, 0.5))
+
+
+def test_damping_zero_returns_the_personalization() -> None:
+    t, dangling = transition_matrix(undirected(3, [(0, 1, 1.0), (1, 2, 1.0)]))
+    p = personalized_pagerank(t, np.array([2.0, 0, 2.0]), damping=0.0, dangling=dangling)
+    assert p == pytest.approx([0.5, 0, 0.5])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"personalization": np.zeros(3)},
+        {"personalization": np.array([1.0, -1.0, 0])},
+        {"personalization": np.array([1.0, 0])},
+        {"personalization": np.array([1.0, 0, 0]), "damping": 1.0},
+    ],
+)
+def test_bad_arguments_raise(kwargs: dict) -> None:
+    t, _ = transition_matrix(undirected(3, [(0, 1, 1.0)]))
+    with pytest.raises(InvalidInputError):
+        personalized_pagerank(t, **kwargs)
+
+
+def test_negative_weights_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="negative"):
+        transition_matrix(sp.csr_matrix(np.array([[0, -1.0], [1.0, 0]])))
+
+
+def chain(n: int) -> sp.csr_matrix:
+    return undirected(n, [(i, i + 1, 1.0) for i in range(n - 1)])
+
+
+def test_k_hop_bounded_by_hops_with_paths() -> None:
+    exp = k_hop(chain(6), [0], max_hops=2)
+    assert exp.nodes.tolist() == [0, 1, 2]
+    assert exp.hops.tolist() == [0, 1, 2]
+    assert exp.path(2) == [0, 1, 2]
+    assert 3 not in exp
+    with pytest.raises(KeyError):
+        exp.path(3)
+
+
+def test_k_hop_zero_hops_is_the_seeds() -> None:
+    exp = k_hop(chain(4), [2, 2, 0], max_hops=0)
+    assert exp.nodes.tolist() == [2, 0]
+    assert exp.path(0) == [0]
+
+
+def test_k_hop_max_nodes_prefers_earlier_seeds_and_heavier_edges() -> None:
+    # seeds 0 and 5; 0 has neighbours 1 (w 1) and 2 (w 5); 5 has neighbour 6
+    g = undirected(7, [(0, 1, 1.0), (0, 2, 5.0), (5, 6, 1.0), (2, 3, 1.0)])
+    exp = k_hop(g, [0, 5], max_hops=3, max_nodes=4)
+    assert exp.nodes.tolist() == [0, 5, 2, 1]
+    full = k_hop(g, [0, 5], max_hops=3)
+    assert set(full.nodes.tolist()) == {0, 1, 2, 3, 5, 6}
+    assert full.path(3) == [0, 2, 3]
+    assert full.path(6) == [5, 6]
+
+
+def test_k_hop_shortest_paths_on_random_graph_match_bfs() -> None:
+    rng = np.random.default_rng(3)
+    n = 40
+    a = sp.csr_matrix((rng.random((n, n)) < 0.06).astype(float))
+    exp = k_hop(a, [0], max_hops=n)
+    # reference BFS distances
+    dist = {0: 0}
+    frontier = [0]
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v in a.indices[a.indptr[u] : a.indptr[u + 1]]:
+                if int(v) not in dist:
+                    dist[int(v)] = dist[u] + 1
+                    nxt.append(int(v))
+        frontier = nxt
+    assert dict(zip(exp.nodes.tolist(), exp.hops.tolist())) == dist
+    for v in exp.nodes.tolist():
+        path = exp.path(v)
+        assert len(path) == dist[v] + 1
+        assert all(a[x, y] > 0 for x, y in itertools.pairwise(path))
+
+
+def test_k_hop_rejects_out_of_range_seed() -> None:
+    with pytest.raises(InvalidInputError, match="seed"):
+        k_hop(chain(3), [5])
