@@ -59,11 +59,16 @@ def register(main: click.Group) -> None:
         out: str | None,
     ) -> None:
         """Hit rate, MRR, recall, precision and nDCG at k for each retriever, side by side."""
-        from kvgraph.eval.runner import metric_keys, print_table, read_dataset, run_retrieval, save_reports
+        from kvgraph.eval.runner import RETRIEVERS, metric_keys, print_table, read_dataset, run_retrieval, save_reports
 
         k_values = _ks(ks)
-        dataset = read_dataset(dataset_path, fmt, max_items=max_items)
         names = [r.strip() for r in retrievers.split(",") if r.strip()]
+        unknown = [r for r in names if r not in RETRIEVERS]
+        if unknown or not names:
+            raise click.BadParameter(
+                f"unknown retriever(s) {unknown}; available: {', '.join(RETRIEVERS)}", param_hint="--retrievers"
+            )
+        dataset = read_dataset(dataset_path, fmt, max_items=max_items)
         wanted = [m.strip() for m in metrics.split(",") if m.strip()]
         bad = [m for m in wanted if m not in ("hit_rate", "mrr", "recall", "precision", "ndcg")]
         if bad:  # checked before the run, which can take minutes
