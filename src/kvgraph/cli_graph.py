@@ -202,3 +202,28 @@ def graph_schema(ctx: click.Context, as_json: bool) -> None:
         )
     else:
         click.echo(s.text())
+
+
+@graph.command("build")
+@click.option("--export", is_flag=True, help="Also write the graph into the graph store (Chunk/Document/Entity).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def graph_build(ctx: click.Context, export: bool, as_json: bool) -> None:
+    """Build the document graph from the ingested chunks (no LLM), for `search --mode graph`.
+
+    Chunks become nodes linked by NEXT/PARENT, to the entities they mention (names, acronyms,
+    keyphrases), to their nearest neighbours (SIMILAR), and entities to close names (SYNONYM).
+    It is rebuilt by ingest and sync once it exists.
+    """
+    from kvgraph.kb import KnowledgeBase
+
+    with KnowledgeBase.open(_kb_path(ctx)) as kb:
+        report = kb.graph.build(export=export)
+    if as_json:
+        _echo_json(report)
+        return
+    edges = ", ".join(f"{n:,} {t}" for t, n in report["edges"].items())
+    click.echo(
+        f"document graph: {report['chunks']:,} chunks, {report['documents']:,} documents, "
+        f"{report['entities']:,} entities; edges: {edges} ({report['seconds']:.1f} s)"
+    )

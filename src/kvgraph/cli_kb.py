@@ -73,7 +73,10 @@ _filter_option = click.option(
     help="Metadata filter, e.g. 'page>=20', 'file_type=pdf', 'title~Llama' or JSON; repeat to AND.",
 )
 _mode_option = click.option(
-    "--mode", type=click.Choice(["dense", "sparse", "hybrid", "mmr"]), default=None, help="Retrieval mode."
+    "--mode",
+    type=click.Choice(["dense", "sparse", "hybrid", "mmr", "graph"]),
+    default=None,
+    help="Retrieval mode (graph: hybrid seeds, then a walk over the document graph; run kvgraph graph build first).",
 )
 
 

@@ -32,7 +32,7 @@ class Settings:
     exclude: list[str] = field(default_factory=list)
     # retrieval and answers
     top_k: int = 5
-    mode: str = "dense"  # dense | sparse | hybrid | mmr
+    mode: str = "dense"  # dense | sparse | hybrid | mmr | graph (after kvgraph graph build)
     answerer: str = "auto"  # auto (LLM when configured, else extractive) | extractive | llm
     llm_base_url: str = ""  # an OpenAI-compatible API root, e.g. http://localhost:11434/v1
     llm_model: str = ""
@@ -142,8 +142,8 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"embed_threads must be >= 0 (0 = one per core), got {s.embed_threads}")
     if s.top_k <= 0:
         raise InvalidInputError(f"top_k must be positive, got {s.top_k}")
-    if s.mode not in ("dense", "sparse", "hybrid", "mmr"):
-        raise InvalidInputError(f"mode must be dense, sparse, hybrid or mmr, got {s.mode!r}")
+    if s.mode not in ("dense", "sparse", "hybrid", "mmr", "graph"):
+        raise InvalidInputError(f"mode must be dense, sparse, hybrid, mmr or graph, got {s.mode!r}")
     if s.answerer not in ("auto", "extractive", "llm"):
         raise InvalidInputError(f"answerer must be auto, extractive or llm, got {s.answerer!r}")
     if s.references not in ("none", "chunk", "metadata", "both"):

@@ -240,19 +240,31 @@ class KnowledgeBase:
         """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        return self._ingestor(progress).ingest_paths(
+        report = self._ingestor(progress).ingest_paths(
             [Path(p) for p in paths],
             include=include if include is not None else self.settings.include,
             exclude=exclude if exclude is not None else self.settings.exclude,
         )
+        if report.files_ingested:
+            self.graph.refresh()
+        return report
 
     def add_documents(self, docs: Sequence[Document], progress: Progress | None = None) -> list[Node]:
         """Split, embed and store already-loaded documents (re-adding a document id replaces it)."""
-        return self._ingestor(progress).add_documents(docs)
+        nodes = self._ingestor(progress).add_documents(docs)
+        self.graph.refresh()
+        return nodes
 
     def sync(self, paths: Sequence[str | os.PathLike[str]] = (), progress: Progress | None = None) -> IngestReport:
-        """Bring the knowledge base up to date with its folders: new, changed and deleted files."""
-        return self._ingestor(progress).sync([Path(p) for p in paths])
+        """Bring the knowledge base up to date with its folders: new, changed and deleted files.
+
+        A document graph (``kvgraph graph build``) is rebuilt when chunks changed; deleted chunks
+        never come back from graph retrieval even before that (they are looked up in the store).
+        """
+        report = self._ingestor(progress).sync([Path(p) for p in paths])
+        if report.files_ingested or report.files_removed:
+            self.graph.refresh()
+        return report
 
     def delete(self, doc: str | os.PathLike[str]) -> int:
         """Delete a file (by path) or a document (by id) and every node derived from it."""
@@ -303,6 +315,8 @@ class KnowledgeBase:
         if mode != "sparse":
             self._check_model()
             embedder = self.embedder
+        if mode == "graph":  # knowledge-vector-graph: hybrid seeds, then a walk over the document graph
+            return self.graph.retriever(filters=filters)
         references = self.stored_references() != "none"
         if references:  # search the small nodes; parents are what recursion returns
             filters = And((parse_filter(filters), parse_filter(search_filter())))

@@ -41,3 +41,37 @@ def test_kb_graph_import_query_index_and_vector_question(tmp_path: Path) -> None
         assert kb.graph.query("MATCH (m:Microservice) RETURN count(*)").scalar() == 13
         with pytest.raises(KvgraphError):
             kb.graph.write("CREATE (:Team {name: $n})", {"n": "TeamZ"})
+
+
+def test_graph_mode_search_through_the_kb(tmp_path: Path) -> None:
+    """Build the document graph of real sample documents, search in graph mode, keep it current on sync."""
+    import shutil
+
+    samples = Path(__file__).resolve().parents[2] / "samples" / "docs"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("rosetta-stone.txt", "honeybees.html"):
+        shutil.copy(samples / name, docs / name)
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.ingest([docs])
+        with pytest.raises(KvgraphError, match="graph build"):
+            kb.search("Who deciphered the hieroglyphs?", mode="graph")
+        report = kb.graph.build(export=True)
+        assert report["chunks"] == kb.store.count() and report["entities"] > 10
+        assert report["exported"]["Chunk"] == report["chunks"]
+        hits = kb.search("Who deciphered the hieroglyphs?", k=3, mode="graph")
+        assert hits and hits[0].node.metadata["file_name"] == "rosetta-stone.txt"
+        assert all(h.path[-1] == h.node.id for h in hits)
+        # the exported graph answers Cypher: which chunks mention Champollion?
+        n = kb.graph.query(
+            "MATCH (c:Chunk)-[:MENTIONS]->(e:Entity) WHERE e.name CONTAINS $name RETURN count(DISTINCT c)",
+            {"name": "Champollion"},
+        ).scalar()
+        assert n >= 1
+        # a new file is in the graph after the next sync, without another build
+        (docs / "note.txt").write_text("Quokkas are small marsupials that live on Rottnest Island near Perth.\n")
+        kb.sync()
+        assert (
+            kb.search("Which marsupials live on Rottnest Island?", k=1, mode="graph")[0].node.metadata["file_name"]
+            == "note.txt"
+        )

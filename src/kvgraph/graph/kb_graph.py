@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from kvgraph.graph.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, GraphSchema, GraphStore, QueryResult
 
 if TYPE_CHECKING:
+    from kvgraph.filters import FilterSpec
     from kvgraph.graph.ask import GraphQAResult
+    from kvgraph.graph.build import DocGraph
     from kvgraph.graph.node_index import IndexReport, NodeHit, NodeIndex
     from kvgraph.kb import KnowledgeBase
 
@@ -32,6 +34,7 @@ class KBGraph:
         self._kb = kb
         self._store: GraphStore | None = None
         self._index: NodeIndex | None = None
+        self._doc_graph: DocGraph | None = None
 
     @property
     def store(self) -> GraphStore:
@@ -100,3 +103,75 @@ class KBGraph:
 
         index = self.node_index() if (Path(index_path(self._kb.path)) / "records.sqlite").exists() else None
         return GraphQA(self.store, self._kb.embedder, index, self._kb._llm(), k=k).ask(question, tool)
+
+    # ------------------------------------------------------------------ knowledge vector graph
+
+    @property
+    def doc_graph_path(self) -> Path:
+        return self._kb.path / DOC_GRAPH_DIR
+
+    def build(self, export: bool = False) -> dict[str, Any]:
+        """Build the document graph from the stored chunks (no LLM) and save it in ``KB/doc-graph/``.
+
+        The graph's chunks are what search returns: plain chunks, or parents when the knowledge
+        base has node references. ``export=True`` also writes it into the graph store as
+        ``Chunk``/``Document``/``Entity`` nodes, for Cypher. Returns counts and timings.
+        """
+        import time
+
+        import numpy as np
+
+        from kvgraph.errors import InvalidInputError
+        from kvgraph.graph.build import build_doc_graph, write_doc_graph
+
+        kb = self._kb
+        kb._check_writable()
+        role = {"role": "parent"} if kb.stored_references() != "none" else None
+        ids = kb.store.ids(filters=role)
+        if not ids:
+            raise InvalidInputError(f"knowledge base {kb.path} has no chunks yet: ingest documents first")
+        t0 = time.perf_counter()
+        nodes = [n for n in kb.store.get(ids) if n is not None]
+        vectors = np.stack([n.embedding_array() for n in nodes])
+        graph = build_doc_graph(nodes, vectors, embedder=kb.embedder)
+        graph.save(self.doc_graph_path)
+        self._doc_graph = graph
+        report: dict[str, Any] = {
+            "chunks": graph.count("chunk"),
+            "documents": graph.count("document"),
+            "entities": graph.count("entity"),
+            "edges": graph.edge_counts(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if export:
+            report["exported"] = write_doc_graph(graph, self.store)
+        return report
+
+    def doc_graph(self) -> DocGraph:
+        """The saved document graph (``kvgraph graph build`` makes it)."""
+        if self._doc_graph is None:
+            from kvgraph.errors import InvalidInputError
+            from kvgraph.graph.build import DocGraph
+
+            if not (self.doc_graph_path / "graph.npz").exists():
+                raise InvalidInputError(
+                    f"knowledge base {self._kb.path} has no document graph yet: run kvgraph graph build"
+                )
+            self._doc_graph = DocGraph.load(self.doc_graph_path)
+        return self._doc_graph
+
+    def retriever(self, filters: FilterSpec = None, seed_mode: str = "hybrid", **params: Any) -> Any:
+        """Knowledge-vector-graph retrieval: ``seed_mode`` search, then a personalized walk over the graph.
+
+        ``params`` go to :class:`~kvgraph.retrieve.graph.KnowledgeGraphRetriever` (hops, damping, seeds, ...).
+        """
+        from kvgraph.retrieve.graph import KnowledgeGraphRetriever
+
+        base = self._kb.retriever(filters=filters, mode=seed_mode, alpha=0.5 if seed_mode == "hybrid" else None)
+        return KnowledgeGraphRetriever(base, self.doc_graph(), self._kb.store, self._kb.embedder, **params)
+
+    def refresh(self) -> None:
+        """Rebuild the document graph after the chunks changed, if one was built (keeps graph mode current)."""
+        if (self.doc_graph_path / "graph.npz").exists():
+            self._doc_graph = None
+            self.build()
