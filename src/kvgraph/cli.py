@@ -6,17 +6,16 @@ Human-readable output by default, ``--json`` for scripts.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from kvgraph import __version__, cli_eval, cli_kb
+from kvgraph.cli_common import OneLineErrors
 from kvgraph.cli_graph import graph
 from kvgraph.cli_graph_ask import ask as graph_ask
 from kvgraph.cli_graph_ask import index_nodes as graph_index_nodes
-from kvgraph.errors import KvgraphError
 
 
 def _print_json(obj: Any) -> None:
@@ -35,18 +34,7 @@ def _table(title: str, rows: dict[str, Any]) -> None:
     Console().print(t)
 
 
-class _Group(click.Group):
-    """Turns kvgraph errors into one clear line and exit status 1, without a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KvgraphError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_Group)
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="kvgraph")
 @click.option(
     "--kb",
@@ -61,7 +49,7 @@ def main(ctx: click.Context, kb: str | None) -> None:
     ctx.obj = {"kb": kb}
 
 
-@main.group(cls=_Group)
+@main.group(cls=OneLineErrors)
 def store() -> None:
     """Inspect and maintain an embedded vector store directory."""
 

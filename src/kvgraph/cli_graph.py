@@ -8,35 +8,15 @@ The graph belongs to the knowledge base chosen with ``--kb`` / ``KVGRAPH_KB`` (e
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from kvgraph.errors import InvalidInputError, KvgraphError
-
-
-class _GraphGroup(click.Group):
-    """Turns kvgraph errors into one clear line and exit status 1 (also when used on its own)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KvgraphError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-
-def _kb_path(ctx: click.Context) -> Path:
-    from kvgraph.kb import default_kb_path
-
-    obj = ctx.find_root().obj or {}
-    return Path(obj.get("kb") or default_kb_path())
-
-
-def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+from kvgraph.cli_common import OneLineErrors
+from kvgraph.cli_common import echo_json as _echo_json
+from kvgraph.cli_common import kb_path as _kb_path
+from kvgraph.errors import InvalidInputError
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -51,7 +31,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-@click.group("graph", cls=_GraphGroup)
+@click.group("graph", cls=OneLineErrors)
 def graph() -> None:
     """The knowledge graph: import Cypher/JSON/CSV, run Cypher queries, show the schema."""
 

@@ -8,25 +8,15 @@ from the knowledge base's settings and the environment, as for ``kvgraph ask``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from kvgraph.cli_common import echo_json as _echo_json
+from kvgraph.cli_common import kb_path as _kb_path
 from kvgraph.errors import InvalidInputError
-
-
-def _kb_path(ctx: click.Context) -> Path:
-    from kvgraph.kb import default_kb_path
-
-    obj = ctx.find_root().obj or {}
-    return Path(obj.get("kb") or default_kb_path())
-
-
-def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 def _settings(kb: Path) -> Any:

@@ -6,27 +6,18 @@ with the global ``--kb PATH`` option or ``KVGRAPH_KB`` (default ``./.kvgraph``).
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kvgraph.kb import KnowledgeBase, default_kb_path
-
-
-def _kb_path(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj or {}
-    return Path(obj.get("kb") or default_kb_path())
+from kvgraph.cli_common import echo_json as _echo_json
+from kvgraph.cli_common import kb_path as _kb_path
+from kvgraph.kb import KnowledgeBase
 
 
 def _open(ctx: click.Context, read_only: bool, **overrides: Any) -> KnowledgeBase:
     return KnowledgeBase.open(_kb_path(ctx), read_only=read_only, **overrides)
-
-
-def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 def _console() -> Any:

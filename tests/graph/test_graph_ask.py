@@ -7,7 +7,6 @@ loopback OpenAI server (tests/graph/_devops.py).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,12 @@ import pytest
 from _devops import NOTEBOOK_SCRIPTS, ScriptedLLM, devops_dir, import_devops, questions, serving
 from click.testing import CliRunner
 
+from kvgraph.cli_common import OneLineErrors
 from kvgraph.cli_graph import graph_import
 from kvgraph.cli_graph_ask import ask, index_nodes
 from kvgraph.embed.base import Embedder
 from kvgraph.embed.factory import embedder_from_spec
-from kvgraph.errors import InvalidInputError, KvgraphError
+from kvgraph.errors import InvalidInputError
 from kvgraph.graph.ask import GraphQA
 from kvgraph.graph.ladybug_store import LadybugGraphStore
 from kvgraph.graph.node_index import NodeIndex
@@ -147,23 +147,14 @@ def test_without_a_node_index_only_the_graph_tool_is_offered(
 # ---------------------------------------------------------------------- the CLI
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KvgraphError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-
 def make_cli() -> click.Group:
-    @click.group(cls=_Group)
+    @click.group(cls=OneLineErrors)
     @click.option("--kb", default=None)
     @click.pass_context
     def root(ctx: click.Context, kb: str | None) -> None:
         ctx.obj = {"kb": kb}
 
-    @root.group("graph", cls=_Group)
+    @root.group("graph", cls=OneLineErrors)
     def graph() -> None:
         pass
 
