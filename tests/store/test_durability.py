@@ -469,6 +469,29 @@ def test_reader_get_racing_vacuum_returns_the_right_embedding(tmp_path):
         writer.close()
 
 
+def test_reader_keeps_reading_its_snapshot_file_after_vacuum_unlinks_it(tmp_path, monkeypatch):
+    """No retry needed: the reader holds its snapshot's vector file open, so a vacuum that unlinks
+    it mid-call (after rows were appended, forcing a remap) does not fail the read."""
+    import kvgraph.store.embedded as embedded
+
+    monkeypatch.setattr(embedded, "READ_RETRIES", 1)
+    writer, reader, _ = _moved_store(tmp_path)
+    try:
+        reader.get(["a3"])  # maps the vector file (11 rows)
+        extra = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
+        writer.add_arrays(["b0"], extra)  # 12 rows in the same file: the reader must remap it
+        q = VectorStoreQuery(  # node_ids are read inside the call: the vacuum lands mid-snapshot
+            query_embedding=extra[0],
+            similarity_top_k=1,
+            exact=True,
+            node_ids=WriteWhenIterated(["b0", *(f"a{i}" for i in range(10))], writer),
+        )
+        assert reader.query(q).ids == ["b0"]
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_reader_get_racing_upsert_returns_the_node(tmp_path):
     writer, reader, vecs = _moved_store(tmp_path)
     try:

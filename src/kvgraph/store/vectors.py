@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,19 +27,32 @@ class VectorFile:
         self.row_bytes = dim * 4
         self._map: np.ndarray | None = None
         self._mapped_rows = 0
+        # Hold the file open from the moment the committed state naming it is loaded: a vacuum in
+        # another process may unlink it while a reader is still in that snapshot, and an open
+        # file stays readable (and growable by the writer's appends) after its name is gone.
+        try:
+            self._file: BinaryIO | None = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            self._file = None  # not created yet (a writer's new file), or already vacuumed away
+
+    def _size(self) -> int:
+        if self._file is not None:
+            return os.fstat(self._file.fileno()).st_size
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def matrix(self, n_rows: int) -> np.ndarray:
         """A read-only (n_rows, dim) float32 view of the committed rows."""
         if n_rows == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         if self._map is None or self._mapped_rows != n_rows:
-            size = self.path.stat().st_size if self.path.exists() else 0
+            size = self._size()
             if size < n_rows * self.row_bytes:
                 raise CorruptionError(
                     self.path, f"truncated: holds {size // self.row_bytes} rows, {n_rows} are committed"
                 )
+            source: BinaryIO | Path = self._file if self._file is not None else self.path
             # a plain ndarray view of the map: np.memmap's per-index wrapping costs more than a small gather
-            self._map = np.asarray(np.memmap(self.path, dtype=np.float32, mode="r", shape=(n_rows, self.dim)))
+            self._map = np.asarray(np.memmap(source, dtype=np.float32, mode="r", shape=(n_rows, self.dim)))
             self._mapped_rows = n_rows
         return self._map
 
@@ -87,3 +101,11 @@ class VectorFile:
     def close(self) -> None:
         self._map = None
         self._mapped_rows = 0
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __del__(self) -> None:  # a state reload drops the old VectorFile without close()
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
