@@ -184,6 +184,8 @@ def build_threads():
 
 
 SELECTIVITIES = [(500, "50%"), (100, "10%"), (10, "1%"), (1, "0.1%")]
+PAIRED_REFS: dict[str, Any] = {}  # faiss-flat / faiss-hnsw kept alive for the interleaved comparison
+PAIRED_ROUNDS = 6
 perf = time.perf_counter
 
 
@@ -773,7 +775,10 @@ class KVGraph(Competitor):
     def __init__(self, tmp: Path, ann_threshold: int) -> None:
         self.tmp = tmp
         self.ann_threshold = ann_threshold
-        self.note = f"EmbeddedVectorStore(metric=cosine, ann_threshold={ann_threshold}), add_arrays, planner's choice"
+        self.note = (
+            f"EmbeddedVectorStore(metric=cosine, ann_threshold={ann_threshold}), add_arrays, planner's choice; "
+            "HNSW M=16, efConstruction=200 over the store's own float32 file (ann_storage='vectors')"
+        )
 
     def _open(self):
         from kvgraph.store import EmbeddedVectorStore
@@ -994,10 +999,100 @@ def ef_sweep(comp: Competitor, ds: Dataset, args: argparse.Namespace) -> list[di
     return out
 
 
+def paired_blocks(
+    sides: dict[str, Any], queries: np.ndarray, rounds: int, budget_s: float
+) -> tuple[dict[str, list[float]], dict[str, list[list[int]]]]:
+    """p50 latency per round for each side, measured in alternating blocks (the order rotates every
+    round), so that machine load drifting during the run hits every side alike. A block stops after
+    budget_s (at least 5 queries) and every side then runs the same queries."""
+    names = list(sides)
+    p50s: dict[str, list[float]] = {n: [] for n in names}
+    outs: dict[str, list[list[int]]] = {}
+    n_q = len(queries)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            fn, rows = sides[name]
+            lat, res = [], []
+            t_block = perf()
+            for i in range(n_q):
+                t0 = perf()
+                out = fn(queries[i])
+                lat.append(perf() - t0)
+                res.append(out)
+                if perf() - t_block > budget_s and i >= 4:
+                    n_q = i + 1  # later blocks run the same, smaller set
+                    break
+            p50s[name].append(float(np.median(lat[:n_q])))
+            outs[name] = [rows(o) for o in res[:n_q]]
+    return p50s, outs
+
+
+def paired_comparisons(comp: KVGraph, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    """kvgraph against faiss-flat / faiss-hnsw in the same process, interleaved block by block."""
+    out: dict[str, Any] = {}
+    nq = min(args.queries, len(ds.Q))
+    budget = args.budget / 4
+    flat = PAIRED_REFS.get("faiss-flat")
+    if flat is not None:
+        sides = {
+            "faiss-flat": (lambda q: flat.query(q, None), flat.rows),
+            "kvgraph": (lambda q: comp.query(q, None, exact=True), comp.rows),
+        }
+        p50s, outs = paired_blocks(sides, ds.Q[:nq], PAIRED_ROUNDS, budget)
+        ratios = [a / b for a, b in zip(p50s["kvgraph"], p50s["faiss-flat"])]
+        out["exact"] = {
+            "ratio": float(np.median(ratios)),
+            "ratios": ratios,
+            "kvgraph_p50_ms": 1e3 * float(np.median(p50s["kvgraph"])),
+            "faiss_p50_ms": 1e3 * float(np.median(p50s["faiss-flat"])),
+            "n": len(outs["kvgraph"]),
+        }
+    hn = PAIRED_REFS.get("faiss-hnsw")
+    if hn is not None and comp.s.stats().get("ann_active"):
+        per_ef: list[dict[str, Any]] = []
+        for ef in args.ef:
+            sides = {
+                "faiss-hnsw": (lambda q, ef=ef: hn.query(q, None, ef=ef), hn.rows),
+                "kvgraph": (lambda q, ef=ef: comp.query(q, None, ef_search=ef), comp.rows),
+            }
+            p50s, outs = paired_blocks(sides, ds.Q[:nq], PAIRED_ROUNDS, budget)
+            per_ef.append(
+                {
+                    "ef": ef,
+                    "p50s": p50s,
+                    "recall": {k: recall_at_k(v, ds.gt[: len(v)]) for k, v in outs.items()},
+                }
+            )
+            if all(r >= 0.95 for r in per_ef[-1]["recall"].values()):
+                break  # both reached the target recall: deeper efs are slower for both
+        pick = {}
+        for side in ("faiss-hnsw", "kvgraph"):
+            ok = [e for e in per_ef if e["recall"][side] >= 0.95]
+            pick[side] = ok[0] if ok else None
+        if pick["faiss-hnsw"] and pick["kvgraph"]:
+            a, b = pick["kvgraph"], pick["faiss-hnsw"]
+            ratios = [x / y for x, y in zip(a["p50s"]["kvgraph"], b["p50s"]["faiss-hnsw"])]
+            out["ann"] = {
+                "ratio": float(np.median(ratios)),
+                "ratios": ratios,
+                "kvgraph_ef": a["ef"],
+                "faiss_ef": b["ef"],
+                "kvgraph_recall": a["recall"]["kvgraph"],
+                "faiss_recall": b["recall"]["faiss-hnsw"],
+                "kvgraph_p50_ms": 1e3 * float(np.median(a["p50s"]["kvgraph"])),
+                "faiss_p50_ms": 1e3 * float(np.median(b["p50s"]["faiss-hnsw"])),
+            }
+        out["ann_per_ef"] = per_ef
+    return out
+
+
 def kvgraph_extras(comp: KVGraph, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
 
     extra: dict[str, Any] = {}
+    if PAIRED_REFS:
+        extra["paired"] = paired_comparisons(comp, ds, args)
     # How to force the ANN path: VectorStoreQuery(strategy="ann") when the store has it; older
     # versions only had a planner cost constant, which the bench zeroes for those runs.
     force_kw: dict[str, Any] = {}
@@ -1302,6 +1397,30 @@ def evaluate_targets(ds: DsInfo, results: dict[str, dict[str, Any]]) -> list[lis
                     verdict(b / a <= 1.2),
                 ]
             )
+    paired = kv.get("paired") or {}
+    if paired.get("exact"):
+        p = paired["exact"]
+        t.append(
+            [
+                "exact single-query p50, paired (interleaved blocks, median of per-round ratios)",
+                f"{p['kvgraph_p50_ms']:.3f} ms vs {p['faiss_p50_ms']:.3f} ms: {p['ratio']:.2f}x "
+                f"(rounds {min(p['ratios']):.2f}-{max(p['ratios']):.2f}x)",
+                "<= 1.2x",
+                verdict(p["ratio"] <= 1.2),
+            ]
+        )
+    if paired.get("ann"):
+        p = paired["ann"]
+        t.append(
+            [
+                "ANN single-query p50 at recall@10>=0.95, paired (interleaved blocks)",
+                f"kvgraph {p['kvgraph_p50_ms']:.3f} ms (ef={p['kvgraph_ef']}, r={p['kvgraph_recall']:.3f}) vs faiss "
+                f"{p['faiss_p50_ms']:.3f} ms (ef={p['faiss_ef']}, r={p['faiss_recall']:.3f}): {p['ratio']:.2f}x "
+                f"(rounds {min(p['ratios']):.2f}-{max(p['ratios']):.2f}x)",
+                "<= 1.3x",
+                verdict(p["ratio"] <= 1.3),
+            ]
+        )
     hn = results.get("faiss-hnsw")
     if kv.get("sweep") and hn and hn.get("sweep"):
         for what, rkey, vkey, lower in (
@@ -1591,6 +1710,8 @@ def main() -> None:
         info = DsInfo.of(ds)
         results: dict[str, dict[str, Any]] = {}
         skipped: list[str] = []
+        PAIRED_REFS.clear()
+        keep_refs = "kvgraph" in args.competitors
         for name, factory in make_competitors(ds, args, tmp_root):
             if isinstance(factory, str):
                 skipped.append(f"{name}: {factory}")
@@ -1603,9 +1724,16 @@ def main() -> None:
                 traceback.print_exc()
                 results[name] = {"name": name, "error": f"{type(e).__name__}: {e}"}
             finally:
-                if comp is not None:
+                if comp is not None and keep_refs and name in ("faiss-flat", "faiss-hnsw") and name in results:
+                    PAIRED_REFS[name] = comp  # measured again, interleaved with kvgraph (kvgraph_extras)
+                elif comp is not None:
                     with contextlib.suppress(Exception):
                         comp.close()
+                if name == "kvgraph":
+                    for ref in PAIRED_REFS.values():
+                        with contextlib.suppress(Exception):
+                            ref.close()
+                    PAIRED_REFS.clear()
                 del comp
                 trim_memory()
             raw["datasets"][ds.name] = {"info": vars(info), "results": results, "skipped": skipped}

@@ -225,14 +225,14 @@ def cached_store(tmp_path_factory):
         live["n5"] = s.get(["n5"])[0]
         answers = _answers(s, live)
         s.checkpoint()
-    assert sorted(p.name for p in (path / "cache").glob("*.kvg")) == ["bm25.kvg", "columns.kvg", "hnsw.kvg"]
+    assert sorted(p.name for p in (path / "cache").glob("*.kvg")) == ["bm25.kvg", "columns.kvg", "hnsw.kvg", "ids.kvg"]
     with EmbeddedVectorStore.open(path, read_only=True, ann_threshold=300) as r:
         assert _answers(r, live) == answers  # the caches as written give the same answers
     return path, live, answers
 
 
 @pytest.mark.parametrize("damage", sorted(CACHE_DAMAGE))
-@pytest.mark.parametrize("cache", ["columns", "bm25", "hnsw"])
+@pytest.mark.parametrize("cache", ["columns", "bm25", "hnsw", "ids"])
 def test_damaged_cache_is_rebuilt_and_answers_stay_correct(cached_store, tmp_path, cache, damage):
     src, live, answers = cached_store
     path = tmp_path / "kb"
@@ -280,7 +280,7 @@ def test_stale_and_foreign_caches_are_not_trusted(cached_store, tmp_path):
         s.checkpoint()
     path2 = tmp_path / "kb2"
     shutil.copytree(src, path2)
-    for name in ("columns", "bm25", "hnsw"):
+    for name in ("columns", "bm25", "hnsw", "ids"):
         shutil.copy(vac / "cache" / f"{name}.kvg", path2 / "cache" / f"{name}.kvg")
     with EmbeddedVectorStore.open(path2, read_only=True, ann_threshold=300) as r:
         assert _answers(r, live) == answers

@@ -1,9 +1,11 @@
 """The planner's rule, as a pure function of sizes."""
 
+import math
+
 import pytest
 
 from kvgraph.errors import InvalidInputError
-from kvgraph.store.planner import ANN_COST_PER_EF, MAX_EF, choose_plan
+from kvgraph.store.planner import ANN_COST_PER_EF, FILTER_POOL_FACTOR, MAX_EF, choose_plan
 
 
 def plan(**kw):
@@ -33,7 +35,10 @@ def test_depth_grows_as_the_filter_narrows():
     broad, narrower = plan(n_allowed=500_000), plan(n_allowed=100_000)
     assert broad.kind == narrower.kind == "ann"
     assert narrower.ef > broad.ef
-    assert narrower.ef == min(MAX_EF, 128 * 10)
+    # depth for a pool holding FILTER_POOL_FACTOR * k allowed nodes, never below ef_search
+    assert narrower.ef == min(MAX_EF, max(128, math.ceil(FILTER_POOL_FACTOR * 10 / 0.1)))
+    assert broad.ef == max(128, math.ceil(FILTER_POOL_FACTOR * 10 / 0.5))
+    assert plan(k=50, n_allowed=100_000).ef > narrower.ef  # deeper for more results
 
 
 def test_selective_filters_go_exact():
@@ -46,7 +51,7 @@ def test_selective_filters_go_exact():
 def test_crossover_follows_the_cost_constant():
     # at the crossover, exact cost (allowed rows) equals ANN_COST_PER_EF * ef
     for n_allowed in (20_000, 50_000, 100_000, 200_000):
-        ef = min(MAX_EF, -(-128 * 1_000_000 // n_allowed))
+        ef = min(MAX_EF, max(128, math.ceil(FILTER_POOL_FACTOR * 10 * 1_000_000 / n_allowed)))
         expected = "exact" if n_allowed <= ANN_COST_PER_EF * ef else "ann"
         assert plan(n_allowed=n_allowed).kind == expected
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -246,3 +248,46 @@ def test_ids_lists_live_nodes_matching_a_filter_in_insertion_order(tmp_path):
         assert s.ids(filters={"i": {"$gte": 4}}) == ["n4", "n5", "n0"]
         assert s.ids(doc_ids=["d1"]) == ["n1", "n3", "n5"]
         assert s.ids(filters={"i": {"$lt": 5}}, doc_ids=["d0"]) == ["n4"]
+
+
+def test_result_nodes_are_what_the_query_saw_even_after_writes(tmp_path):
+    nodes = make_nodes(50, 16, seed=5)
+    with EmbeddedVectorStore.open(tmp_path / "kb", dim=16) as s:
+        s.add(nodes)
+        q = nodes[3].embedding
+        first = s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=3))
+        batch = s.query_batch(np.stack([q]), similarity_top_k=3)[0]
+        assert first.ids[0] == "n3"
+        # replace and delete the hits before anyone looked at the nodes
+        s.add([Node(id="n3", text="changed", metadata={"i": -1}, embedding=-q)])
+        s.delete(first.ids[1:])
+        s.vacuum()  # renumbers slots
+        for res in (first, batch):
+            assert [n.id for n in res.nodes] == res.ids
+            by_id = {n.id: n for n in res.nodes}
+            assert by_id["n3"].text == nodes[3].text and by_id["n3"].metadata == nodes[3].metadata
+            assert by_id["n3"].relationships == {"next": "n4"}
+        after = s.query(VectorStoreQuery(query_embedding=-q, similarity_top_k=1))
+        copied = pickle.loads(pickle.dumps(s.query(VectorStoreQuery(query_embedding=-q, similarity_top_k=2))))
+        assert copied.ids[0] == "n3" and copied.nodes[0].text == "changed" and len(copied.nodes) == 2
+    assert after.nodes[0].text == "changed"  # closing the store built the pending nodes
+
+
+def test_ties_are_broken_by_insertion_order(tmp_path):
+    v = np.zeros((6, 4), dtype=np.float32)
+    v[:, 0] = 1.0
+    v[[1, 4], 1] = 1.0  # two groups of equal vectors
+    ids = ["a", "b", "c", "d", "e", "f"]
+    with EmbeddedVectorStore.open(tmp_path / "kb", dim=4, metric="dot") as s:
+        s.add_arrays(ids, v)
+        q = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        for k in range(1, 7):
+            res = s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=k))
+            assert res.ids == ["a", "b", "c", "d", "e", "f"][:k]
+        q2 = np.array([1.0, 1.0, 0.0, 0.0], dtype=np.float32)
+        res = s.query(VectorStoreQuery(query_embedding=q2, similarity_top_k=3))
+        assert res.ids == ["b", "e", "a"]
+        batch = s.query_batch(np.stack([q2] * 30), similarity_top_k=3)
+        assert all(r.ids == ["b", "e", "a"] for r in batch)
+        sub = s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=2, node_ids=["f", "c", "d"]))
+        assert sub.ids == ["c", "d"]

@@ -15,11 +15,12 @@ transaction; a crash at any point leaves the last commit intact (see docs/store.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ from kvgraph.errors import (
 from kvgraph.filters import FilterSpec, is_match_all, parse_filter
 from kvgraph.schema import Node, metadata_to_json, validate_id, validate_metadata
 from kvgraph.store import dense, fusion, planner
-from kvgraph.store.ann import HnswIndex
+from kvgraph.store.ann import HnswIndex, pack_mask
 from kvgraph.store.base import Metric, QueryMode, VectorStoreQuery, VectorStoreQueryResult
 from kvgraph.store.bm25 import BM25Index
 from kvgraph.store.columns import MetadataColumns
@@ -44,6 +45,7 @@ from kvgraph.store.growable import GrowableArray
 from kvgraph.store.lock import WriterLock
 from kvgraph.store.mmr import mmr
 from kvgraph.store.records import FORMAT_VERSION, NodeRow, Records
+from kvgraph.store.slotids import SlotIds
 from kvgraph.store.vectors import VectorFile
 
 T = TypeVar("T")
@@ -52,14 +54,97 @@ INDEX_DEFAULTS: dict[str, Any] = {
     "hnsw_m": 16,
     "ef_construction": 200,
     "ef_search": 128,
-    "ann_storage": "sq8",
+    "ann_storage": "vectors",
 }
 READ_RETRIES = 5  # a reader whose snapshot lost a race with vacuum starts the call again
 INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lock
+# Rows added after the index was built are searched exactly until this many wait: adding to
+# a "vectors" index copies the indexed rows once per build, which should not happen per add().
+TAIL_ROWS = 2_048
+PENDING_SWEEP = 4_096  # lazy query results remembered before the list is swept of freed ones
 
 
 def _loads(doc: str) -> Any:
     return {} if doc == "{}" else json.loads(doc)  # most nodes carry no relationships
+
+
+class _SqliteErrors:
+    """Report a damaged records database as CorruptionError naming the file.
+
+    A class rather than a generator-based context manager: it wraps every call, and
+    this costs a fraction of a microsecond instead of several.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, e: BaseException | None, tb: object) -> None:
+        if isinstance(e, sqlite3.DatabaseError):
+            damaged = type(e) is sqlite3.DatabaseError or any(
+                w in str(e) for w in ("malformed", "not a database", "disk I/O", "corrupt")
+            )
+            if damaged:
+                raise CorruptionError(self.path / "records.sqlite", f"records database damaged: {e}") from e
+
+
+class LazyNodesResult(VectorStoreQueryResult):
+    """A query result whose ``nodes`` are built on first access.
+
+    Ids, similarities and the plan are filled in by the query. Turning hits into
+    :class:`Node` objects (an SQL read of text, metadata and relationships, and their
+    JSON decoding) costs as much as an HNSW search on 100k vectors, and callers that
+    rank, fuse or evaluate need only ids and scores, so it waits for ``result.nodes``.
+    The store hands out a loader that returns exactly what the query saw: it
+    materialises pending results before it commits anything (see
+    ``EmbeddedVectorStore._settle_results``), and a read-only store, whose writer is
+    another process, reads the rows during the query. Otherwise this behaves like
+    :class:`VectorStoreQueryResult`.
+    """
+
+    def __init__(
+        self,
+        nodes: list[Node] | None = None,
+        similarities: list[float] | None = None,
+        ids: list[str] | None = None,
+        plan: str = "",
+        *,
+        load: Callable[[LazyNodesResult], list[Node]] | None = None,
+    ) -> None:
+        self._load = load
+        self._nodes = nodes
+        self.similarities = similarities if similarities is not None else []
+        self.ids = ids if ids is not None else []
+        self.plan = plan
+
+    @property
+    def nodes(self) -> list[Node]:
+        nodes = self._nodes
+        if nodes is None:
+            # The loader returns this result's nodes if another thread set them meanwhile;
+            # two threads may both load, and they get equal lists.
+            nodes = self._load(self) if self._load is not None else []
+            if self._nodes is None:
+                self._nodes = nodes
+            return self._nodes
+        return nodes
+
+    @nodes.setter
+    def nodes(self, value: list[Node]) -> None:
+        self._nodes = list(value)
+        self._load = None
+
+    @property
+    def materialized(self) -> bool:
+        return self._nodes is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle / deepcopy as a plain result, nodes built (the loader belongs to the store)
+        return (VectorStoreQueryResult, (self.nodes, self.similarities, self.ids, self.plan))
 
 
 class EmbeddedVectorStore:
@@ -95,6 +180,9 @@ class EmbeddedVectorStore:
     _ann_loaded: bool
     _ann_saved_n: int = 0
     _sqnorms: np.ndarray | None
+    _slot_ids: SlotIds | None
+    _pending: list[weakref.ref[LazyNodesResult]]  # results whose nodes are not built yet
+    _sweep_at: int = PENDING_SWEEP
 
     def __init__(self) -> None:  # use open()
         raise TypeError("use EmbeddedVectorStore.open(path)")
@@ -134,6 +222,7 @@ class EmbeddedVectorStore:
         self._background = background_indexing and not read_only
         self._mutex = threading.RLock()
         self._ann_lock = threading.Lock()
+        self._pending = []
         self._closed = False
         self._lock = None
         if read_only:
@@ -237,6 +326,9 @@ class EmbeddedVectorStore:
         self._ann: HnswIndex | None = None
         self._ann_loaded = False
         self._sqnorms: np.ndarray | None = None
+        self._slot_ids: SlotIds | None = None
+        self._live_rows_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._live_bits_cache: tuple[tuple[int, int, int], np.ndarray] | None = None
 
     def _remove_orphans(self) -> None:
         # Cut rows a crashed writer appended without committing; drop vector files of old epochs.
@@ -259,6 +351,7 @@ class EmbeddedVectorStore:
                 return
             self._stop_background()
             try:
+                self._settle_results()
                 if not self.read_only:
                     self._save_caches()
             finally:
@@ -345,6 +438,7 @@ class EmbeddedVectorStore:
                 for d in replace_docs:
                     self._delete_slots(lambda d=d: self._records.slots_of_docs([d]))
                 return []
+            self._settle_results()
             vecs = np.asarray(embeddings, dtype=np.float32).reshape(m, -1)
             norms = np.linalg.norm(vecs, axis=1)
             if self.metric is Metric.COSINE:
@@ -393,6 +487,8 @@ class EmbeddedVectorStore:
                 self._mark_dead(sorted(old))
             if self._columns is not None:
                 self._columns.append([json.loads(r[1]) for r in rows])
+            if self._slot_ids is not None:
+                self._slot_ids.append(ids)
             if self._bm25 is not None:
                 self._bm25.append([r[0] for r in rows])
             self._sqnorms = None
@@ -481,6 +577,7 @@ class EmbeddedVectorStore:
             return self._delete_slots(lambda: self._records.slots_of_docs([ref_doc_id]))
 
     def _delete_slots(self, find: Any) -> int:
+        self._settle_results()
         db = self._records
         db.begin()
         try:
@@ -500,18 +597,8 @@ class EmbeddedVectorStore:
 
     # ------------------------------------------------------------------ reading
 
-    @contextmanager
-    def _sqlite_errors(self) -> Iterator[None]:
-        """Report a damaged records database as CorruptionError naming the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as e:
-            damaged = type(e) is sqlite3.DatabaseError or any(
-                w in str(e) for w in ("malformed", "not a database", "disk I/O", "corrupt")
-            )
-            if damaged:
-                raise CorruptionError(self.path / "records.sqlite", f"records database damaged: {e}") from e
-            raise
+    def _sqlite_errors(self) -> _SqliteErrors:
+        return _SqliteErrors(self.path)
 
     def _read(self, fn: Callable[[], T]) -> T:
         """Run a read in one consistent snapshot of the committed state.
@@ -608,7 +695,7 @@ class EmbeddedVectorStore:
         gen = self._records.generation()
         if gen == self._gen:
             return
-        old_n, old_epoch, columns, bm25 = self._n, self._epoch, self._columns, self._bm25
+        old_n, old_epoch, columns, bm25, slot_ids = self._n, self._epoch, self._columns, self._bm25, self._slot_ids
         ann, ann_loaded, verified = self._ann, self._ann_loaded, self._verified
         self._load_state()
         if self._epoch != old_epoch or self._n < old_n:
@@ -621,7 +708,9 @@ class EmbeddedVectorStore:
                 columns.append(metas)
             if bm25 is not None:
                 bm25.append(texts)
-        self._columns, self._bm25 = columns, bm25
+        if slot_ids is not None:
+            slot_ids.append(self._ids_between(old_n, self._n))
+        self._columns, self._bm25, self._slot_ids = columns, bm25, slot_ids
 
     # ------------------------------------------------------------------ derived structures
 
@@ -635,6 +724,28 @@ class EmbeddedVectorStore:
             texts[slot - a] = text
             metas[slot - a] = json.loads(md)
         return texts, metas
+
+    def _ids_between(self, a: int, b: int) -> list[str]:
+        """Node ids of slots a..b-1 ("" for dead slots)."""
+        out = [""] * (b - a)
+        for slot, node_id in self._records.ids_from(a):
+            if slot >= b:
+                break
+            out[slot - a] = node_id
+        return out
+
+    def _get_slot_ids(self) -> SlotIds:
+        if self._slot_ids is None:
+            cached = self._load_cache("ids")
+            ids = SlotIds()
+            if cached:
+                try:
+                    ids = SlotIds.from_arrays(cached[0])
+                except (KeyError, ValueError):
+                    ids = SlotIds()  # a damaged cache is only a lost shortcut
+            ids.append(self._ids_between(ids.n, self._n))
+            self._slot_ids = ids
+        return self._slot_ids
 
     def _cache_path(self, name: str) -> Path:
         return self.path / "cache" / f"{name}.kvg"
@@ -679,13 +790,21 @@ class EmbeddedVectorStore:
             write_arrays(
                 self._cache_path("columns"), arrays, {"epoch": self._epoch, "n": self._columns.n, "columns": meta}
             )
+        if self._slot_ids is not None:
+            write_arrays(
+                self._cache_path("ids"), self._slot_ids.to_arrays(), {"epoch": self._epoch, "n": self._slot_ids.n}
+            )
         if self._bm25 is not None:
             arrays, meta = self._bm25.to_arrays()
             write_arrays(self._cache_path("bm25"), arrays, {"epoch": self._epoch, "n": self._bm25.n, "bm25": meta})
         with self._ann_lock:
             ann = self._ann
             if ann is not None and ann.n and ann.n > self._ann_saved_n:
-                write_arrays(self._cache_path("hnsw"), {"index": ann.to_bytes()}, {"epoch": self._epoch, "n": ann.n})
+                write_arrays(
+                    self._cache_path("hnsw"),
+                    {"index": ann.to_bytes()},
+                    {"epoch": self._epoch, "n": ann.n, "storage": ann.storage},
+                )
                 self._ann_saved_n = ann.n
         fsync_dir(self.path / "cache")
 
@@ -695,6 +814,7 @@ class EmbeddedVectorStore:
             self._check_writable()
             self._get_columns()
             self._get_bm25()
+            self._get_slot_ids()
             self._save_caches()
 
     persist = checkpoint  # the classic vector-store interface name
@@ -705,17 +825,33 @@ class EmbeddedVectorStore:
         return self._n_live >= self.ann_threshold and self.dim > 0
 
     def _load_ann(self) -> None:
-        """Load the persisted index once (caller holds _ann_lock)."""
+        """Load the persisted index once (caller holds _ann_lock).
+
+        ``_ann_loaded`` turns true only when the load is over: a query that finds it
+        false waits for the lock (the load is quick) instead of searching exactly.
+        """
         if self._ann_loaded:
             return
-        self._ann_loaded = True
-        cached = self._load_cache("hnsw")
-        if cached:
-            self._ann = HnswIndex.from_bytes(cached[0]["index"])
-            self._ann_saved_n = self._ann.n
+        try:
+            cached = self._load_cache("hnsw")
+            if cached:
+                arrays, meta = cached
+                ann = HnswIndex.from_bytes(arrays["index"], meta.get("storage"))
+                if ann.n <= self._n:  # always, for a valid cache (its n was checked)
+                    if ann.storage == "vectors":
+                        ann.attach(self._matrix())
+                    self._ann = ann
+                    self._ann_saved_n = ann.n
+        finally:
+            self._ann_loaded = True
 
-    def _index_some(self, limit: int) -> int:
-        """Add up to ``limit`` un-indexed rows to the HNSW index; returns rows added."""
+    def _index_some(self, limit: int, min_rows: int = 1) -> int:
+        """Add up to ``limit`` un-indexed rows to the HNSW index; returns rows added.
+
+        Does nothing while fewer than ``min_rows`` rows wait (they are searched exactly as
+        a tail); when nothing is left to add, a ``vectors`` index switches back to reading
+        the mapped file, which frees the copy it built with.
+        """
         with self._ann_lock:
             self._load_ann()
             n = self._n
@@ -723,18 +859,21 @@ class EmbeddedVectorStore:
                 m, efc, storage = self._hnsw_params
                 self._ann = HnswIndex(self.dim, self.metric.value, m, efc, storage)
             ann = self._ann
+            mat = self._matrix()
             if not ann.is_trained:
-                ann.train(np.asarray(self._matrix()[:n]))
+                ann.train(np.asarray(mat[:n]))
             todo = min(limit, n - ann.n)
-            if todo > 0:
-                ann.add(np.asarray(self._matrix()[ann.n : ann.n + todo]))
-            return max(todo, 0)
+            if todo > 0 and (todo >= min_rows or not ann.attached):
+                ann.add_rows(mat, ann.n + todo)
+                return todo
+            ann.attach(mat)
+            return 0
 
     def build_index(self) -> None:
         """Index every committed row now (blocking), whatever the collection size."""
         with self._mutex:
             self._check_open()
-            while self._index_some(1 << 30):
+            while self._index_some(INDEX_BATCH):
                 pass
 
     def wait_for_index(self, timeout: float | None = None) -> bool:
@@ -758,7 +897,7 @@ class EmbeddedVectorStore:
     def _indexer_loop(self) -> None:
         try:
             while not self._stop_indexer.is_set():
-                if not self._index_some(INDEX_BATCH):
+                if not self._index_some(INDEX_BATCH, min_rows=TAIL_ROWS):
                     break
         except Exception as e:
             self._indexer_error = e
@@ -774,25 +913,52 @@ class EmbeddedVectorStore:
     def _query_vector(self, q: Any, where: str = "query_embedding") -> np.ndarray:
         if q is None:
             raise InvalidInputError(f"{where} is required for this query mode")
-        try:
-            arr = np.asarray(q, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"{where} must be a list of numbers") from None
+        if q.__class__ is np.ndarray and q.dtype == np.float32:
+            arr = q  # already what search takes: no conversion
+        else:
+            try:
+                arr = np.asarray(q, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"{where} must be a list of numbers") from None
         if arr.ndim != 1:
             raise InvalidInputError(f"{where} must be one flat vector, got shape {arr.shape}")
         if self.dim and arr.shape[0] != self.dim:
             raise DimensionMismatchError(self.dim, arr.shape[0], where)
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"{where} contains NaN or infinity")
+        sq = float(arr @ arr)  # finite unless an entry is NaN/inf (or the square overflows)
+        if not math.isfinite(sq):
+            if not np.isfinite(arr).all():
+                raise InvalidInputError(f"{where} contains NaN or infinity")
+            sq = float(np.square(arr, dtype=np.float64).sum())
         if self.metric is Metric.COSINE:
-            norm = float(np.linalg.norm(arr))
-            if norm == 0:
+            if sq == 0:
                 raise InvalidInputError(f"{where} is the zero vector; cosine similarity is undefined")
-            arr = arr / norm
+            arr = arr * np.float32(1.0 / math.sqrt(sq))
         return arr
+
+    def _query_matrix(self, qs: np.ndarray) -> np.ndarray:
+        """_query_vector for every row at once; errors name the first bad row."""
+        if not len(qs):
+            return qs
+        if self.dim and qs.shape[1] != self.dim:
+            raise DimensionMismatchError(self.dim, qs.shape[1], "query_embedding[0]")
+        sq = np.einsum("ij,ij->i", qs, qs, dtype=np.float64)
+        bad = ~np.isfinite(sq)
+        if bad.any():  # NaN/inf in a row, or a square sum beyond float64 (checked row by row)
+            for i in np.flatnonzero(bad):
+                self._query_vector(qs[i], f"query_embedding[{i}]")
+        if self.metric is Metric.COSINE:
+            zero = np.flatnonzero(sq == 0)
+            if len(zero):
+                raise InvalidInputError(
+                    f"query_embedding[{zero[0]}] is the zero vector; cosine similarity is undefined"
+                )
+            return (qs / np.sqrt(sq)[:, None]).astype(np.float32)
+        return qs
 
     def _allowed(self, q: VectorStoreQuery) -> np.ndarray | None:
         """Mask of slots a query may return, or None when every live slot may be returned."""
+        if q.filters is None and q.node_ids is None and q.doc_ids is None:
+            return None  # the common case, without building a filter tree
         tree = parse_filter(q.filters)
         restricted = not is_match_all(tree) or q.node_ids is not None or q.doc_ids is not None
         if not restricted:
@@ -816,13 +982,21 @@ class EmbeddedVectorStore:
         k = query.similarity_top_k
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"similarity_top_k must be a positive integer, got {k!r}")
-        try:
-            mode = QueryMode(query.mode)
-        except ValueError:
-            raise InvalidInputError(f"unknown query mode {query.mode!r}; use dense, sparse, hybrid or mmr") from None
+        mode = query.mode
+        if mode.__class__ is not QueryMode:
+            try:
+                mode = QueryMode(mode)
+            except ValueError:
+                raise InvalidInputError(
+                    f"unknown query mode {query.mode!r}; use dense, sparse, hybrid or mmr"
+                ) from None
         return self._read(lambda: self._query(query, k, mode))
 
     def _query(self, query: VectorStoreQuery, k: int, mode: QueryMode) -> VectorStoreQueryResult:
+        if mode is QueryMode.DENSE and query.filters is None and query.node_ids is None and query.doc_ids is None:
+            qv = self._query_vector(query.query_embedding)  # the common case, straight through
+            slots, scores, plan = self._dense(qv[None, :], k, None, query)
+            return self._result(slots[0], scores[0], plan)
         allowed = self._allowed(query)
         if mode is QueryMode.DENSE:
             qv = self._query_vector(query.query_embedding)
@@ -836,10 +1010,31 @@ class EmbeddedVectorStore:
         return self._mmr(query, k, allowed)
 
     def query_batch(
-        self, embeddings: np.ndarray, similarity_top_k: int = 4, filters: FilterSpec = None
+        self,
+        embeddings: np.ndarray,
+        similarity_top_k: int = 4,
+        filters: FilterSpec = None,
+        *,
+        ef_search: int | None = None,
+        strategy: str = "auto",
+        exact: bool = False,
+        node_ids: Sequence[str] | None = None,
+        doc_ids: Sequence[str] | None = None,
     ) -> list[VectorStoreQueryResult]:
-        """Dense top-k for many query embeddings in one call (one matrix product / one ANN call)."""
-        q = VectorStoreQuery(similarity_top_k=similarity_top_k, filters=filters)
+        """Dense top-k for many query embeddings in one call (one matrix product / one ANN call).
+
+        ``ef_search``, ``strategy``, ``exact``, ``node_ids`` and ``doc_ids`` mean what they
+        mean in :class:`VectorStoreQuery`, and apply to every query of the batch.
+        """
+        q = VectorStoreQuery(
+            similarity_top_k=similarity_top_k,
+            filters=filters,
+            ef_search=ef_search,
+            strategy=strategy,
+            exact=exact,
+            node_ids=node_ids,
+            doc_ids=doc_ids,
+        )
         if not isinstance(similarity_top_k, int) or isinstance(similarity_top_k, bool) or similarity_top_k <= 0:
             raise InvalidInputError(f"similarity_top_k must be a positive integer, got {similarity_top_k!r}")
         return self._read(lambda: self._query_batch(embeddings, similarity_top_k, q))
@@ -850,10 +1045,14 @@ class EmbeddedVectorStore:
         qs = np.asarray(embeddings, dtype=np.float32)
         if qs.ndim != 2:
             raise InvalidInputError(f"embeddings must be a (queries, dim) matrix, got shape {qs.shape}")
-        qs = np.stack([self._query_vector(v, f"query_embedding[{i}]") for i, v in enumerate(qs)]) if len(qs) else qs
+        qs = self._query_matrix(qs)
         allowed = self._allowed(q)
         slots, scores, plan = self._dense(qs, similarity_top_k, allowed, q)
-        return [self._result(s, sc, plan) for s, sc in zip(slots, scores)]
+        rows = None
+        if self.read_only:  # results read their rows now (see _result): one SQL read for all of them
+            keep = (slots >= 0) & np.isfinite(scores)
+            rows = self._records.rows_by_slots(np.unique(slots[keep]).tolist())
+        return [self._result(s, sc, plan, rows) for s, sc in zip(slots, scores)]
 
     # ---- dense ----
 
@@ -871,6 +1070,15 @@ class EmbeddedVectorStore:
     def _exact(self, qs: np.ndarray, k: int, allowed: np.ndarray | None, lo: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over slots >= lo that are allowed (or live). Returns (slots, sims), -1 padded."""
         mat = self._matrix()
+        if self.metric is not Metric.L2:
+            if allowed is None and lo == 0 and self._n_live == self._n:
+                return dense.knn_inner_product(mat, qs, k)  # the common case: every row, no selection pass
+            if allowed is None:
+                live = self._live_rows()
+                subset = live[np.searchsorted(live, lo) :] if lo else live
+            else:
+                subset = np.flatnonzero(allowed[lo:]) + lo
+            return dense.knn_inner_product(mat, qs, k, subset)
         mask = self._live.view if allowed is None else allowed
         n_dead_region = self._n - lo - int(mask[lo:].sum())
         if allowed is None and n_dead_region == 0 and lo == 0:
@@ -889,44 +1097,95 @@ class EmbeddedVectorStore:
         out_slots = np.where(np.isfinite(out_scores), out_slots, -1)
         return out_slots, out_scores
 
+    def _live_rows(self) -> np.ndarray:
+        """Ascending live slots, cached: the mask only changes by adds (n grows) and deletes (n_live shrinks)."""
+        key = (self._n, self._n_live)
+        cached = self._live_rows_cache
+        if cached is None or cached[0] != key:
+            cached = (key, np.flatnonzero(self._live.view))
+            self._live_rows_cache = cached
+        return cached[1]
+
+    def _live_bitmap(self, indexed: int) -> np.ndarray | None:
+        """The live mask over the indexed slots packed for faiss (cached), or None when none is dead."""
+        if self._n_live == self._n:
+            return None
+        key = (self._n, self._n_live, indexed)
+        cached = self._live_bits_cache
+        if cached is None or cached[0] != key:
+            cached = (key, pack_mask(self._live.view[:indexed]))
+            self._live_bits_cache = cached
+        return cached[1]
+
     def _dense(
         self, qs: np.ndarray, k: int, allowed: np.ndarray | None, query: VectorStoreQuery
     ) -> tuple[np.ndarray, np.ndarray, str]:
         if not self._n_live or not self.dim:
             return np.full((len(qs), 0), -1), np.zeros((len(qs), 0), np.float32), "empty"
-        planner.check_strategy(query.strategy)
-        wants_ann = not query.exact and (query.strategy == "ann" or self._ann_wanted())
-        # Never wait for the background indexer: while it holds the index, search exactly.
-        got = wants_ann and self._ann_lock.acquire(blocking=query.strategy == "ann")
-        try:
-            plan = planner.EXACT
-            if got:
-                self._load_ann()
-                plan = planner.choose_plan(
-                    k=k,
-                    n_slots=self._n,
-                    n_live=self._n_live,
-                    n_allowed=None if allowed is None else int(allowed.sum()),
-                    indexed=self._ann.n if self._ann is not None else 0,
-                    ef_search=self.ef_search,
-                    ef_override=query.ef_search,
-                    strategy="exact" if query.exact else query.strategy,
-                )
-            if plan.kind == "ann":
-                ann = self._ann
-                assert ann is not None
-                indexed = ann.n
-                mask = self._live.view if allowed is None else allowed
-                restrict = allowed is not None or self._n_live < self._n
-                # SQ8 distances are approximate: fetch more candidates and re-rank them exactly.
-                k_cand = max(k, plan.ef) if ann.storage == "sq8" else k
-                _, cand = ann.search(qs, k_cand, plan.ef, mask[:indexed] if restrict else None)
-        finally:
-            if got:
-                self._ann_lock.release()
+        strategy = query.strategy
+        planner.check_strategy(strategy)
+        wants_ann = not query.exact and strategy != "exact" and (strategy == "ann" or self._ann_wanted())
+        plan = planner.EXACT
+        n_allowed = None if allowed is None else int(np.count_nonzero(allowed))
+        if wants_ann:
+            mat = self._matrix()
+            # Never wait for the background indexer while it builds: search exactly meanwhile.
+            # Loading a saved index is quick, so the first query waits for that instead.
+            if self._ann_lock.acquire(blocking=strategy == "ann" or not self._ann_loaded):
+                try:
+                    self._load_ann()
+                    ann = self._ann
+                    indexed = ann.n if ann is not None else 0
+                    plan = planner.choose_plan(
+                        k=k,
+                        n_slots=self._n,
+                        n_live=self._n_live,
+                        n_allowed=n_allowed,
+                        indexed=indexed,
+                        ef_search=self.ef_search,
+                        ef_override=query.ef_search,
+                        strategy=strategy,
+                    )
+                    if plan.kind == "ann":
+                        assert ann is not None
+                        if ann.attached:
+                            ann.attach(mat)  # no-op unless the file was mapped anew (rows were added)
+                        bits = self._live_bitmap(indexed) if allowed is None else pack_mask(allowed[:indexed])
+                        # SQ8 distances are approximate: fetch more candidates and re-rank them exactly.
+                        k_cand = k if ann.exact_scores else max(k, plan.ef)
+                        raw, cand = ann.search(qs, k_cand, plan.ef, bitmap=bits)
+                        exact_scores = ann.exact_scores
+                finally:
+                    self._ann_lock.release()
         if plan.kind == "exact":
             slots, sims = self._exact(qs, k, allowed)
             return slots, sims, "exact" if allowed is None else "exact-subset"
+        plan_name = f"{'ann' if allowed is None else 'ann-filtered'}(ef={plan.ef})"
+        want = min(k, self._n_live if n_allowed is None else n_allowed)
+        if exact_scores and indexed == self._n and self.metric is not Metric.L2:
+            # faiss's inner products are the similarities, already sorted: nothing to re-rank
+            out_slots, out_sims = cand, raw
+        else:
+            out_slots, out_sims = self._rerank(qs, k, allowed, cand, indexed)
+        # hits come first in each row, -1 after; a row short of `want` hits means the graph walk
+        # ran out of allowed nodes before finding them: answer those queries exactly
+        last = out_slots[:, want - 1]
+        if want and (last[0] < 0 if len(last) == 1 else (last < 0).any()):
+            short = np.flatnonzero(last < 0)
+            ex_slots, ex_sims = self._exact(qs[short], k, allowed)
+            out_slots = out_slots.copy()
+            out_sims = out_sims.copy()
+            out_slots[short] = -1
+            out_sims[short] = -np.inf
+            out_slots[short, : ex_slots.shape[1]] = ex_slots
+            out_sims[short, : ex_sims.shape[1]] = ex_sims
+            plan_name += "+exact"
+        return out_slots, out_sims, plan_name
+
+    def _rerank(
+        self, qs: np.ndarray, k: int, allowed: np.ndarray | None, cand: np.ndarray, indexed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the ANN candidates, merged with an exact search of the un-indexed tail."""
         mat = self._matrix()
         out_slots = np.full((len(qs), k), -1, dtype=np.int64)
         out_sims = np.full((len(qs), k), -np.inf, dtype=np.float32)
@@ -941,8 +1200,7 @@ class EmbeddedVectorStore:
             top = dense.top_k(sims, k)
             out_slots[i, : len(top)] = c[top]
             out_sims[i, : len(top)] = sims[top]
-        plan_name = "ann" if allowed is None else "ann-filtered"
-        return out_slots, out_sims, f"{plan_name}(ef={plan.ef})"
+        return out_slots, out_sims
 
     # ---- sparse / hybrid / mmr ----
 
@@ -984,14 +1242,62 @@ class EmbeddedVectorStore:
         picked = mmr(qn, unit, k, q.mmr_threshold)
         return self._result(slots[picked], sims[picked], f"mmr({plan}, pool={len(slots)})")
 
-    def _result(self, slots: np.ndarray, scores: np.ndarray, plan: str) -> VectorStoreQueryResult:
-        keep = (slots >= 0) & np.isfinite(scores)
-        slots, scores = slots[keep], scores[keep]
-        rows = self._records.rows_by_slots([int(s) for s in slots])
-        nodes = [self._row_to_node(rows[int(s)]) for s in slots]
-        return VectorStoreQueryResult(
-            nodes=nodes, similarities=[float(x) for x in scores], ids=[n.id for n in nodes], plan=plan
+    def _result(
+        self, slots: np.ndarray, scores: np.ndarray, plan: str, rows: dict[int, NodeRow] | None = None
+    ) -> VectorStoreQueryResult:
+        hits = slots.tolist()
+        sims = scores.tolist()
+        # searches put hits first and fill with slot -1 / non-finite scores (a non-finite entry
+        # makes the sum non-finite; finite similarities cannot overflow it)
+        if hits and (hits[-1] < 0 or not math.isfinite(sum(sims))):
+            pairs = [(s, x) for s, x in zip(hits, sims) if s >= 0 and math.isfinite(x)]
+            hits, sims = [s for s, _ in pairs], [x for _, x in pairs]
+        if self.read_only:
+            # the writer is another process: read the rows now, in this call's snapshot
+            if rows is None:
+                rows = self._records.rows_by_slots(hits)
+            hit_rows = [rows[s] for s in hits]
+            decode = self._row_to_node
+            return LazyNodesResult(
+                similarities=sims,
+                ids=[r[1] for r in hit_rows],
+                plan=plan,
+                load=lambda _res: [decode(r) for r in hit_rows],
+            )
+        res = LazyNodesResult(
+            similarities=sims,
+            ids=self._get_slot_ids().get(hits),
+            plan=plan,
+            load=lambda res: self._load_nodes(res, hits),
         )
+        pending = self._pending
+        pending.append(weakref.ref(res))
+        if len(pending) >= self._sweep_at:  # drop results that were freed or materialised
+            self._pending = [r for r in pending if (x := r()) is not None and not x.materialized]
+            self._sweep_at = max(PENDING_SWEEP, 2 * len(self._pending))
+        return res
+
+    def _load_nodes(self, res: LazyNodesResult, slots: list[int]) -> list[Node]:
+        """The nodes in these slots, for a pending result (see _settle_results)."""
+        with self._mutex, self._sqlite_errors():
+            if res.materialized:  # settled by a write that ran while this thread waited
+                return res.nodes
+            self._check_open()
+            rows = self._records.rows_by_slots(slots)
+            return [self._row_to_node(rows[s]) for s in slots]
+
+    def _settle_results(self) -> None:
+        """Build the nodes of every result still waiting for them, before anything changes.
+
+        A slot's record only changes when it is deleted (or renumbered by vacuum), so a
+        result that loads its nodes later sees what its query saw as long as this runs
+        before each commit of this process (callers hold the mutex).
+        """
+        pending, self._pending = self._pending, []
+        for ref in pending:
+            res = ref()
+            if res is not None:
+                res.nodes  # noqa: B018 - materialises
 
     # ------------------------------------------------------------------ maintenance
 
@@ -1004,6 +1310,7 @@ class EmbeddedVectorStore:
         with self._mutex, self._sqlite_errors():
             self._check_writable()
             self._stop_background()
+            self._settle_results()
             dead = self._n - self._n_live
             live_slots = np.flatnonzero(self._live.view)
             new_epoch = f"vectors-{self._gen + 1}.f32"
@@ -1082,6 +1389,7 @@ class EmbeddedVectorStore:
         disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         with self._ann_lock:
             indexed = self._ann.n if self._ann is not None else 0
+            storage = self._ann.storage if self._ann is not None else self._hnsw_params[2]
         return {
             "path": str(self.path),
             "count": self._n_live,
@@ -1091,6 +1399,7 @@ class EmbeddedVectorStore:
             "generation": self._gen,
             "ann_threshold": self.ann_threshold,
             "ann_indexed_rows": indexed,
+            "ann_storage": storage,
             "ann_active": self._ann_wanted() and indexed >= 0.5 * self._n,
             "disk_bytes": disk,
             "read_only": self.read_only,

@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from kvgraph.errors import InvalidInputError
 
 MAX_EF = 4_096
-# One unit of HNSW search depth costs about as much as scoring this many rows exactly
-# (gathered from the memory-mapped matrix); measured in bench/store.py.
-ANN_COST_PER_EF = 24.0
+# A filter that keeps a fraction s of the nodes leaves about s * ef allowed nodes in an HNSW
+# search's candidate pool of depth ef; recall@k holds when that pool has a few times k of
+# them: ef = FILTER_POOL_FACTOR * k / s. Measured with bench/store.py's data (k=10, 10%
+# allowed): at 1M, 1.3 k/s gave recall 0.99 and 2.6 k/s 1.000; at 100k (100-point clusters,
+# ~10 allowed each) 2.6 k/s gave 0.92 and 5 k/s 0.95 -- there exact search is cheaper anyway,
+# and the cost rule below picks it. Depths below the unfiltered ef_search are never used.
+FILTER_POOL_FACTOR = 4.0
+# One unit of HNSW search depth costs about as much as scoring this many allowed rows exactly
+# (faiss over the memory-mapped rows, no copy): ~4 us per ef unit vs ~0.1 us per row at 100k.
+ANN_COST_PER_EF = 40.0
 STRATEGIES = ("auto", "exact", "ann")
 
 
@@ -47,10 +54,11 @@ def choose_plan(
 
     ``n_allowed`` is None when every live node may be returned, else the number of
     nodes the filter allows. ``indexed`` is how many slots the HNSW index covers
-    (0 when there is no index). A filter that keeps a fraction ``s`` of the nodes
-    needs a search depth of about ``ef / s`` to keep recall, since the graph is still
-    walked through the nodes it excludes; exact search over the allowed rows costs
-    about ``n_allowed`` row scores. The cheaper one wins.
+    (0 when there is no index). A filter that keeps a fraction ``s`` of the nodes is
+    searched with depth ``max(ef_search, FILTER_POOL_FACTOR * k / s)`` (capped at
+    MAX_EF), since the graph is still walked through the nodes it excludes; exact
+    search over the allowed rows costs about ``n_allowed`` row scores. The cheaper one
+    wins. An ``ef_override`` (the query's ef_search) sets the depth as given.
     """
     check_strategy(strategy)
     forced = strategy == "ann"
@@ -62,7 +70,7 @@ def choose_plan(
     if n_allowed == 0:
         return EXACT
     selectivity = n_allowed / max(n_live, 1)
-    ef = ef_override or min(MAX_EF, math.ceil(base / selectivity))
+    ef = ef_override or min(MAX_EF, max(base, math.ceil(FILTER_POOL_FACTOR * k / selectivity)))
     exact_cost = n_allowed if selectivity < 0.5 else n_slots
     if not forced and exact_cost <= ANN_COST_PER_EF * ef:
         return EXACT

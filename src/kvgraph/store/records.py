@@ -148,6 +148,10 @@ class Records:
         """(slot, text, metadata) of live nodes with slot >= start_slot, in slot order."""
         return self.db.execute("SELECT slot, text, metadata FROM nodes WHERE slot >= ? ORDER BY slot", (start_slot,))
 
+    def ids_from(self, start_slot: int) -> Iterable[tuple[int, str]]:
+        """(slot, id) of live nodes with slot >= start_slot, in slot order."""
+        return self.db.execute("SELECT slot, id FROM nodes WHERE slot >= ? ORDER BY slot", (start_slot,))
+
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM nodes").fetchone()[0])
 
