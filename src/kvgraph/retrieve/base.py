@@ -57,68 +57,6 @@ def _results(store: VectorStore, **query: Any) -> list[NodeWithScore]:
     return [NodeWithScore(node, float(score)) for node, score in zip(res.nodes, res.similarities)]
 
 
-class VectorRetriever:
-    """Dense (embedding) search: cosine, dot or l2 similarity as the store is configured."""
-
-    def __init__(self, store: VectorStore, embedder: Embedder, filters: FilterSpec = None) -> None:
-        self.store = store
-        self.embedder = embedder
-        self.filters = filters
-
-    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
-        query, k = check_query(query, k)
-        emb = self.embedder.embed([query])[0]
-        return _results(self.store, query_embedding=emb, similarity_top_k=k, filters=self.filters, mode="dense")
-
-
-class BM25Retriever:
-    """Sparse keyword search (the store's BM25 index); scores are BM25 scores."""
-
-    def __init__(self, store: VectorStore, filters: FilterSpec = None) -> None:
-        self.store = store
-        self.filters = filters
-
-    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
-        query, k = check_query(query, k)
-        return _results(self.store, query_str=query, similarity_top_k=k, filters=self.filters, mode="sparse")
-
-
-class HybridRetriever:
-    """Dense and BM25 candidates fused: reciprocal-rank fusion when ``alpha`` is None, else
-    ``alpha * dense + (1 - alpha) * bm25`` over min-max normalised scores (see docs/store.md).
-    """
-
-    def __init__(
-        self,
-        store: VectorStore,
-        embedder: Embedder,
-        filters: FilterSpec = None,
-        alpha: float | None = None,
-        sparse_top_k: int | None = None,
-    ) -> None:
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise InvalidInputError(f"alpha must be between 0 and 1 (or None for rank fusion), got {alpha!r}")
-        self.store = store
-        self.embedder = embedder
-        self.filters = filters
-        self.alpha = alpha
-        self.sparse_top_k = sparse_top_k
-
-    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
-        query, k = check_query(query, k)
-        emb = self.embedder.embed([query])[0]
-        return _results(
-            self.store,
-            query_embedding=emb,
-            query_str=query,
-            similarity_top_k=k,
-            filters=self.filters,
-            mode="hybrid",
-            alpha=self.alpha,
-            sparse_top_k=self.sparse_top_k,
-        )
-
-
 class StoreRetriever:
     """Any of the store's query modes (dense, sparse, hybrid, mmr) as a retriever.
 
@@ -135,6 +73,7 @@ class StoreRetriever:
         mode: str = "dense",
         filters: FilterSpec = None,
         alpha: float | None = None,
+        sparse_top_k: int | None = None,
     ) -> None:
         if mode not in self.MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(self.MODES)}, got {mode!r}")
@@ -147,6 +86,7 @@ class StoreRetriever:
         self.mode = mode
         self.filters = filters
         self.alpha = alpha
+        self.sparse_top_k = sparse_top_k
 
     def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
@@ -159,4 +99,35 @@ class StoreRetriever:
             filters=self.filters,
             mode=self.mode,
             alpha=self.alpha,
+            sparse_top_k=self.sparse_top_k,
         )
+
+
+class VectorRetriever(StoreRetriever):
+    """Dense (embedding) search: cosine, dot or l2 similarity as the store is configured."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, filters: FilterSpec = None) -> None:
+        super().__init__(store, embedder, mode="dense", filters=filters)
+
+
+class BM25Retriever(StoreRetriever):
+    """Sparse keyword search (the store's BM25 index); scores are BM25 scores."""
+
+    def __init__(self, store: VectorStore, filters: FilterSpec = None) -> None:
+        super().__init__(store, None, mode="sparse", filters=filters)
+
+
+class HybridRetriever(StoreRetriever):
+    """Dense and BM25 candidates fused: reciprocal-rank fusion when ``alpha`` is None, else
+    ``alpha * dense + (1 - alpha) * bm25`` over min-max normalised scores (see docs/store.md).
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        filters: FilterSpec = None,
+        alpha: float | None = None,
+        sparse_top_k: int | None = None,
+    ) -> None:
+        super().__init__(store, embedder, mode="hybrid", filters=filters, alpha=alpha, sparse_top_k=sparse_top_k)
