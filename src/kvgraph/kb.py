@@ -412,6 +412,7 @@ class KnowledgeBase:
     def stats(self) -> dict[str, Any]:
         files = self.registry.all()
         st = self.store.stats()
+        references = self.stored_references()
         return {
             "path": str(self.path),
             "files": len(files),
@@ -422,8 +423,8 @@ class KnowledgeBase:
             "embedding_model": self.store.get_meta("embedding_model"),
             "chunk_size": self.settings.chunk_size,
             "chunk_overlap": self.settings.chunk_overlap,
-            "references": self.stored_references(),
-            "nodes_by_role": self._nodes_by_role() if self.stored_references() != "none" else {},
+            "references": references,
+            "nodes_by_role": self._nodes_by_role() if references != "none" else {},
             "rerank": self.settings.rerank,
             "dim": st.get("dim"),
             "ann_active": st.get("ann_active"),
