@@ -185,20 +185,37 @@ def graph_schema(ctx: click.Context, as_json: bool) -> None:
 
 
 @graph.command("build")
+@click.option(
+    "--extractor",
+    type=click.Choice(["offline", "llm", "both"]),
+    default="offline",
+    show_default=True,
+    help="Entities from the offline extractor, from LLM triples (subject-relation-object), or both.",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel LLM requests.")
 @click.option("--export", is_flag=True, help="Also write the graph into the graph store (Chunk/Document/Entity).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def graph_build(ctx: click.Context, export: bool, as_json: bool) -> None:
-    """Build the document graph from the ingested chunks (no LLM), for `search --mode graph`.
+def graph_build(ctx: click.Context, extractor: str, concurrency: int, export: bool, as_json: bool) -> None:
+    """Build the document graph from the ingested chunks, for `search --mode graph`.
 
-    Chunks become nodes linked by NEXT/PARENT, to the entities they mention (names, acronyms,
-    keyphrases), to their nearest neighbours (SIMILAR), and entities to close names (SYNONYM).
-    It is rebuilt by ingest and sync once it exists.
+    Chunks become nodes linked by NEXT/PARENT, to the entities they mention, to their nearest
+    neighbours (SIMILAR), and entities to close names (SYNONYM). The offline extractor finds
+    names, acronyms and keyphrases without an LLM; `--extractor llm` asks the configured LLM
+    for each chunk's triples (RELATED edges that keep the relation and the chunk), cached in
+    the knowledge base so a rebuild pays only for new chunks. Ingest and sync rebuild the
+    graph with the same extractor once it exists.
     """
     from kvgraph.kb import KnowledgeBase
+    from kvgraph.progress import LLMWorkProgress
 
+    progress = LLMWorkProgress("extracting triples") if extractor != "offline" else None
     with KnowledgeBase.open(_kb_path(ctx)) as kb:
-        report = kb.graph.build(export=export)
+        try:
+            report = kb.graph.build(export=export, extractor=extractor, progress=progress, concurrency=concurrency)
+        finally:
+            if progress is not None:
+                progress.finish()
     if as_json:
         _echo_json(report)
         return
@@ -207,3 +224,10 @@ def graph_build(ctx: click.Context, export: bool, as_json: bool) -> None:
         f"document graph: {report['chunks']:,} chunks, {report['documents']:,} documents, "
         f"{report['entities']:,} entities; edges: {edges} ({report['seconds']:.1f} s)"
     )
+    t = report.get("triple_extraction")
+    if t:
+        click.echo(
+            f"triples ({t['model'] or 'no model'}): {t['triples']:,} from {t['chunks_with_triples']:,} chunks; "
+            f"{t['requests']:,} LLM requests, {t['cached']:,} chunks from the cache, "
+            f"{t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens ({t['seconds']:.1f} s)"
+        )

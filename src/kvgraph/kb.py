@@ -150,7 +150,7 @@ class KnowledgeBase:
         self._check_writable()
         self._check_model()
         self._rechunk_if_changed(progress)
-        return Ingestor(self.store, self.registry, self.embedder, self._splitter(), progress=progress)
+        return Ingestor(self.store, self.registry, self.embedder, self._splitter(progress), progress=progress)
 
     def _chunking(self) -> str:
         """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
@@ -176,10 +176,11 @@ class KnowledgeBase:
         if stored == current:
             return
         if stored is not None and self.registry.all():
-            Ingestor(self.store, self.registry, self.embedder, self._splitter(), progress=progress, force=True).sync()
+            splitter = self._splitter(progress)
+            Ingestor(self.store, self.registry, self.embedder, splitter, progress=progress, force=True).sync()
         self.store.set_meta(CHUNKING_META, current)
 
-    def _splitter(self) -> Any:
+    def _splitter(self, progress: Progress | None = None) -> Any:
         from kvgraph.ingest.splitter import SentenceSplitter
 
         counter_of = getattr(self.embedder, "token_counter", None)
@@ -208,6 +209,8 @@ class KnowledgeBase:
             n_questions=s.n_questions,
             llm=llm,
             cache_path=self.path / REFERENCES_CACHE_FILE,
+            # LLM-written references cost money and time: a progress display that can show it does
+            progress=getattr(progress, "llm_progress", None) if llm is not None else None,
         )
 
     def _check_writable(self) -> None:

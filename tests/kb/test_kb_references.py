@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.kb import KnowledgeBase
+from kvgraph.progress import RichProgress, llm_cost
 from kvgraph.retrieve import RetrievedNode
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
@@ -142,3 +144,53 @@ def test_bad_reference_settings_are_refused(tmp_path: Path) -> None:
         KnowledgeBase.open(tmp_path / "b", references="chunk", parent_size=128, child_sizes=[64, 256])
     with pytest.raises(InvalidInputError, match="rerank"):
         KnowledgeBase.open(tmp_path / "c", rerank="colbert")
+
+
+class RecordingProgress(RichProgress):
+    """The CLI's ingest progress display (off: not a terminal), recording the LLM snapshots it is shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.llm: list[Any] = []
+        self.files = 0
+
+    def file_done(self, path: str, chunks: int) -> None:
+        super().file_done(path, chunks)
+        self.files += 1
+
+    def llm_progress(self, snapshot: Any) -> None:
+        super().llm_progress(snapshot)
+        self.llm.append(snapshot)
+
+
+def test_llm_written_references_show_requests_and_tokens_during_ingest(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvgraph.testing.openai_server import FakeOpenAIServer
+
+    def reply(messages: list[dict[str, object]]) -> str:
+        text = str(messages[-1]["content"])
+        return "1. What is this passage about?\n2. Which facts does it give?" if "questions" in text else "A summary."
+
+    server = FakeOpenAIServer(reply=reply).start()
+    try:
+        monkeypatch.setenv("KVGRAPH_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("KVGRAPH_LLM_MODEL", "test-model")
+        progress = RecordingProgress()
+        with KnowledgeBase.open(
+            tmp_path / "kb", references="metadata", reference_writer="llm", n_questions=2, **SMALL
+        ) as kb:
+            kb.ingest([docs], progress=progress)
+            parents = roles(kb)["parent"]
+    finally:
+        server.stop()
+    assert progress.files == 2 and progress.llm
+    # one snapshot per parent; each file's run ends with a snapshot of its totals
+    finals = [p for p in progress.llm if p.done == p.total]
+    assert len(progress.llm) == parents and len(finals) == 2
+    assert sum(p.requests for p in finals) == len(server.requests_to("/v1/chat/completions")) == 2 * parents
+    last = progress.llm[-1]
+    assert last.prompt_tokens > 0 and last.completion_tokens > 0
+    total = progress.llm_tally.total  # what the display shows: all files together
+    assert total.requests == 2 * parents and total.prompt_tokens == sum(p.prompt_tokens for p in finals)
+    assert llm_cost(total).startswith(f"{2 * parents} LLM requests, 0 cached, ")

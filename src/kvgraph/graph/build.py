@@ -1,7 +1,8 @@
-"""Build a knowledge-vector graph from ingested chunks, without an LLM.
+"""Build a knowledge-vector graph from ingested chunks, with or without an LLM.
 
 Nodes are the knowledge base's chunks, their documents and the entities the offline extractor
-(:mod:`kvgraph.graph.extract`) finds in them. Edges:
+(:mod:`kvgraph.graph.extract`) finds in them, plus, when given, the subjects and objects of
+LLM-extracted triples (:mod:`kvgraph.graph.triples`). Edges:
 
 - ``NEXT`` chunk -> following chunk of the same document (the splitter's ``next`` link);
 - ``PARENT`` chunk -> its parent chunk (hierarchical ingest) or else its document;
@@ -9,7 +10,9 @@ Nodes are the knowledge base's chunks, their documents and the entities the offl
   document's title (the chunk is *about* it), else 1;
 - ``SIMILAR`` chunk -> its ``knn`` nearest chunks by embedding cosine above ``similar_threshold``;
 - ``SYNONYM`` entity -> entity whose name embeddings are closer than ``synonym_threshold``
-  ("Bob Dylan" / "Dylan"), so two spellings of one thing connect.
+  ("Bob Dylan" / "Dylan"), so two spellings of one thing connect;
+- ``RELATED`` subject entity -> object entity of a triple; :attr:`DocGraph.facts` keeps each
+  triple's relation text and the chunk that states it.
 
 :class:`DocGraph` is plain arrays; :meth:`DocGraph.save` writes it to a directory
 (``graph.npz`` + ``graph.json``) that :meth:`DocGraph.load` reads back in milliseconds. That
@@ -33,6 +36,7 @@ import scipy.sparse as sp
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.graph.extract import EntityExtractor, entity_key
+from kvgraph.graph.triples import Triple
 from kvgraph.schema import Node, NodeRelationship
 
 if TYPE_CHECKING:
@@ -40,12 +44,13 @@ if TYPE_CHECKING:
     from kvgraph.graph.base import GraphStore
 
 CHUNK, DOCUMENT, ENTITY = "chunk", "document", "entity"
-EDGE_TYPES = ("NEXT", "PARENT", "MENTIONS", "SIMILAR", "SYNONYM")
+# Append only: a saved graph stores the list, and any prefix of it still loads.
+EDGE_TYPES = ("NEXT", "PARENT", "MENTIONS", "SIMILAR", "SYNONYM", "RELATED")
 ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
 FORMAT_VERSION = 1
 NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
 # Entity kinds embedded for synonym edges (phrases are many and rarely spelled two ways).
-SYNONYM_KINDS = ("name", "acronym", "title")
+SYNONYM_KINDS = ("name", "acronym", "title", "triple")
 
 
 @dataclass
@@ -69,6 +74,8 @@ class DocGraph:
     entity_vectors: np.ndarray | None = None
     entity_vector_rows: np.ndarray | None = None  # node index of each row of entity_vectors
     meta: dict[str, Any] = field(default_factory=dict)
+    # Triples as (subject node, object node, relation, chunk id): the RELATED edges' labels and provenance.
+    facts: list[tuple[int, int, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.index = {key: i for i, key in enumerate(self.keys)}
@@ -89,6 +96,20 @@ class DocGraph:
         """How many chunks mention each node (0 for non-entities): the entity's document frequency."""
         mentions = self.etype == EDGE_TYPES.index("MENTIONS")
         return np.bincount(self.dst[mentions], minlength=self.n_nodes)
+
+    def relations(self, a: str, b: str) -> list[tuple[str, str, str]]:
+        """The facts linking node keys ``a`` and ``b`` (either direction) as (relation, direction, chunk id).
+
+        ``direction`` is ``"->"`` when ``a`` is the subject and ``"<-"`` when ``b`` is.
+        """
+        ia, ib = self.index.get(a), self.index.get(b)
+        out = []
+        for s, o, relation, chunk in self.facts:
+            if (s, o) == (ia, ib):
+                out.append((relation, "->", chunk))
+            elif (s, o) == (ib, ia):
+                out.append((relation, "<-", chunk))
+        return out
 
     def adjacency(self, edge_weights: Mapping[str, float] | None = None, symmetric: bool = True) -> sp.csr_matrix:
         """A CSR matrix of summed edge weights, each scaled by ``edge_weights[type]`` (default 1; 0 drops a type).
@@ -137,6 +158,7 @@ class DocGraph:
             "names": self.names,
             "doc_of": self.doc_of,
             "meta": self.meta,
+            "facts": [list(f) for f in self.facts],
         }
         tmp_json.write_text(json.dumps(info, ensure_ascii=False))
         os.replace(tmp_npz, d / NPZ_FILE)
@@ -154,7 +176,12 @@ class DocGraph:
                 arrays = {name: z[name] for name in z.files}
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"{d}: the graph files cannot be read ({e}); rebuild the graph") from None
-        if info.get("version") != FORMAT_VERSION or info.get("edge_types") != list(EDGE_TYPES):
+        saved_types = info.get("edge_types")
+        if (
+            info.get("version") != FORMAT_VERSION
+            or not isinstance(saved_types, list)
+            or saved_types != list(EDGE_TYPES)[: len(saved_types)]
+        ):
             raise InvalidInputError(f"{d}: graph format {info.get('version')!r} is not supported; rebuild the graph")
         return cls(
             keys=info["keys"],
@@ -168,6 +195,7 @@ class DocGraph:
             entity_vectors=arrays.get("entity_vectors"),
             entity_vector_rows=arrays.get("entity_vector_rows"),
             meta=info["meta"],
+            facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
         )
 
 
@@ -244,12 +272,17 @@ def build_doc_graph(
     synonym_threshold: float = 0.9,
     title_weight: float = 2.0,
     embed_batch: int = 256,
+    triples: Mapping[str, Sequence[Triple]] | None = None,
+    offline_entities: bool = True,
 ) -> DocGraph:
     """Build a :class:`DocGraph` from a knowledge base's chunk ``nodes`` (see the module docstring).
 
     ``embeddings`` (one row per node, e.g. the stored chunk vectors) give the ``SIMILAR`` edges;
     without them (or with ``knn=0``) there are none. ``embedder`` embeds entity names for
     ``SYNONYM`` edges and for matching query entities later; without it there are neither.
+    ``triples`` (chunk id -> its LLM-extracted triples) add the subject and object entities,
+    ``MENTIONS`` edges to them and a ``RELATED`` edge per fact; ``offline_entities=False``
+    leaves the offline extractor out (entities from triples only).
     ``meta["timings"]`` records seconds per stage (extraction, knn, synonyms).
     """
     if not nodes:
@@ -295,11 +328,29 @@ def build_doc_graph(
         title_keys = (
             {m.key for m in extractor.extract(title)} | {entity_key(title)} if isinstance(title, str) else set()
         )
-        for m in extractor.extract(n.text):
+        for m in extractor.extract(n.text) if offline_entities else ():
             e = b.node(ENTITY_PREFIX + m.key, ENTITY, m.name)
             entity_kind.setdefault(e, m.kind)
             b.edge(i, e, "MENTIONS", title_weight if m.key in title_keys else 1.0)
     timings["extraction_s"] = time.perf_counter() - t0
+
+    # Triples: both ends are entities the chunk mentions; the fact itself is a RELATED edge.
+    facts: list[tuple[int, int, str, str]] = []
+    for n in nodes if triples else ():
+        i = b.index[n.id]
+        title = n.metadata.get("title")
+        title_key = entity_key(title) if isinstance(title, str) else None
+        for t in (triples or {}).get(n.id, ()):
+            ends = []
+            for name in (t.subject, t.object):
+                key = entity_key(name)
+                e = b.node(ENTITY_PREFIX + key, ENTITY, name)
+                entity_kind.setdefault(e, "triple")
+                b.edge(i, e, "MENTIONS", title_weight if key == title_key else 1.0)
+                ends.append(e)
+            b.edge(ends[0], ends[1], "RELATED", 1.0)
+            if ends[0] != ends[1]:
+                facts.append((ends[0], ends[1], t.relation, n.id))
 
     # SIMILAR: k nearest chunks.
     t0 = time.perf_counter()
@@ -324,10 +375,10 @@ def build_doc_graph(
     timings["synonyms_s"] = time.perf_counter() - t0
 
     if b.edges:
-        triples = np.array(list(b.edges), dtype=np.int64)
+        edge_rows = np.array(list(b.edges), dtype=np.int64)
         weights = np.array(list(b.edges.values()), dtype=np.float32)
     else:
-        triples, weights = np.zeros((0, 3), np.int64), np.zeros(0, np.float32)
+        edge_rows, weights = np.zeros((0, 3), np.int64), np.zeros(0, np.float32)
     meta = {
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "params": {
@@ -336,7 +387,8 @@ def build_doc_graph(
             "synonym_k": synonym_k,
             "synonym_threshold": synonym_threshold,
             "title_weight": title_weight,
-            "extractor": {"phrases": extractor.phrases, "years": extractor.years},
+            "extractor": {"phrases": extractor.phrases, "years": extractor.years} if offline_entities else None,
+            "triples": len(facts),
             "entity_embedder": getattr(embedder, "model_name", None),
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -345,14 +397,15 @@ def build_doc_graph(
         keys=b.keys,
         kinds=b.kinds,
         names=b.names,
-        src=triples[:, 0],
-        dst=triples[:, 1],
-        etype=triples[:, 2].astype(np.int8),
+        src=edge_rows[:, 0],
+        dst=edge_rows[:, 1],
+        etype=edge_rows[:, 2].astype(np.int8),
         weight=weights,
         doc_of=doc_of,
         entity_vectors=vectors,
         entity_vector_rows=rows,
         meta=meta,
+        facts=facts,
     )
 
 
@@ -384,15 +437,28 @@ def write_doc_graph(graph: DocGraph, store: GraphStore, batch: int = 5000) -> di
             for i, sk in zip(part, store.upsert_nodes(label, rows)):
                 store_keys[i] = sk
         counts[label] = len(idx)
+    # One RELATED edge per entity pair: its relation texts and source chunks, joined.
+    labels: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+    for s, o, relation, chunk in graph.facts:
+        rels, chunks = labels.setdefault((s, o), ([], []))
+        if relation not in rels:
+            rels.append(relation)
+        if chunk not in chunks:
+            chunks.append(chunk)
+
+    def props(e: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"weight": float(graph.weight[e])}
+        if EDGE_TYPES[graph.etype[e]] == "RELATED":
+            rels, chunks = labels.get((int(graph.src[e]), int(graph.dst[e])), ([], []))
+            out.update(relation="; ".join(rels), chunk_ids=" ".join(chunks))
+        return out
+
     for t, name in enumerate(EDGE_TYPES):
         sel = np.flatnonzero(graph.etype == t)
         written = 0
         for lo in range(0, len(sel), batch):
             chosen = sel[lo : lo + batch]
-            edges = [
-                (str(store_keys[graph.src[e]]), str(store_keys[graph.dst[e]]), {"weight": float(graph.weight[e])})
-                for e in chosen
-            ]
+            edges = [(str(store_keys[graph.src[e]]), str(store_keys[graph.dst[e]]), props(int(e))) for e in chosen]
             written += store.upsert_edges(name, edges)
         counts[name] = written
     return counts

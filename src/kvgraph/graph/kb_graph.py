@@ -4,14 +4,16 @@ Layout inside the knowledge-base directory::
 
     graph/          the embedded Ladybug database (or Neo4j when KVGRAPH_NEO4J_URI is set)
     graph-index/    vectors of graph nodes' text properties (kvgraph's own vector store)
-    doc-graph/      the graph built from the ingested documents, as arrays (for retrieval)
+    doc-graph/      the graph built from the ingested documents, as arrays (for retrieval),
+                    and triples.jsonl, the cache of LLM-extracted triples
 
 Everything opens on first use, read-only when the knowledge base was opened read-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +24,14 @@ if TYPE_CHECKING:
     from kvgraph.graph.ask import GraphQAResult
     from kvgraph.graph.build import DocGraph
     from kvgraph.graph.node_index import IndexReport, NodeHit, NodeIndex
+    from kvgraph.graph.triples import TripleProgress
     from kvgraph.kb import KnowledgeBase
 
+log = logging.getLogger(__name__)
+
 DOC_GRAPH_DIR = "doc-graph"
+TRIPLES_CACHE = "triples.jsonl"  # LLM triple extraction results, inside DOC_GRAPH_DIR
+EXTRACTORS = ("offline", "llm", "both")
 
 
 class KBGraph:
@@ -110,20 +117,44 @@ class KBGraph:
     def doc_graph_path(self) -> Path:
         return self._kb.path / DOC_GRAPH_DIR
 
-    def build(self, export: bool = False) -> dict[str, Any]:
-        """Build the document graph from the stored chunks (no LLM) and save it in ``KB/doc-graph/``.
+    def build(
+        self,
+        export: bool = False,
+        extractor: str = "offline",
+        progress: Callable[[TripleProgress], None] | None = None,
+        concurrency: int = 4,
+    ) -> dict[str, Any]:
+        """Build the document graph from the stored chunks and save it in ``KB/doc-graph/``.
 
         The graph's chunks are what search returns: plain chunks, or parents when the knowledge
-        base has node references. ``export=True`` also writes it into the graph store as
-        ``Chunk``/``Document``/``Entity`` nodes, for Cypher. Returns counts and timings.
+        base has node references. ``extractor`` picks the entities: ``offline`` (names and
+        keyphrases, no LLM), ``llm`` (subject-relation-object triples from the configured LLM,
+        with the chunk as provenance) or ``both``. LLM results are cached in
+        ``KB/doc-graph/triples.jsonl``, so a rebuild asks only about new or changed chunks;
+        ``progress`` sees requests and tokens as they accrue. ``export=True`` also writes the
+        graph into the graph store as ``Chunk``/``Document``/``Entity`` nodes, for Cypher.
+        Returns counts, timings and, with an LLM, the triple extraction's requests and tokens.
         """
+        return self._build(extractor, export, progress, concurrency, require_llm=True)
+
+    def _build(
+        self,
+        extractor: str,
+        export: bool = False,
+        progress: Callable[[TripleProgress], None] | None = None,
+        concurrency: int = 4,
+        require_llm: bool = True,
+    ) -> dict[str, Any]:
         import time
 
         import numpy as np
 
         from kvgraph.errors import InvalidInputError
         from kvgraph.graph.build import build_doc_graph, write_doc_graph
+        from kvgraph.graph.triples import TripleExtractor
 
+        if extractor not in EXTRACTORS:
+            raise InvalidInputError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
         kb = self._kb
         kb._check_writable()
         role = {"role": "parent"} if kb.stored_references() != "none" else None
@@ -132,17 +163,50 @@ class KBGraph:
             raise InvalidInputError(f"knowledge base {kb.path} has no chunks yet: ingest documents first")
         t0 = time.perf_counter()
         nodes = [n for n in kb.store.get(ids) if n is not None]
+        triples = None
+        triple_report: dict[str, Any] | None = None
+        if extractor != "offline":
+            from kvgraph.llm.base import require_llm as llm_required
+
+            llm = kb._llm()
+            if require_llm:
+                llm_required(llm, f"graph build --extractor {extractor}")
+            run = TripleExtractor(
+                llm, self.doc_graph_path / TRIPLES_CACHE, concurrency=concurrency, progress=progress
+            ).extract(nodes)
+            triples = run.triples
+            stats = run.stats
+            triple_report = {
+                "model": run.model,
+                "triples": run.count,
+                "chunks_with_triples": len(run.triples),
+                "requests": stats.requests,
+                "cached": stats.cached,
+                "missing": stats.missing,
+                "unparsable": stats.unparsable,
+                "prompt_tokens": stats.prompt_tokens,
+                "completion_tokens": stats.completion_tokens,
+                "seconds": round(run.seconds, 3),
+            }
         vectors = np.stack([n.embedding_array() for n in nodes])
-        graph = build_doc_graph(nodes, vectors, embedder=kb.embedder)
+        graph = build_doc_graph(
+            nodes, vectors, embedder=kb.embedder, triples=triples, offline_entities=extractor != "llm"
+        )
+        graph.meta["extractor"] = extractor
+        if triple_report is not None:
+            graph.meta["triple_extraction"] = triple_report
         graph.save(self.doc_graph_path)
         self._doc_graph = graph
         report: dict[str, Any] = {
+            "extractor": extractor,
             "chunks": graph.count("chunk"),
             "documents": graph.count("document"),
             "entities": graph.count("entity"),
             "edges": graph.edge_counts(),
             "seconds": round(time.perf_counter() - t0, 3),
         }
+        if triple_report is not None:
+            report["triple_extraction"] = triple_report
         if export:
             report["exported"] = write_doc_graph(graph, self.store)
         return report
@@ -171,7 +235,27 @@ class KBGraph:
         return KnowledgeGraphRetriever(base, self.doc_graph(), self._kb.store, self._kb.embedder, **params)
 
     def refresh(self) -> None:
-        """Rebuild the document graph after the chunks changed, if one was built (keeps graph mode current)."""
-        if (self.doc_graph_path / "graph.npz").exists():
-            self._doc_graph = None
-            self.build()
+        """Rebuild the document graph after the chunks changed, if one was built (keeps graph mode current).
+
+        The rebuild uses the extractor of the last build. With ``llm`` or ``both`` it asks the
+        LLM only about new or changed chunks; when no LLM is configured it uses the cached
+        triples and logs how many chunks have none, rather than failing the ingest that called it.
+        """
+        if not (self.doc_graph_path / "graph.npz").exists():
+            return
+        from kvgraph.graph.build import DocGraph
+
+        try:
+            extractor = str(DocGraph.load(self.doc_graph_path).meta.get("extractor") or "offline")
+        except Exception:  # an unreadable graph is rebuilt from scratch, offline
+            extractor = "offline"
+        self._doc_graph = None
+        report = self._build(extractor if extractor in EXTRACTORS else "offline", require_llm=False)
+        missing = (report.get("triple_extraction") or {}).get("missing", 0)
+        if missing:
+            log.warning(
+                "document graph rebuilt without triples for %d new chunks: no LLM is configured "
+                "(run kvgraph graph build --extractor %s with one)",
+                missing,
+                extractor,
+            )

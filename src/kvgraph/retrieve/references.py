@@ -49,7 +49,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,6 +56,7 @@ import numpy as np
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.sentences import split_sentences
 from kvgraph.ingest.splitter import SentenceSplitter, SpanCounter, chunk_id
+from kvgraph.llm.cache import JsonlCache
 from kvgraph.schema import Document, Metadata, Node, NodeRelationship
 
 if TYPE_CHECKING:  # kvgraph.llm imports httpx; only the LLM path needs it, so it is imported there
@@ -488,48 +488,6 @@ def parse_summary(text: str) -> str:
     return summary.strip(_WRAPPING)
 
 
-class _JsonlCache:
-    """Results keyed by a string, appended to a JSONL file as they arrive (thread-safe).
-
-    A line cut short by a crash is skipped on load, and a newline is written before the
-    next record so that it does not glue onto the broken line.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.path = Path(path) if path is not None else None
-        self._data: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._needs_newline = False
-        if self.path is not None and self.path.is_file():
-            raw = self.path.read_bytes()
-            self._needs_newline = bool(raw) and not raw.endswith(b"\n")
-            for line in raw.decode("utf-8", "replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("key"), str) and "result" in record:
-                    self._data[record["key"]] = record["result"]
-
-    def get(self, key: str) -> Any:
-        with self._lock:
-            return self._data.get(key)
-
-    def put(self, key: str, result: Any, info: dict[str, Any]) -> None:
-        with self._lock:
-            self._data[key] = result
-            if self.path is None:
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"key": key, **info, "result": result}, ensure_ascii=False)
-            with open(self.path, "a", encoding="utf-8") as f:
-                if self._needs_newline:
-                    f.write("\n")
-                    self._needs_newline = False
-                f.write(line + "\n")
-                f.flush()
-
-
 class _LLMReferences:
     """One run of LLM-written summaries and questions over a list of parents."""
 
@@ -544,7 +502,7 @@ class _LLMReferences:
         self.llm = llm
         self.model = str(getattr(llm, "model", "") or "")
         self.n = n_questions
-        self.cache = _JsonlCache(cache_path)
+        self.cache = JsonlCache(cache_path)
         self.concurrency = concurrency
         self.progress = progress
         self._lock = threading.Lock()
