@@ -4,6 +4,8 @@
     .venv/bin/python bench/kvg_hotpotqa.py                      # build the graph (once) and score every retriever
     .venv/bin/python bench/kvg_hotpotqa.py --rebuild             # rebuild the graph (re-times indexing)
     .venv/bin/python bench/kvg_hotpotqa.py --sweep               # + damping x alpha grid (tuned on these questions)
+    KVGRAPH_LLM_BASE_URL=http://localhost:8000/v1 KVGRAPH_LLM_MODEL=... \
+        .venv/bin/python bench/kvg_hotpotqa.py --extractor both     # + LLM triples (reports tokens)
 
 The passages are ingested once into a knowledge base under ``--work-dir`` (the same one
 ``kvgraph.eval.runner.run_retrieval`` uses, so it embeds nothing twice); the graph is built from
@@ -43,7 +45,28 @@ PUBLISHED = {  # HippoRAG paper, Table 2, full 1,000-question HotpotQA (R@2, R@5
 }
 
 
-def build_graph(kb_dir: Path, graph_dir: Path, rebuild: bool) -> tuple[dict[str, float], dict[str, Any]]:
+def llm_triples(nodes: list[Any], graph_dir: Path, timings: dict[str, float]) -> dict[str, Any] | None:
+    """Triples from the LLM in the environment (cached next to the graph), or None for the offline extractor."""
+    from kvgraph.graph.triples import TripleExtractor
+    from kvgraph.llm import llm_from_env, require_llm
+    from kvgraph.progress import LLMWorkProgress
+
+    llm = require_llm(llm_from_env(), "bench/kvg_hotpotqa.py --extractor llm|both")
+    t0 = time.perf_counter()
+    run = TripleExtractor(
+        llm, graph_dir / "triples.jsonl", concurrency=8, progress=LLMWorkProgress("extracting triples")
+    ).extract(nodes)
+    timings["triples_s (LLM; ~0 when cached)"] = time.perf_counter() - t0
+    s = run.stats
+    report = {"model": run.model, "triples": run.count, "requests": s.requests, "cached": s.cached}
+    report.update(prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, unparsable=s.unparsable)
+    print("triple extraction:", json.dumps(report))
+    return {"triples": run.triples, "report": report}
+
+
+def build_graph(
+    kb_dir: Path, graph_dir: Path, rebuild: bool, extractor: str = "offline"
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Ingest the passages, build and save the graph; return indexing timings and graph stats."""
     ds = read_hotpotqa_subset()
     timings: dict[str, float] = {}
@@ -56,8 +79,17 @@ def build_graph(kb_dir: Path, graph_dir: Path, rebuild: bool) -> tuple[dict[str,
             nodes = [n for n in kb.store.get(kb.store.ids()) if n is not None]
             vectors = np.stack([n.embedding_array() for n in nodes])
             timings["read_chunks_s"] = time.perf_counter() - t0
+            extracted = llm_triples(nodes, graph_dir, timings) if extractor != "offline" else None
             t0 = time.perf_counter()
-            graph = build_doc_graph(nodes, vectors, embedder=kb.embedder)
+            graph = build_doc_graph(
+                nodes,
+                vectors,
+                embedder=kb.embedder,
+                triples=extracted["triples"] if extracted else None,
+                offline_entities=extractor != "llm",
+            )
+            if extracted:
+                graph.meta["triple_extraction"] = extracted["report"]
             timings["build_total_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             graph.save(graph_dir)
@@ -74,6 +106,7 @@ def build_graph(kb_dir: Path, graph_dir: Path, rebuild: bool) -> tuple[dict[str,
         "entities": graph.count("entity"),
         "edges": graph.edge_counts(),
         "build_timings_s": built,
+        "triple_extraction": graph.meta.get("triple_extraction"),
         "load_s": round(timings["load_s"], 4),
     }
     return timings, stats
@@ -117,11 +150,19 @@ def main() -> None:
     ap.add_argument("--work-dir", default=str(ROOT / ".kvgraph-eval" / "hotpotqa_hipporag"))
     ap.add_argument("--rebuild", action="store_true", help="rebuild the graph even if one is saved")
     ap.add_argument("--sweep", action="store_true", help="also run a damping x alpha grid (tuning on the test set)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "kvg_hotpotqa.json"))
+    ap.add_argument(
+        "--extractor",
+        choices=["offline", "llm", "both"],
+        default="offline",
+        help="entities from the offline extractor, LLM triples (KVGRAPH_LLM_BASE_URL/MODEL), or both",
+    )
+    ap.add_argument("--out", default=None, help="JSON output (default bench/out/kvg_hotpotqa[-EXTRACTOR].json)")
     args = ap.parse_args()
     kb_dir = Path(args.work_dir)
-    graph_dir = kb_dir / "kvg"
-    timings, stats = build_graph(kb_dir, graph_dir, args.rebuild)
+    suffix = "" if args.extractor == "offline" else f"-{args.extractor}"
+    graph_dir = kb_dir / f"kvg{suffix}"
+    args.out = args.out or str(ROOT / "bench" / "out" / f"kvg_hotpotqa{suffix}.json")
+    timings, stats = build_graph(kb_dir, graph_dir, args.rebuild, args.extractor)
     print("graph:", json.dumps(stats))
     graph = DocGraph.load(graph_dir)
     configs = dict(DEFAULT_CONFIGS)
@@ -158,6 +199,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "dataset": ds.name,
+        "extractor": args.extractor,
         "queries": n,
         "passages": len(ds.passages),
         "graph": stats,
