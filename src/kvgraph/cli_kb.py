@@ -152,6 +152,16 @@ def register(main: click.Group) -> None:
 
         with _open(ctx, True) as kb:
             hits = kb.search(query, k=k, filters=_filters(filters), mode=mode)
+            walked: dict[str, str] = {}  # graph mode: how the walk reached each chunk, in words
+            if (mode or kb.settings.mode) == "graph":
+                from kvgraph.retrieve.graph import describe_path
+
+                graph = kb.graph.doc_graph()
+                walked = {
+                    h.node.id: describe_path(graph, getattr(h, "path", []))
+                    for h in hits
+                    if len(getattr(h, "path", [])) > 1
+                }
         if as_json:
             _echo_json(
                 [
@@ -161,6 +171,7 @@ def register(main: click.Group) -> None:
                         "text": h.node.text,
                         "metadata": h.node.metadata,
                         **({"path": path} if (path := getattr(h, "path", None)) else {}),
+                        **({"path_text": walked[h.node.id]} if h.node.id in walked else {}),
                     }
                     for h in hits
                 ]
@@ -180,7 +191,9 @@ def register(main: click.Group) -> None:
             flat = " ".join(h.node.text.split())
             text = Text(flat[:300] + ("…" if len(flat) > 300 else ""))  # Text: document brackets are not markup
             hit = getattr(h, "hit", None)
-            if hit is not None and hit.id != h.node.id:  # reached through a reference: say which
+            if h.node.id in walked:  # reached by the graph walk: say along which nodes
+                text.append(f"\npath: {walked[h.node.id]}", "dim")
+            elif hit is not None and hit.id != h.node.id:  # reached through a reference: say which
                 text.append(f"\nvia {hit.metadata.get('role', 'chunk')}: {' '.join(hit.text.split())[:120]}", "dim")
             t.add_row(str(i), f"{h.score:.3f}", Text(source_label(h.node.metadata)), text)
         _console().print(t)

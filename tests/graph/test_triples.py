@@ -20,6 +20,7 @@ from kvgraph.graph.triples import Triple, TripleExtractor, TripleProgress, parse
 from kvgraph.kb import KnowledgeBase
 from kvgraph.llm.base import LLMError, LLMUnavailableError
 from kvgraph.llm.openai_compat import OpenAICompatibleLLM
+from kvgraph.retrieve.graph import describe_path
 from kvgraph.schema import Document, Node
 from kvgraph.testing.openai_server import FakeOpenAIServer
 
@@ -203,6 +204,12 @@ def test_triples_become_entities_mentions_and_related_edges(tmp_path: Path) -> N
         ("was revived at", "<-", "c3"),
     ]
     assert g.meta["params"]["triples"] == 3 and g.meta["params"]["extractor"] is None
+    assert describe_path(g, ["c1", "entity:aurelia voss", "entity:glass harbor", "entity:teatro nerino"]) == (
+        "Aurelia Voss (chunk) → Aurelia Voss —composed→ Glass Harbor —premiered at→ Teatro Nerino"
+    )
+    assert describe_path(g, ["entity:teatro nerino", "entity:glass harbor", "gone"]) == (
+        "Teatro Nerino ←premiered at— Glass Harbor → gone"
+    )
 
     back = DocGraph.load(g.save(tmp_path / "g"))
     assert back.facts == g.facts and back.relations("entity:aurelia voss", "entity:glass harbor")
@@ -326,6 +333,9 @@ def test_cli_graph_build_with_llm_triples(
     docs.mkdir()
     (docs / "voss.md").write_text("# Aurelia Voss\n\nAurelia Voss wrote music from the age of six.\n")
     (docs / "harbor.md").write_text("# Glass Harbor\n\nThe opera premiered in the spring of 1931.\n")
+    # People like Voss, so that dense search seeds the walk with them rather than with the opera
+    for name, city in (("Marta Lind", "Oslo"), ("Peter Kask", "Riga"), ("Ilse Born", "Tartu")):
+        (docs / f"{city}.md").write_text(f"# {name}\n\n{name} was a composer and singer born in {city}.\n")
     kb = str(tmp_path / "kb")
     runner = CliRunner()
 
@@ -340,9 +350,15 @@ def test_cli_graph_build_with_llm_triples(
     monkeypatch.setenv("KVGRAPH_LLM_MODEL", "test-model")
     built = run("graph", "build", "--extractor", "both", "--concurrency", "2")
     assert built.exit_code == 0, built.output
-    expected = r"triples \(test-model\): 3 from 2 chunks; 2 LLM requests, 0 chunks from the cache, [1-9]"
+    expected = r"triples \(test-model\): 3 from 2 chunks; 5 LLM requests, 0 chunks from the cache, [1-9]"
     assert re.search(expected, built.output)
     assert "3 RELATED" in built.output
     again = json.loads(run("graph", "build", "--extractor", "llm", "--json").output)
-    assert again["triple_extraction"]["requests"] == 0 and again["triple_extraction"]["cached"] == 2
+    assert again["triple_extraction"]["requests"] == 0 and again["triple_extraction"]["cached"] == 5
     assert again["extractor"] == "llm"
+
+    found = json.loads(run("search", "Who is Aurelia Voss?", "--mode", "graph", "--json").output)
+    harbor = next(h for h in found if h["metadata"]["file_name"] == "harbor.md")
+    assert len(harbor["path"]) > 1 and harbor["path_text"].endswith("Glass Harbor (chunk)")
+    shown = run("search", "Who is Aurelia Voss?", "--mode", "graph")
+    assert "path: " in shown.output

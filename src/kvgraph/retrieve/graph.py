@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.build import CHUNK, ENTITY_PREFIX, DocGraph
+from kvgraph.graph.build import CHUNK, ENTITY, ENTITY_PREFIX, DocGraph
 from kvgraph.graph.extract import EntityExtractor
 from kvgraph.graph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
 from kvgraph.retrieve.base import RetrievedNode, Retriever, check_query
@@ -243,3 +243,28 @@ class KnowledgeGraphRetriever:
 def chunk_keys(graph: DocGraph) -> list[str]:
     """The chunk ids a graph was built from (e.g. to check it against the store)."""
     return [key for key, kind in zip(graph.keys, graph.kinds) if kind == CHUNK]
+
+
+def describe_path(graph: DocGraph, path: Sequence[str]) -> str:
+    """A walk path for people: node names joined by arrows, RELATED hops labelled with the triple's relation.
+
+    ``["c1", "entity:aurelia voss", "entity:glass harbor", "c7"]`` reads
+    ``Aurelia Voss (chunk) → Aurelia Voss —composed→ Glass Harbor → Glass Harbor (chunk)``; a hop
+    against a fact's direction reads ``Teatro Nerino ←premiered at— Glass Harbor``.
+    """
+    out = ""
+    for i, key in enumerate(path):
+        idx = graph.index.get(key)
+        name = (
+            key if idx is None else graph.names[idx] + ("" if graph.kinds[idx] == ENTITY else f" ({graph.kinds[idx]})")
+        )
+        if i > 0:
+            relations = graph.relations(path[i - 1], key)
+            if not relations:
+                out += " → "
+            elif relations[0][1] == "->":
+                out += f" —{relations[0][0]}→ "
+            else:
+                out += f" ←{relations[0][0]}— "
+        out += name
+    return out
