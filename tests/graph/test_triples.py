@@ -334,7 +334,10 @@ def test_cli_graph_build_with_llm_triples(
     (docs / "voss.md").write_text("# Aurelia Voss\n\nAurelia Voss wrote music from the age of six.\n")
     (docs / "harbor.md").write_text("# Glass Harbor\n\nThe opera premiered in the spring of 1931.\n")
     # People like Voss, so that dense search seeds the walk with them rather than with the opera
-    for name, city in (("Marta Lind", "Oslo"), ("Peter Kask", "Riga"), ("Ilse Born", "Tartu")):
+    # (more of them than the walk's default seed count)
+    people = [("Marta Lind", "Oslo"), ("Peter Kask", "Riga"), ("Ilse Born", "Tartu"), ("Anna Tamm", "Parnu")]
+    people += [("Jaan Kuusk", "Narva"), ("Liis Mets", "Viljandi"), ("Karl Saar", "Haapsalu")]
+    for name, city in people:
         (docs / f"{city}.md").write_text(f"# {name}\n\n{name} was a composer and singer born in {city}.\n")
     kb = str(tmp_path / "kb")
     runner = CliRunner()
@@ -350,11 +353,11 @@ def test_cli_graph_build_with_llm_triples(
     monkeypatch.setenv("KVGRAPH_LLM_MODEL", "test-model")
     built = run("graph", "build", "--extractor", "both", "--concurrency", "2")
     assert built.exit_code == 0, built.output
-    expected = r"triples \(test-model\): 3 from 2 chunks; 5 LLM requests, 0 chunks from the cache, [1-9]"
+    expected = r"triples \(test-model\): 3 from 2 chunks; 9 LLM requests, 0 chunks from the cache, [1-9]"
     assert re.search(expected, built.output)
     assert "3 RELATED" in built.output
     again = json.loads(run("graph", "build", "--extractor", "llm", "--json").output)
-    assert again["triple_extraction"]["requests"] == 0 and again["triple_extraction"]["cached"] == 5
+    assert again["triple_extraction"]["requests"] == 0 and again["triple_extraction"]["cached"] == 9
     assert again["extractor"] == "llm"
 
     found = json.loads(run("search", "Who is Aurelia Voss?", "--mode", "graph", "--json").output)

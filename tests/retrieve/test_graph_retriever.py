@@ -77,6 +77,21 @@ def test_hops_zero_keeps_only_seeds(kb: KnowledgeBase, graph: DocGraph) -> None:
     assert len(results) == 2 and all(len(r.path) == 1 for r in results)
 
 
+def test_title_seeds_add_the_passage_a_question_entity_names(kb: KnowledgeBase, graph: DocGraph) -> None:
+    """A question that names the Danube seeds the passage titled "danube", though dense search ranks it lower."""
+    question = "Do honey bees dance to show the hive flowers by the Danube?"
+    dense = VectorRetriever(kb.store, kb.embedder)
+    assert docs(dense.retrieve(question, 1)) != ["danube"], "precondition: dense must not rank it first"
+    only_seeds = {"hops": 0, "seeds": 1}
+    plain = KnowledgeGraphRetriever(dense, graph, kb.store, kb.embedder, title_seeds=False, **only_seeds)
+    titled = KnowledgeGraphRetriever(dense, graph, kb.store, kb.embedder, **only_seeds)
+    assert docs(plain.retrieve(question, 5)) == docs(dense.retrieve(question, 1))
+    found = titled.retrieve(question, 5)
+    assert set(docs(found)) == {docs(dense.retrieve(question, 1))[0], "danube"}
+    danube = next(r for r in found if r.node.ref_doc_id == "danube")
+    assert danube.path == [danube.node.id] and danube.node.text == PASSAGES["danube"]
+
+
 def test_whole_graph_walk_matches_bounded_on_this_small_graph(kb: KnowledgeBase, graph: DocGraph) -> None:
     dense = VectorRetriever(kb.store, kb.embedder)
     bounded = KnowledgeGraphRetriever(dense, graph, kb.store, kb.embedder, hops=10)

@@ -24,7 +24,7 @@ import numpy as np
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.graph.build import CHUNK, ENTITY, ENTITY_PREFIX, DocGraph
-from kvgraph.graph.extract import EntityExtractor
+from kvgraph.graph.extract import EntityExtractor, entity_key
 from kvgraph.graph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
 from kvgraph.retrieve.base import RetrievedNode, Retriever, check_query
 from kvgraph.schema import Node, NodeWithScore
@@ -46,7 +46,9 @@ class KnowledgeGraphRetriever:
     (probability of following an edge rather than restarting at the seeds), ``seeds`` (base
     chunks that seed the walk), ``fetch`` (base results whose dense scores enter the final mix),
     ``alpha`` (weight of the dense score in the final mix), ``entity_weight`` (share of the
-    restart mass on the question's entities when it names any), ``edge_weights`` (per edge
+    restart mass on the question's entities when it names any), ``title_seeds`` (a chunk whose
+    document title *is* a question entity, same canonical key, shares that entity's restart
+    mass: the question names what the passage is about), ``edge_weights`` (per edge
     type factors, see :meth:`DocGraph.adjacency`). ``store`` fetches chunks reached only
     through the graph; ``embedder`` matches question entities to graph entities by meaning.
     """
@@ -59,11 +61,12 @@ class KnowledgeGraphRetriever:
         embedder: Embedder | None = None,
         *,
         hops: int | None = 3,
-        damping: float = 0.5,
-        seeds: int = 3,
+        damping: float = 0.7,
+        seeds: int = 5,
         fetch: int = 30,
-        alpha: float = 0.5,
+        alpha: float = 0.25,
         entity_weight: float = 0.5,
+        title_seeds: bool = True,
         entity_match_threshold: float = 0.85,
         seed_temperature: float = 0.25,
         propagated_only: bool = False,
@@ -103,6 +106,12 @@ class KnowledgeGraphRetriever:
         mentions = graph.mention_counts().astype(np.float64)
         self._specificity = np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
         self._is_chunk = graph.kind_array == 0
+        # entity key -> chunks titled with it; a chunk without a title is named by its id and never matches
+        self._titled: dict[str, list[int]] = {}
+        if title_seeds:
+            for i in np.flatnonzero(self._is_chunk).tolist():
+                if graph.names[i] != graph.keys[i]:
+                    self._titled.setdefault(entity_key(graph.names[i]), []).append(i)
 
     # ------------------------------------------------------------------ seeds
 
@@ -164,15 +173,23 @@ class KnowledgeGraphRetriever:
         if not chunk_seeds and not entity_seeds:
             return [RetrievedNode(h.node, float(h.score), [h.node.id], h.node) for h in hits]
 
-        seed_idx = np.array(chunk_seeds + entity_seeds, dtype=np.int64)
+        # Entity seeds by specificity; each shares its weight with the chunks titled with it.
+        entity_idx: list[int] = []
+        entity_w: list[float] = []
+        if entity_seeds:
+            e = self._specificity[entity_seeds]
+            e = e / e.sum() if e.sum() > 0 else np.full(len(entity_seeds), 1.0 / len(entity_seeds))
+            for node, w in zip(entity_seeds, e.tolist()):
+                group = [node, *self._titled.get(g.keys[node][len(ENTITY_PREFIX) :], ())]
+                entity_idx += group
+                entity_w += [w / len(group)] * len(group)
+        seed_idx = np.array(chunk_seeds + entity_idx, dtype=np.int64)
         restart = np.zeros(seed_idx.size)
         if chunk_seeds:
             s = self.seed_weights(np.array([dense[i] for i in chunk_seeds]))
             restart[: len(chunk_seeds)] = s * (1.0 - (self.entity_weight if entity_seeds else 0.0))
         if entity_seeds:
-            e = self._specificity[entity_seeds]
-            e = e / e.sum() if e.sum() > 0 else np.full(len(entity_seeds), 1.0 / len(entity_seeds))
-            restart[len(chunk_seeds) :] = e * (self.entity_weight if chunk_seeds else 1.0)
+            restart[len(chunk_seeds) :] = np.array(entity_w) * (self.entity_weight if chunk_seeds else 1.0)
 
         # Bounded k-hop expansion (over the whole graph when hops is None), then PPR on that subgraph.
         if self._full is not None:
@@ -196,7 +213,7 @@ class KnowledgeGraphRetriever:
         chunk_pos = np.flatnonzero(self._is_chunk[nodes])
         # Candidates are the chunks inside the expansion only: a base hit the bounded walk does not
         # reach (no shared entity, no similar chunk near the seeds) is dropped. Measured on HotpotQA,
-        # keeping such hits with a walk score of 0 lowered recall@5 (81.0 -> 79.5 with dense seeds).
+        # keeping such hits with a walk score of 0 lowered held-out recall (-4.5 R@2, -2.0 R@5; bench/kvg_cv.py).
         cand = nodes[chunk_pos]
         walk_scores = _scaled(walk[chunk_pos])
         dense_raw = np.array([dense.get(int(i), np.nan) for i in cand])
