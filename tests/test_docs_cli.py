@@ -77,12 +77,14 @@ def test_every_documented_option_exists() -> None:
         assert not unknown, f"docs/cli.md documents {sorted(unknown)} for `kvgraph {' '.join(path)}`, which has none"
 
 
-@pytest.mark.parametrize("path_cmd", all_commands(main), ids=lambda pc: " ".join(pc[0]))
+# The eval subcommands have their own reference, docs/eval.md; the synopsis names them in one line.
+DOCUMENTED_HERE = [pc for pc in all_commands(main) if pc[0][0] != "eval"]
+
+
+@pytest.mark.parametrize("path_cmd", DOCUMENTED_HERE, ids=lambda pc: " ".join(pc[0]))
 def test_every_command_and_option_is_documented(path_cmd: tuple[tuple[str, ...], click.Command]) -> None:
     path, cmd = path_cmd
     docs = documented()
-    if path[0] == "eval" and ("eval",) not in docs:
-        pytest.skip("eval subcommands are documented in docs/eval.md")
     assert path in docs, f"`kvgraph {' '.join(path)}` is missing from docs/cli.md's synopsis"
     documented_opts = docs[path]
     missing = {
