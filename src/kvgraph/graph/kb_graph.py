@@ -246,7 +246,8 @@ class KBGraph:
         from kvgraph.graph.build import DocGraph
 
         try:
-            extractor = str(DocGraph.load(self.doc_graph_path).meta.get("extractor") or "offline")
+            saved = self._doc_graph or DocGraph.load(self.doc_graph_path)  # no second read when already loaded
+            extractor = str(saved.meta.get("extractor") or "offline")
         except Exception:  # an unreadable graph is rebuilt from scratch, offline
             extractor = "offline"
         self._doc_graph = None

@@ -20,14 +20,15 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.graph.extract import entity_key
 from kvgraph.llm.cache import JsonlCache
+from kvgraph.llm.jobs import run_jobs
 
 if TYPE_CHECKING:
     from kvgraph.llm.base import LLM
@@ -98,7 +99,6 @@ class TripleResult:
     stats: TripleProgress
     model: str = ""
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -273,31 +273,21 @@ class TripleExtractor:
 
     def extract(self, nodes: Sequence[Node]) -> TripleResult:
         """Triples for every chunk in ``nodes``. An LLM error stops the run; finished chunks stay cached."""
-        import time
-
         t0 = time.perf_counter()
         self._usage0 = self._usage()
         self._counts = dict.fromkeys(self._counts, 0)
         out: dict[str, list[Triple]] = {}
         done = 0
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="kvgraph-triples") as pool:
-            futures: dict[Future[Any], Node] = {pool.submit(self._ask, node): node for node in nodes}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    error = future.exception()
-                    if error is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise error
-                    node = futures[future]
-                    rows = future.result()
-                    if rows:
-                        out[node.id] = [Triple(s, r, o, node.id) for s, r, o in rows]
-                    done += 1
-                    if self.progress is not None:
-                        self.progress(self._snapshot(done, len(nodes)))
+
+        def collect(node: Node, rows: list[tuple[str, str, str]] | None) -> None:
+            nonlocal done
+            if rows:
+                out[node.id] = [Triple(s, r, o, node.id) for s, r, o in rows]
+            done += 1
+            if self.progress is not None:
+                self.progress(self._snapshot(done, len(nodes)))
+
+        run_jobs(nodes, self._ask, collect, self.concurrency, "kvgraph-triples")
         stats = self._snapshot(done, len(nodes))
         log.info(
             "triples: %d chunks, %d LLM requests, %d cached, %d missing, %d + %d tokens",

@@ -47,7 +47,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.sentences import split_sentences
 from kvgraph.ingest.splitter import SentenceSplitter, SpanCounter, chunk_id
 from kvgraph.llm.cache import JsonlCache
+from kvgraph.llm.jobs import run_jobs
 from kvgraph.schema import Document, Metadata, Node, NodeRelationship
 
 if TYPE_CHECKING:  # kvgraph.llm imports httpx; only the LLM path needs it, so it is imported there
@@ -567,27 +567,18 @@ class _LLMReferences:
         results: dict[tuple[int, str], Any] = {}
         remaining = {p: len(kinds) for p in range(len(parents))}
         done = 0
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="kvgraph-metaref") as pool:
-            futures: dict[Future[Any], tuple[int, str]] = {
-                pool.submit(self._ask, parent, kind): (p, kind) for p, parent in enumerate(parents) for kind in kinds
-            }
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    error = future.exception()
-                    if error is not None:
-                        # Stop asking; what finished is in the cache, so a re-run resumes from there.
-                        for other in pending:
-                            other.cancel()
-                        raise error
-                    p, kind = futures[future]
-                    results[p, kind] = future.result()
-                    remaining[p] -= 1
-                    if remaining[p] == 0:
-                        done += 1
-                        if self.progress is not None:
-                            self.progress(self._snapshot(done, len(parents)))
+
+        def collect(job: tuple[int, str], result: Any) -> None:
+            nonlocal done
+            results[job] = result
+            remaining[job[0]] -= 1
+            if remaining[job[0]] == 0:
+                done += 1
+                if self.progress is not None:
+                    self.progress(self._snapshot(done, len(parents)))
+
+        jobs = [(p, kind) for p in range(len(parents)) for kind in kinds]
+        run_jobs(jobs, lambda job: self._ask(parents[job[0]], job[1]), collect, self.concurrency, "kvgraph-metaref")
         final = self._snapshot(done, len(parents))
         log.info(
             "metadata references: %d parents, %d LLM requests (%d cached results), %d prompt + %d completion tokens",
