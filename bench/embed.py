@@ -117,8 +117,8 @@ def datasets_root(explicit: str | None) -> Path:
 
 def llama2_chunks(datasets: str | None, n: int, min_tokens: int = 224) -> list[str]:
     """Llama 2 chunks as kvgraph makes them (254 tokens max), keeping the nearly full ones."""
-    from kvgraph.datasets import llama2_pages
     from kvgraph.embed.onnx import OnnxEmbedder
+    from kvgraph.eval.sources import llama2_pages
     from kvgraph.ingest.splitter import SentenceSplitter
 
     splitter = SentenceSplitter(OnnxEmbedder().token_counter(), 254, 32)

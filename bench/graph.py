@@ -9,7 +9,7 @@ Competitors, measured in this process on the same database files:
 * Cypher: kvgraph's ``LadybugGraphStore.query`` (read-only guard, timeout, plain-Python rows)
   against the raw ``ladybug`` connection, and against ``kuzu`` 0.11.3 when installed.
   Queries: a filtered count, a 1-hop join with GROUP BY, and ``*1..3`` paths from one seed.
-* Knowledge-vector-graph retrieval over a :class:`~kvgraph.graph.build.DocGraph` of the same
+* Knowledge-vector-graph retrieval over a :class:`~kvgraph.docgraph.build.DocGraph` of the same
   size (chunks and entities, MENTIONS/SIMILAR/NEXT edges): kvgraph's retriever (bounded
   3-hop expansion + personalized PageRank on the subgraph), the same walk over the whole graph,
   and networkx's personalized ``pagerank``.
@@ -103,7 +103,7 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
 def bench_cypher(tmp: Path, n_nodes: int, src: np.ndarray, dst: np.ndarray, reps: int) -> list[dict[str, Any]]:
     import ladybug
 
-    from kvgraph.graph.ladybug_store import DB_FILE, LadybugGraphStore
+    from kvgraph.graphdb.ladybug import DB_FILE, LadybugGraphStore
 
     nodes_csv, edges_csv = write_csvs(tmp, n_nodes, src, dst)
     lb_dir = tmp / "ladybug"
@@ -152,7 +152,7 @@ def kuzu_child(tmp: Path, reps: int) -> None:
 
 def doc_graph(n_nodes: int, n_edges: int, seed: int = 0) -> Any:
     """A DocGraph of the requested size: 60% chunks (NEXT chains), 40% entities, the rest MENTIONS/SIMILAR."""
-    from kvgraph.graph.build import CHUNK, EDGE_TYPES, ENTITY, DocGraph
+    from kvgraph.docgraph.build import CHUNK, EDGE_TYPES, ENTITY, DocGraph
 
     rng = np.random.default_rng(seed)
     n_chunks = int(n_nodes * 0.6)

@@ -125,7 +125,7 @@ def count_tokens(texts: list[str]) -> list[int]:
 
 
 def llama2_docs(datasets: str | None, n: int) -> list[Any]:
-    from kvgraph.datasets import llama2_pages
+    from kvgraph.eval.sources import llama2_pages
 
     pages = llama2_pages(datasets)
     return pages[:n] if n else pages

@@ -21,12 +21,13 @@ all 100 questions once (``KnowledgeGraphRetriever.rank`` on the cached hits, rec
 ``kvgraph.eval.metrics.evaluate_retrieval``); fold selection is numpy arithmetic on the cached
 per-question recalls. The baselines come from ``kvgraph.eval.runner.run_retrieval``.
 
-``--variants`` (default on) also cross-validates changes to the retriever, implemented here by
-subclassing (no src edit): log-IDF or uniform entity specificity, reciprocal-rank fusion of the
-dense and walk ranks, seeding chunks whose passage title the question names, keeping base hits
-the walk does not reach, and grid extensions (``propagated_only``, entity-only restart). Each
-variant family is tuned by the same nested protocol. A graph-free control (hybrid alpha 0.5 with
-the passages whose title the question names moved first) separates the title signal from the walk.
+``--variants`` (default on) also cross-validates the retriever's variant options
+(``KnowledgeGraphRetriever(specificity=, combine=, title_seeds=, keep_base_hits=, ...)``):
+log-IDF or uniform entity specificity, reciprocal-rank fusion of the dense and walk ranks,
+seeding chunks whose passage title the question names, keeping base hits the walk does not
+reach, and grid extensions (``propagated_only``, entity-only restart). Each variant family is
+tuned by the same nested protocol. A graph-free control (hybrid alpha 0.5 with the passages
+whose title the question names moved first) separates the title signal from the walk.
 Output: markdown tables on stdout and JSON at ``--out`` (default ``bench/out/kvg_cv.json``).
 """
 
@@ -37,7 +38,6 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +46,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from kvgraph.docgraph.build import DocGraph  # noqa: E402
 from kvgraph.eval.datasets import read_hotpotqa_subset  # noqa: E402
 from kvgraph.eval.metrics import evaluate_retrieval  # noqa: E402
 from kvgraph.eval.runner import ranked_passages, run_retrieval  # noqa: E402
-from kvgraph.graph.build import ENTITY_PREFIX, DocGraph  # noqa: E402
-from kvgraph.graph.extract import entity_key  # noqa: E402
-from kvgraph.graph.ppr import k_hop, personalized_pagerank, transition_matrix  # noqa: E402
 from kvgraph.kb import KnowledgeBase  # noqa: E402
-from kvgraph.retrieve.base import HybridRetriever, RetrievedNode, VectorRetriever  # noqa: E402
-from kvgraph.retrieve.graph import KnowledgeGraphRetriever, _scaled  # noqa: E402
-from kvgraph.schema import Node, NodeWithScore  # noqa: E402
+from kvgraph.retrieve.base import HybridRetriever, VectorRetriever  # noqa: E402
+from kvgraph.retrieve.graph import KnowledgeGraphRetriever  # noqa: E402
 
 KS = (2, 5, 10)
 K_MAX = 10  # as bench/kvg_hotpotqa.py: run_retrieval asks for max(KS) passages
@@ -78,128 +75,6 @@ class CachedKVG(KnowledgeGraphRetriever):
             self._entities[key] = super().query_entities(query)
         return list(self._entities[key])
 
-
-class VariantKVG(CachedKVG):
-    """``KnowledgeGraphRetriever.rank`` with optional changes; with every option at its default it ranks identically.
-
-    - ``specificity``: restart weight of a question entity: ``"inverse"`` (1 / chunks mentioning it,
-      HippoRAG's node specificity, the src behaviour), ``"idf"`` (log(1 + chunks / mentions)) or ``"uniform"``.
-    - ``combine``: ``"linear"`` (src: ``alpha * dense + (1 - alpha) * walk`` on max-scaled scores) or
-      ``"rrf"`` (``alpha / (rrf_k + dense rank) + (1 - alpha) / (rrf_k + walk rank)``; no dense hit, no dense term).
-    - ``title_seeds``: a chunk whose passage title is a question entity (same canonical key) becomes a seed,
-      sharing that entity's restart weight equally with it.
-    - ``keep_base_hits``: base hits outside the bounded expansion stay candidates (walk score 0).
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        specificity: str = "inverse",
-        combine: str = "linear",
-        rrf_k: int = 60,
-        title_seeds: bool = False,
-        keep_base_hits: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        g = self.graph
-        mentions = g.mention_counts().astype(np.float64)
-        n_chunks = float(self._is_chunk.sum())
-        if specificity == "idf":
-            self._specificity = np.where(mentions > 0, np.log1p(n_chunks / np.maximum(mentions, 1.0)), 0.0)
-        elif specificity == "uniform":
-            self._specificity = np.where(mentions > 0, 1.0, 0.0)
-        elif specificity != "inverse":
-            raise ValueError(f"unknown specificity {specificity!r}")
-        if combine not in ("linear", "rrf"):
-            raise ValueError(f"unknown combine {combine!r}")
-        self.combine, self.rrf_k = combine, rrf_k
-        self.keep_base_hits = keep_base_hits
-        self.title_chunks: dict[str, list[int]] = {}
-        if title_seeds:
-            for i in np.flatnonzero(self._is_chunk).tolist():
-                self.title_chunks.setdefault(entity_key(g.names[i]), []).append(i)
-
-    def rank(self, query: str, hits: Sequence[NodeWithScore]) -> list[RetrievedNode]:
-        g = self.graph
-        dense: dict[int, float] = {}
-        hit_nodes: dict[int, Node] = {}
-        for h in hits:
-            i = g.index.get(h.node.id)
-            if i is not None and i not in dense:
-                dense[i] = float(h.score)
-                hit_nodes[i] = h.node
-        chunk_seeds = list(dense)[: self.seeds]
-        entity_seeds = self.query_entities(query)
-        if not chunk_seeds and not entity_seeds:
-            return [RetrievedNode(h.node, float(h.score), [h.node.id], h.node) for h in hits]
-
-        ent_idx: list[int] = []
-        ent_w: list[float] = []
-        if entity_seeds:
-            e = self._specificity[entity_seeds]
-            e = e / e.sum() if e.sum() > 0 else np.full(len(entity_seeds), 1.0 / len(entity_seeds))
-            for node, w in zip(entity_seeds, e.tolist()):
-                titled = self.title_chunks.get(g.keys[node][len(ENTITY_PREFIX) :], []) if self.title_chunks else []
-                group = [node, *titled]
-                ent_idx += group
-                ent_w += [w / len(group)] * len(group)
-        seed_idx = np.array(chunk_seeds + ent_idx, dtype=np.int64)
-        restart = np.zeros(seed_idx.size)
-        if chunk_seeds:
-            s = self.seed_weights(np.array([dense[i] for i in chunk_seeds]))
-            restart[: len(chunk_seeds)] = s * (1.0 - (self.entity_weight if entity_seeds else 0.0))
-        if entity_seeds:
-            restart[len(chunk_seeds) :] = np.array(ent_w) * (self.entity_weight if chunk_seeds else 1.0)
-
-        if self._full is not None:
-            nodes = np.arange(g.n_nodes)
-            transition, dangling = self._full
-            expansion = k_hop(self.adjacency, seed_idx, max_hops=g.n_nodes)
-        else:
-            expansion = k_hop(self.adjacency, seed_idx, max_hops=self.hops or 0, max_nodes=self.max_nodes)
-            nodes = expansion.nodes
-            transition, dangling = transition_matrix(self.adjacency[nodes][:, nodes])
-        local = {int(v): i for i, v in enumerate(nodes)}
-        personalization = np.zeros(nodes.size)
-        for idx, w in zip(seed_idx, restart):
-            personalization[local[int(idx)]] += w
-        walk = personalized_pagerank(transition, personalization, damping=self.damping, dangling=dangling)
-        if self.propagated_only:
-            walk = np.maximum(walk - (1.0 - self.damping) * personalization / personalization.sum(), 0.0)
-
-        chunk_pos = np.flatnonzero(self._is_chunk[nodes])
-        cand = nodes[chunk_pos]
-        walk_raw = walk[chunk_pos]
-        if self.keep_base_hits:
-            missing = np.array([i for i in dense if i not in local], dtype=np.int64)
-            cand = np.concatenate([cand, missing])
-            walk_raw = np.concatenate([walk_raw, np.zeros(missing.size)])
-        dense_raw = np.array([dense.get(int(i), np.nan) for i in cand])
-        known = ~np.isnan(dense_raw)
-        if self.combine == "rrf":
-            final = np.zeros(cand.size)
-            if known.any():
-                kpos = np.flatnonzero(known)
-                drank = np.empty(kpos.size)
-                drank[np.argsort(-dense_raw[kpos], kind="stable")] = np.arange(1, kpos.size + 1)
-                final[kpos] += self.alpha / (self.rrf_k + drank)
-            wrank = np.empty(cand.size)
-            wrank[np.argsort(-walk_raw, kind="stable")] = np.arange(1, cand.size + 1)
-            final += (1.0 - self.alpha) * np.where(walk_raw > 0, 1.0 / (self.rrf_k + wrank), 0.0)
-        else:
-            walk_scores = _scaled(walk_raw)
-            dense_scores = np.zeros(cand.size)
-            if known.any():
-                lo = dense_raw[known].min()
-                span = dense_raw[known].max() - lo
-                dense_scores[known] = (dense_raw[known] - lo) / span if span > 0 else 1.0
-            final = self.alpha * dense_scores + (1.0 - self.alpha) * walk_scores
-        order = np.argsort(-final, kind="stable")
-        return self._results(cand[order], final[order], expansion, hit_nodes)
-
-
-VARIANT_KEYS = ("specificity", "combine", "rrf_k", "title_seeds", "keep_base_hits")
 
 # ---------------------------------------------------------------------------------------------- grids
 
@@ -279,10 +154,9 @@ class Scorer:
     def make(self, cfg: dict[str, Any]) -> KnowledgeGraphRetriever:
         cfg = dict(cfg)
         base = cfg.pop("base", "dense")
-        cls = VariantKVG if any(k in cfg for k in VARIANT_KEYS) else CachedKVG
         # store=None: chunks reached through the graph become Node(id, ref_doc_id=doc of the chunk), all that
         # ranked_passages reads; no store round trip per config.
-        return cls(self.bases[base], self.graph, None, self.kb.embedder, **cfg)
+        return CachedKVG(self.bases[base], self.graph, None, self.kb.embedder, **cfg)
 
     def ranked(self, cfg: dict[str, Any], cls: type | None = None) -> dict[str, list[str]]:
         r = (
@@ -429,21 +303,17 @@ def main() -> None:
         t0 = time.perf_counter()
         for label, base in (("KVG defaults (dense seeds)", "dense"), ("KVG defaults (hybrid seeds)", "hybrid")):
             rec[label] = scorer.recalls(scorer.ranked({"base": base}, cls=KnowledgeGraphRetriever))
-            # VariantKVG with its options at the src behaviour must rank exactly as the src class.
-            same = scorer.recalls(scorer.ranked({"base": base, "specificity": "inverse", "title_seeds": True}))
-            checks[f"variant_class_reproduces_src ({base})"] = all(np.array_equal(same[k], rec[label][k]) for k in KS)
+            # The per-question entity cache must not change the ranking.
+            same = scorer.recalls(scorer.ranked({"base": base}))
+            checks[f"entity_cache_reproduces_src ({base})"] = all(np.array_equal(same[k], rec[label][k]) for k in KS)
         timings["defaults_s"] = time.perf_counter() - t0
         print("checks:", checks, flush=True)
 
         # How often a question names a passage title (what the title-seeds variant uses).
-        probe = VariantKVG(scorer.bases["dense"], graph, None, kb.embedder, title_seeds=True)
+        probe = CachedKVG(scorer.bases["dense"], graph, None, kb.embedder, title_seeds=True)
         titled, gold_titled = [], 0
         for qid, text in zip(qids, texts):
-            matched = [
-                c
-                for e in probe.query_entities(text)
-                for c in probe.title_chunks.get(graph.keys[e][len(ENTITY_PREFIX) :], [])
-            ]
+            matched = [c for e in probe.query_entities(text) for c in probe.titled_chunks(e)]
             titled.append(len(matched))
             gold_titled += sum(1 for c in set(matched) if graph.doc_of.get(graph.keys[c]) in gold[qid])
         title_stats = {
@@ -459,7 +329,7 @@ def main() -> None:
             named = [
                 graph.doc_of.get(graph.keys[c], graph.keys[c])
                 for e in probe.query_entities(text)
-                for c in probe.title_chunks.get(graph.keys[e][len(ENTITY_PREFIX) :], [])
+                for c in probe.titled_chunks(e)
             ]
             control[qid] = list(dict.fromkeys([*named, *ranked_passages([h.node for h in hits], FETCH)]))[:K_MAX]
         rec[TITLE_CONTROL] = scorer.recalls(control)

@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from kvgraph.docgraph.build import DocGraph, build_doc_graph  # noqa: E402
 from kvgraph.eval.datasets import read_hotpotqa_subset  # noqa: E402
 from kvgraph.eval.runner import passages_as_documents, ranked_passages, run_retrieval  # noqa: E402
-from kvgraph.graph.build import DocGraph, build_doc_graph  # noqa: E402
 from kvgraph.kb import KnowledgeBase  # noqa: E402
 from kvgraph.retrieve.base import HybridRetriever, VectorRetriever  # noqa: E402
 from kvgraph.retrieve.graph import KnowledgeGraphRetriever  # noqa: E402
@@ -47,8 +47,8 @@ PUBLISHED = {  # HippoRAG paper, Table 2, full 1,000-question HotpotQA (R@2, R@5
 
 def llm_triples(nodes: list[Any], graph_dir: Path, timings: dict[str, float]) -> dict[str, Any] | None:
     """Triples from the LLM in the environment (cached next to the graph), or None for the offline extractor."""
-    from kvgraph.graph.triples import TripleExtractor
-    from kvgraph.llm import llm_from_env, require_llm
+    from kvgraph.docgraph.triples import TripleExtractor
+    from kvgraph.llm.openai_compat import llm_from_env, require_llm
     from kvgraph.progress import LLMWorkProgress
 
     llm = require_llm(llm_from_env(), "bench/kvg_hotpotqa.py --extractor llm|both")

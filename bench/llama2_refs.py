@@ -55,8 +55,8 @@ STUDY = {"base": (0.778, 0.563), "chunk_refs": (0.897, 0.691), "metadata_refs": 
 def metadata_sentences(work: Path) -> dict[str, set[str]]:
     """Passage id -> the whitespace-normalised sentences of its extractive summary and key sentences."""
     from kvgraph.eval.page_questions import normalize_ws
-    from kvgraph.ingest.sentences import split_sentences
     from kvgraph.store import EmbeddedVectorStore
+    from kvgraph.text import split_sentences
 
     out: dict[str, set[str]] = {}
     with EmbeddedVectorStore.open(work / "refs" / "metadata_refs", read_only=True) as store:
@@ -72,7 +72,7 @@ def metadata_sentences(work: Path) -> dict[str, set[str]]:
 
 def beyond_window(dataset: Any, sources: list[SourceSentence], counter: Any) -> list[bool]:
     """Per query: whether its source sentence starts after the first WINDOW tokens of its gold passage."""
-    from kvgraph.datasets import llama2_pages
+    from kvgraph.eval.sources import llama2_pages
 
     texts = {p.id: p.text for p in dataset.passages}
     pages = {p.id: p for p in llama2_pages()}

@@ -168,7 +168,7 @@ def validate(s: Settings) -> None:
 
 
 def write_settings(kb_dir: str | os.PathLike[str], s: Settings) -> Path:
-    from kvgraph.store.fileio import atomic_write
+    from kvgraph.fileio import atomic_write
 
     path = Path(kb_dir) / CONFIG_FILE
     atomic_write(path, [s.to_toml().encode("utf-8")])

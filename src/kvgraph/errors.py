@@ -52,3 +52,18 @@ class MissingDependencyError(KvgraphError, ImportError):
 
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(f"{module} is not installed: pip install 'kvgraph[{extra}]'")
+
+
+class LLMError(KvgraphError):
+    """A language-model or embedding server failed or answered something unusable.
+
+    ``status_code`` is the HTTP status when the server answered with an error, else None.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class LLMUnavailableError(LLMError):
+    """No LLM is configured, or the configured server cannot be reached."""

@@ -107,8 +107,8 @@ def test_parse_questions_truncates_to_n() -> None:
 # -- generation -------------------------------------------------------------------------------
 
 
-def test_generate_parses_messy_replies_per_node(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = messy_reply
+def test_generate_parses_messy_replies_per_node(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = messy_reply
     nodes = make_nodes("alpha", "beta")
     questions = generate_questions(llm, nodes, per_node=3, concurrency=2)
     assert questions == [
@@ -119,20 +119,20 @@ def test_generate_parses_messy_replies_per_node(llm_server: FakeOpenAIServer, ll
         GeneratedQuestion("How does beta work in practice?", "n-beta", "test-model"),
         GeneratedQuestion("Why was beta invented?", "n-beta", "test-model"),
     ]
-    requests = chat_requests(llm_server)
+    requests = chat_requests(openai_server)
     assert len(requests) == 2
     user = requests[0][1]["content"]
     assert "exactly 3" in user and "Some facts about" in user
 
 
-def test_generate_keeps_fewer_and_cuts_more(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = messy_reply  # three distinct questions per node
+def test_generate_keeps_fewer_and_cuts_more(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = messy_reply  # three distinct questions per node
     assert len(generate_questions(llm, make_nodes("alpha"), per_node=2)) == 2
     assert len(generate_questions(llm, make_nodes("alpha"), per_node=5)) == 3
 
 
 def test_generate_preserves_node_order_under_concurrency(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
 ) -> None:
     topics = [f"t{i}" for i in range(8)]
 
@@ -141,7 +141,7 @@ def test_generate_preserves_node_order_under_concurrency(
         time.sleep(0.005 * (8 - int(t[1:])))  # earlier nodes answer later
         return f"What is {t} about?"
 
-    llm_server.reply = reply
+    openai_server.reply = reply
     seen: list[tuple[int, int]] = []
     questions = generate_questions(
         llm, make_nodes(*topics), per_node=1, concurrency=4, progress=lambda d, t: seen.append((d, t))
@@ -150,26 +150,26 @@ def test_generate_preserves_node_order_under_concurrency(
     assert seen[-1] == (8, 8)
 
 
-def test_unusable_reply_gets_a_corrective_retry(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("Sure! I can do that.", "What is alpha used for?")
+def test_unusable_reply_gets_a_corrective_retry(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("Sure! I can do that.", "What is alpha used for?")
     questions = generate_questions(llm, make_nodes("alpha"), per_node=2)
     assert [q.question for q in questions] == ["What is alpha used for?"]
-    requests = chat_requests(llm_server)
+    requests = chat_requests(openai_server)
     assert len(requests) == 2
     assert requests[1][2] == {"role": "assistant", "content": "Sure! I can do that."}
     assert "one per line" in requests[1][3]["content"]
     assert questions.stats.requests == 2
 
 
-def test_empty_nodes_are_skipped(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+def test_empty_nodes_are_skipped(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
     questions = generate_questions(llm, [Node(id="blank", text="  \n")], per_node=2)
     assert questions == []
     assert questions.stats.nodes_skipped == 1
-    assert llm_server.requests == []
+    assert openai_server.requests == []
 
 
-def test_stats_record_token_usage(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = messy_reply
+def test_stats_record_token_usage(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = messy_reply
     questions = generate_questions(llm, make_nodes("alpha", "beta"), per_node=2)
     assert isinstance(questions, GeneratedQuestions)
     stats = questions.stats
@@ -182,86 +182,86 @@ def test_stats_record_token_usage(llm_server: FakeOpenAIServer, llm: OpenAICompa
 
 
 def test_cache_resumes_without_requests_and_sends_only_new_nodes(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
 ) -> None:
-    llm_server.reply = messy_reply
+    openai_server.reply = messy_reply
     cache = tmp_path / "cache" / "questions.jsonl"
     nodes = make_nodes("alpha", "beta")
     first = generate_questions(llm, nodes, per_node=2, cache_path=cache)
-    assert len(chat_requests(llm_server)) == 2
+    assert len(chat_requests(openai_server)) == 2
     assert len(cache.read_text().splitlines()) == 2
 
     second = generate_questions(llm, nodes, per_node=2, cache_path=cache)
     assert second == first
-    assert len(chat_requests(llm_server)) == 2  # nothing new was asked
+    assert len(chat_requests(openai_server)) == 2  # nothing new was asked
     assert second.stats.nodes_cached == 2 and second.stats.requests == 0 and second.stats.total_tokens == 0
 
     more = [*nodes, *make_nodes("gamma")]
     third = generate_questions(llm, more, per_node=2, cache_path=cache)
-    requests = chat_requests(llm_server)
+    requests = chat_requests(openai_server)
     assert len(requests) == 3
     assert topic(requests[-1]) == "gamma"
     assert [q.node_id for q in third] == ["n-alpha", "n-alpha", "n-beta", "n-beta", "n-gamma", "n-gamma"]
 
 
 def test_cache_key_covers_text_per_node_and_model(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
 ) -> None:
-    llm_server.reply = messy_reply
+    openai_server.reply = messy_reply
     cache = tmp_path / "q.jsonl"
     nodes = make_nodes("alpha")
     generate_questions(llm, nodes, per_node=2, cache_path=cache)
-    assert len(chat_requests(llm_server)) == 1
+    assert len(chat_requests(openai_server)) == 1
 
     edited = [Node(id="n-alpha", text="Topic: alpha. Rewritten facts.")]
     generate_questions(llm, edited, per_node=2, cache_path=cache)  # changed text
     generate_questions(llm, nodes, per_node=3, cache_path=cache)  # different per_node
-    with OpenAICompatibleLLM(llm_server.base_url, "embed-model", max_retries=0) as other:
+    with OpenAICompatibleLLM(openai_server.base_url, "embed-model", max_retries=0) as other:
         generate_questions(other, nodes, per_node=2, cache_path=cache)  # different model
-    assert len(chat_requests(llm_server)) == 4
+    assert len(chat_requests(openai_server)) == 4
 
     generate_questions(llm, edited, per_node=2, cache_path=cache)
     generate_questions(llm, nodes, per_node=3, cache_path=cache)
-    assert len(chat_requests(llm_server)) == 4  # all four variants are cached now
+    assert len(chat_requests(openai_server)) == 4  # all four variants are cached now
 
 
 def test_cache_tolerates_a_truncated_last_line(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
 ) -> None:
-    llm_server.reply = messy_reply
+    openai_server.reply = messy_reply
     cache = tmp_path / "q.jsonl"
     generate_questions(llm, make_nodes("alpha"), per_node=2, cache_path=cache)
     with cache.open("a") as f:
         f.write('{"model": "test-model", "node_id": "n-be')  # a run killed mid-write
     questions = generate_questions(llm, make_nodes("alpha", "beta"), per_node=2, cache_path=cache)
-    assert len(chat_requests(llm_server)) == 2  # only beta
+    assert len(chat_requests(openai_server)) == 2  # only beta
     assert len(questions) == 4
     lines = cache.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["node_id"] == "n-beta"
     generate_questions(llm, make_nodes("alpha", "beta"), per_node=2, cache_path=cache)
-    assert len(chat_requests(llm_server)) == 2
+    assert len(chat_requests(openai_server)) == 2
 
 
-def test_failed_nodes_are_not_cached(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path) -> None:
-    llm_server.reply = scripted("No questions, sorry.")
+def test_failed_nodes_are_not_cached(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path) -> None:
+    openai_server.reply = scripted("No questions, sorry.")
     cache = tmp_path / "q.jsonl"
     questions = generate_questions(llm, make_nodes("alpha"), per_node=2, cache_path=cache, retries=1)
     assert questions == [] and questions.stats.nodes_failed == 1
-    assert len(chat_requests(llm_server)) == 2  # the first try and one corrective retry
+    assert len(chat_requests(openai_server)) == 2  # the first try and one corrective retry
     assert not cache.exists()
-    llm_server.reply = messy_reply
+    openai_server.reply = messy_reply
     assert len(generate_questions(llm, make_nodes("alpha"), per_node=2, cache_path=cache)) == 2
 
 
 def test_transport_error_propagates_and_keeps_finished_nodes(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, tmp_path: Path
 ) -> None:
     from kvgraph.llm import LLMError
 
-    llm_server.reply = messy_reply
+    openai_server.reply = messy_reply
     cache = tmp_path / "q.jsonl"
     generate_questions(llm, make_nodes("alpha"), per_node=2, cache_path=cache)
-    llm_server.fail_next(1, status=400)
+    openai_server.fail_next(1, status=400)
     with pytest.raises(LLMError):
         generate_questions(llm, make_nodes("alpha", "beta"), per_node=2, cache_path=cache, concurrency=1)
     questions = generate_questions(llm, make_nodes("alpha", "beta"), per_node=2, cache_path=cache)

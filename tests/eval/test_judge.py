@@ -58,29 +58,29 @@ def chat_requests(server: FakeOpenAIServer) -> list[Messages]:
     ],
 )
 def test_correctness_parses_malformed_replies(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, reply: str, expected: float
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, reply: str, expected: float
 ) -> None:
-    llm_server.reply = scripted(reply)
+    openai_server.reply = scripted(reply)
     result = correctness(llm, "When was the tower built?", "In 1889.", "It was built in 1887-1889.")
     assert result.score == expected
     assert result.raw == reply
     assert result.attempts == 1
     assert result.parsed
-    assert len(chat_requests(llm_server)) == 1
+    assert len(chat_requests(openai_server)) == 1
     assert "<score>" not in result.reasoning
 
 
 def test_correctness_prompt_holds_question_answer_and_reference(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
 ) -> None:
-    llm_server.reply = scripted("Same fact as the reference.\n<score>5</score>")
+    openai_server.reply = scripted("Same fact as the reference.\n<score>5</score>")
     result = correctness(llm, "When was it built?", "In 1889.", "1889")
     assert result == JudgeResult(5.0, "Same fact as the reference.", "Same fact as the reference.\n<score>5</score>")
-    [messages] = chat_requests(llm_server)
+    [messages] = chat_requests(openai_server)
     assert messages[0]["role"] == "system" and "<score>N</score>" in messages[0]["content"]
     user = messages[1]["content"]
     assert "When was it built?" in user and "In 1889." in user and "Reference answer: 1889" in user
-    assert llm_server.requests[0].body["temperature"] == 0.0
+    assert openai_server.requests[0].body["temperature"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -96,23 +96,23 @@ def test_correctness_prompt_holds_question_answer_and_reference(
     ],
 )
 def test_faithfulness_parses_binary_replies(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, reply: str, expected: float
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM, reply: str, expected: float
 ) -> None:
-    llm_server.reply = scripted(reply)
+    openai_server.reply = scripted(reply)
     result = faithfulness(llm, "Paris is the capital.", ["Paris is the capital of France.", "  "])
     assert result.score == expected
-    [messages] = chat_requests(llm_server)
+    [messages] = chat_requests(openai_server)
     # Blank contexts are dropped and the rest numbered.
     assert "[1] Paris is the capital of France." in messages[1]["content"]
     assert "[2]" not in messages[1]["content"]
 
 
-def test_relevancy_scores_and_prompt(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("Both are on topic.\n<score>1</score>")
+def test_relevancy_scores_and_prompt(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("Both are on topic.\n<score>1</score>")
     result = relevancy(llm, "What is the capital of France?", "Paris.", ["France's capital is Paris.", "Lyon is big."])
     assert result.score == 1.0
     assert result.reasoning == "Both are on topic."
-    user = chat_requests(llm_server)[0][1]["content"]
+    user = chat_requests(openai_server)[0][1]["content"]
     assert "What is the capital of France?" in user and "[2] Lyon is big." in user and "Paris." in user
 
 
@@ -120,15 +120,15 @@ def test_relevancy_scores_and_prompt(llm_server: FakeOpenAIServer, llm: OpenAICo
 
 
 def test_unparsable_reply_is_retried_with_a_corrective_message(
-    llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
 ) -> None:
-    llm_server.reply = scripted("I think the answer is pretty good overall.", "<score>4</score>")
+    openai_server.reply = scripted("I think the answer is pretty good overall.", "<score>4</score>")
     result = correctness(llm, "q?", "a", "ref")
     assert result.score == 4.0
     assert result.attempts == 2
     assert result.raw == "<score>4</score>"
     assert result.reasoning == "I think the answer is pretty good overall."
-    requests = chat_requests(llm_server)
+    requests = chat_requests(openai_server)
     assert len(requests) == 2
     follow_up = requests[1]
     # The retry replays the conversation: the unparsable reply, then the correction.
@@ -137,77 +137,83 @@ def test_unparsable_reply_is_retried_with_a_corrective_message(
     assert follow_up[3]["role"] == "user" and "<score>" in follow_up[3]["content"]
 
 
-def test_out_of_range_score_counts_as_unparsable(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("Score: 7", "Score: 5")
+def test_out_of_range_score_counts_as_unparsable(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("Score: 7", "Score: 5")
     result = correctness(llm, "q?", "a", "ref")
     assert result.score == 5.0
-    assert len(chat_requests(llm_server)) == 2
+    assert len(chat_requests(openai_server)) == 2
 
 
-def test_binary_metric_rejects_fractional_scores(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("<score>0.5</score>", "<score>0</score>")
+def test_binary_metric_rejects_fractional_scores(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("<score>0.5</score>", "<score>0</score>")
     result = faithfulness(llm, "a", ["ctx"])
     assert result.score == 0.0
     assert result.attempts == 2
-    assert "<score>1</score>" in chat_requests(llm_server)[1][-1]["content"]
+    assert "<score>1</score>" in chat_requests(openai_server)[1][-1]["content"]
 
 
-def test_nan_after_retries_are_exhausted(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("Hmm, hard to say.")
+def test_nan_after_retries_are_exhausted(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("Hmm, hard to say.")
     result = correctness(llm, "q?", "a", "ref", retries=2)
     assert math.isnan(result.score)
     assert not result.parsed
     assert result.raw == "Hmm, hard to say."
     assert result.reasoning == "Hmm, hard to say."
     assert result.attempts == 3
-    assert len(chat_requests(llm_server)) == 3
+    assert len(chat_requests(openai_server)) == 3
 
 
-def test_zero_retries_makes_one_request(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.reply = scripted("no idea")
+def test_zero_retries_makes_one_request(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.reply = scripted("no idea")
     result = relevancy(llm, "q?", "a", ["ctx"], retries=0)
     assert math.isnan(result.score)
-    assert len(chat_requests(llm_server)) == 1
+    assert len(chat_requests(openai_server)) == 1
 
 
-def test_transport_errors_propagate(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
-    llm_server.fail_next(1, status=400)
+def test_transport_errors_propagate(openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+    openai_server.fail_next(1, status=400)
     with pytest.raises(LLMError):
         correctness(llm, "q?", "a", "ref")
 
 
-def test_server_errors_propagate_after_http_retries(llm_server: FakeOpenAIServer) -> None:
-    client = OpenAICompatibleLLM(llm_server.base_url, "test-model", max_retries=1)
-    llm_server.fail_next(2, status=503)
+def test_server_errors_propagate_after_http_retries(openai_server: FakeOpenAIServer) -> None:
+    client = OpenAICompatibleLLM(openai_server.base_url, "test-model", max_retries=1)
+    openai_server.fail_next(2, status=503)
     with client, pytest.raises(LLMError):
         faithfulness(client, "a", ["ctx"])
-    assert len(chat_requests(llm_server)) == 2
+    assert len(chat_requests(openai_server)) == 2
 
 
 # -- shortcuts --------------------------------------------------------------------------------
 
 
-def test_empty_answer_scores_minimum_without_a_request(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+def test_empty_answer_scores_minimum_without_a_request(
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+) -> None:
     result = correctness(llm, "q?", "  \n", "ref")
     assert result.score == 1.0 and result.attempts == 0 and result.raw == ""
     assert faithfulness(llm, "", ["ctx"]).score == 0.0
     assert relevancy(llm, "q?", "", ["ctx"]).score == 0.0
-    assert llm_server.requests == []
+    assert openai_server.requests == []
 
 
-def test_empty_retrieval_scores_zero_without_a_request(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+def test_empty_retrieval_scores_zero_without_a_request(
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+) -> None:
     for contexts in ([], ["", "   "]):
         result = faithfulness(llm, "Paris.", contexts)
         assert result.score == 0.0 and result.attempts == 0
         assert "no context" in result.reasoning
         assert relevancy(llm, "q?", "Paris.", contexts).score == 0.0
-    assert llm_server.requests == []
+    assert openai_server.requests == []
 
 
 # -- judge_many -------------------------------------------------------------------------------
 
 
-def test_judge_many_runs_concurrently_and_keeps_order(llm_server: FakeOpenAIServer, llm: OpenAICompatibleLLM) -> None:
+def test_judge_many_runs_concurrently_and_keeps_order(
+    openai_server: FakeOpenAIServer, llm: OpenAICompatibleLLM
+) -> None:
     in_flight = 0
     peak = 0
     lock = threading.Lock()
@@ -226,7 +232,7 @@ def test_judge_many_runs_concurrently_and_keeps_order(llm_server: FakeOpenAIServ
             in_flight -= 1
         return f"<score>{n}</score>"
 
-    llm_server.reply = reply
+    openai_server.reply = reply
     items = [1, 2, 3, 4, 5, 1, 2]
     seen: list[tuple[int, int]] = []
     results = judge_many(

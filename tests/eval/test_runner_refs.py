@@ -28,8 +28,8 @@ from kvgraph.eval.page_questions import (
     save_llamaindex_rag,
 )
 from kvgraph.eval.runner import RETRIEVERS, EvalContext, run_retrieval
-from kvgraph.ingest.sentences import split_sentences
 from kvgraph.schema import Document
+from kvgraph.text import split_sentences
 
 SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
 needs_llama2 = pytest.mark.skipif(
@@ -176,7 +176,7 @@ def counter():
 
 @needs_llama2
 def test_llama2_question_set_is_deterministic_and_gold_parents_hold_the_span(counter) -> None:
-    from kvgraph.datasets import llama2_pages
+    from kvgraph.eval.sources import llama2_pages
 
     pages = llama2_pages(SHARED)
     ds, sources = llama2_question_set(counter, "sentence", per_parent=2, seed=0, root=SHARED)
@@ -209,7 +209,7 @@ def test_llama2_question_set_is_deterministic_and_gold_parents_hold_the_span(cou
 
 @needs_llama2
 def test_reference_retrievers_on_llama2_pages_with_the_real_model(tmp_path: Path, counter) -> None:
-    from kvgraph.datasets import llama2_pages
+    from kvgraph.eval.sources import llama2_pages
 
     pages = [p for p in llama2_pages(SHARED) if p.metadata["page"] in range(5, 13)]
     ds, _ = page_question_set(pages, counter, "sentence", per_parent=2)

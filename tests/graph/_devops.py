@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 from kvgraph.llm import OpenAICompatibleLLM
 from kvgraph.llm.prompts import ANSWER_SYSTEM, CYPHER_SYSTEM, GRAPH_ANSWER_SYSTEM
 from kvgraph.testing.openai_server import FakeOpenAIServer

@@ -27,7 +27,7 @@ def round_nodes(rnd: int, n: int) -> list[dict]:
 
 
 def main(argv: list[str]) -> None:
-    from kvgraph.graph.ladybug_store import LadybugGraphStore
+    from kvgraph.graphdb.ladybug import LadybugGraphStore
 
     mode, path = argv[0], argv[1]
     if mode == "hold":

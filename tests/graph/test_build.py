@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, knn_pairs, write_doc_graph
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.build import EDGE_TYPES, DocGraph, build_doc_graph, knn_pairs, write_doc_graph
-from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 from kvgraph.kb import KnowledgeBase
 from kvgraph.schema import Document, Node
 
@@ -29,11 +29,6 @@ DOCS = [
     ),
     Document(id="bees", text="Honey bees dance to tell the hive where the flowers are.", metadata={"title": "Bees"}),
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    return OnnxEmbedder()
 
 
 @pytest.fixture(scope="module")

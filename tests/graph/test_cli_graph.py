@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kvgraph.cli_graph import graph, parse_param
+from kvgraph.cli.graph import graph, parse_param
 
 SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
 SCRIPT = SHARED / "devops_graph" / "microservices.cypher"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kvgraph.graph.base import WriteRejectedError
-from kvgraph.graph.cypher_guard import UnboundedTraversalError, check_read_only, tokenize
+from kvgraph.graphdb.base import WriteRejectedError
+from kvgraph.graphdb.guard import UnboundedTraversalError, check_read_only, tokenize
 
 READS = [
     "MATCH (n:Task) WHERE toLower(n.status) = $s RETURN count(n)",

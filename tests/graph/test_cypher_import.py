@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.base import GraphError
-from kvgraph.graph.cypher_import import (
+from kvgraph.graphdb.base import GraphError
+from kvgraph.graphdb.cypher_import import (
     analyze_script,
     csv_value,
     import_edges_file,
     import_nodes_file,
     quote_reserved_variables,
 )
-from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 
 SCRIPT = """
 // a small mixed graph: several label pairs for one type, typed literals, a reserved variable name

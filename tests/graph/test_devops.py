@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from kvgraph.graph.base import WriteRejectedError
-from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.graphdb.base import WriteRejectedError
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 
 SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
 DEVOPS = SHARED / "devops_graph"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvgraph.graph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.extract import EntityExtractor, entity_key
 
 
 def keys(text: str, **kw: bool) -> dict[str, str]:

@@ -16,17 +16,14 @@ import pytest
 from _devops import NOTEBOOK_SCRIPTS, ScriptedLLM, devops_dir, import_devops, questions, serving
 from click.testing import CliRunner
 
-from kvgraph.cli_common import OneLineErrors
-from kvgraph.cli_graph import graph_import
-from kvgraph.cli_graph_ask import ask, index_nodes
 from kvgraph.embed.base import Embedder
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.ask import GraphQA
-from kvgraph.graph.ladybug_store import LadybugGraphStore
-from kvgraph.graph.node_index import NodeIndex
+from kvgraph.graphdb.ladybug import LadybugGraphStore
+from kvgraph.graphqa.ask import GraphQA
+from kvgraph.graphqa.node_index import NodeIndex
+from kvgraph.graphqa.router import GRAPH_TOOL, VECTOR_TOOL
 from kvgraph.llm.base import LLMUnavailableError
-from kvgraph.retrieve.router import GRAPH_TOOL, VECTOR_TOOL
 from kvgraph.testing.openai_server import FakeOpenAIServer
 
 EXPECTED_TOOL = {"devops-01": VECTOR_TOOL} | {f"devops-0{i}": GRAPH_TOOL for i in range(2, 7)}
@@ -148,20 +145,9 @@ def test_without_a_node_index_only_the_graph_tool_is_offered(
 
 
 def make_cli() -> click.Group:
-    @click.group(cls=OneLineErrors)
-    @click.option("--kb", default=None)
-    @click.pass_context
-    def root(ctx: click.Context, kb: str | None) -> None:
-        ctx.obj = {"kb": kb}
+    from kvgraph.cli import main
 
-    @root.group("graph", cls=OneLineErrors)
-    def graph() -> None:
-        pass
-
-    graph.add_command(graph_import, "import")
-    graph.add_command(index_nodes)
-    graph.add_command(ask)
-    return root
+    return main
 
 
 @pytest.fixture

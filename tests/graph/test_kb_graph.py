@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kvgraph.datasets import datasets_root
 from kvgraph.errors import KvgraphError
+from kvgraph.eval.sources import datasets_root
 from kvgraph.kb import KnowledgeBase
 
 DEVOPS = datasets_root() / "devops_graph"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from kvgraph.errors import InvalidInputError, ReadOnlyError, StoreClosedError, StoreLockedError
-from kvgraph.graph.base import CypherSyntaxError, GraphStore, QueryTimeoutError, WriteRejectedError
-from kvgraph.graph.cypher_guard import UnboundedTraversalError
-from kvgraph.graph.ladybug_store import LadybugGraphStore
+from kvgraph.graphdb.base import CypherSyntaxError, GraphStore, QueryTimeoutError, WriteRejectedError
+from kvgraph.graphdb.guard import UnboundedTraversalError
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 
 WORKER = Path(__file__).with_name("_graph_worker.py")
 
@@ -205,7 +205,7 @@ def test_reader_keeps_its_snapshot_while_another_process_writes(tmp_path: Path) 
     reader = LadybugGraphStore.open(path, read_only=True)
     try:
         code = (
-            "from kvgraph.graph.ladybug_store import LadybugGraphStore as S\n"
+            "from kvgraph.graphdb.ladybug import LadybugGraphStore as S\n"
             f"s = S.open({str(path)!r}); s.upsert_nodes('Entity', [{{'id': f'n{{i}}'}} for i in range(500)]); s.close()"
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -232,7 +232,7 @@ def test_reopen_sees_the_data_and_read_only_needs_a_graph(tmp_path: Path) -> Non
     w = LadybugGraphStore.open(path)
     assert dict(w.nodes("Doc")) == {"Doc:d1": {"id": "d1", "title": "d1", "pages": 3}}
     w.close()
-    from kvgraph.graph.base import GraphError
+    from kvgraph.graphdb.base import GraphError
 
     with pytest.raises(GraphError, match="no graph here yet"):
         LadybugGraphStore.open(tmp_path / "empty", read_only=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kvgraph.graph.base import GraphStore, WriteRejectedError
+from kvgraph.graphdb.base import GraphStore, WriteRejectedError
 
 URI = os.environ.get("KVGRAPH_NEO4J_URI")
 pytestmark = pytest.mark.skipif(
@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().par
 
 
 def test_neo4j_round_trip_guard_and_devops() -> None:
-    from kvgraph.graph.neo4j_store import Neo4jGraphStore
+    from kvgraph.graphdb.neo4j import Neo4jGraphStore
 
     password = os.environ.get("KVGRAPH_NEO4J_PASSWORD") or ""
     s = Neo4jGraphStore(URI or "", os.environ.get("KVGRAPH_NEO4J_USER"), password)

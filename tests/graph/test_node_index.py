@@ -12,8 +12,8 @@ from _devops import import_devops, questions
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.embed.hashing import HashingEmbedder
 from kvgraph.errors import DimensionMismatchError, InvalidInputError, ReadOnlyError
-from kvgraph.graph.ladybug_store import LadybugGraphStore
-from kvgraph.graph.node_index import NodeIndex, node_text
+from kvgraph.graphdb.ladybug import LadybugGraphStore
+from kvgraph.graphqa.node_index import NodeIndex, node_text
 
 TEXT = ["name", "description", "status"]
 

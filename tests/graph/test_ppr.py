@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from kvgraph.docgraph.ppr import k_hop, personalized_pagerank, transition_matrix
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.ppr import k_hop, personalized_pagerank, transition_matrix
 
 
 def undirected(n: int, edges: list[tuple[int, int, float]]) -> sp.csr_matrix:

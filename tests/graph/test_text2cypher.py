@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from _devops import NOTEBOOK_SCRIPTS, Script, ScriptedLLM, import_devops, questions, serving
 
-from kvgraph.graph.base import GraphSchema, WriteRejectedError
-from kvgraph.graph.ladybug_store import LadybugGraphStore
-from kvgraph.graph.text2cypher import (
+from kvgraph.graphdb.base import GraphSchema, WriteRejectedError
+from kvgraph.graphdb.ladybug import LadybugGraphStore
+from kvgraph.graphqa.text2cypher import (
     CypherGenerationError,
     TextToCypher,
     clean_cypher,

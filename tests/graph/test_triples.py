@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, write_doc_graph
+from kvgraph.docgraph.triples import Triple, TripleExtractor, TripleProgress, parse_triples
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.build import EDGE_TYPES, DocGraph, build_doc_graph, write_doc_graph
-from kvgraph.graph.ladybug_store import LadybugGraphStore
-from kvgraph.graph.triples import Triple, TripleExtractor, TripleProgress, parse_triples
+from kvgraph.graphdb.ladybug import LadybugGraphStore
 from kvgraph.kb import KnowledgeBase
 from kvgraph.llm.base import LLMError, LLMUnavailableError
 from kvgraph.llm.openai_compat import OpenAICompatibleLLM
@@ -44,12 +44,8 @@ def scripted_reply(messages: list[dict[str, Any]]) -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    s = FakeOpenAIServer(reply=scripted_reply).start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def server(start_openai_server: Callable[..., FakeOpenAIServer]) -> FakeOpenAIServer:
+    return start_openai_server(reply=scripted_reply)
 
 
 def llm_for(server: FakeOpenAIServer) -> OpenAICompatibleLLM:
@@ -314,7 +310,7 @@ def test_kb_build_with_llm_triples_walks_relations_and_refreshes_incrementally(
 
         # Without an LLM the refresh keeps the cached triples and says what it could not extract.
         monkeypatch.delenv("KVGRAPH_LLM_BASE_URL")
-        with caplog.at_level(logging.WARNING, logger="kvgraph.graph.kb_graph"):
+        with caplog.at_level(logging.WARNING, logger="kvgraph.kb.graph"):
             kb.add_documents([Document(id="late", text="Teatro Nerino stands tall.", metadata={"title": "Late"})])
         assert re.search(r"without triples for 1 new chunks", caplog.text)
         g = kb.graph.doc_graph()

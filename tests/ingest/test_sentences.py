@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvgraph.ingest.sentences import split_clauses, split_sentences, split_words
+from kvgraph.text import split_clauses, split_sentences, split_words
 
 LLAMA2 = Path("/work/shared/datasets/llama2/llama2_paper_pdftext.txt")
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from kvgraph.embed.tokens import HFTokenCounter, TokenCounter, WhitespaceTokenCounter
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.hierarchical import HierarchicalSplitter, leaf_nodes, root_nodes
-from kvgraph.ingest.sentences import split_sentences
 from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.schema import Document, Node
+from kvgraph.text import split_sentences
 
 LLAMA2 = Path("/work/shared/datasets/llama2/llama2_paper_pdftext.txt")
 

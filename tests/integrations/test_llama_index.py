@@ -32,7 +32,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 
-from kvgraph.embed import Embedder, OnnxEmbedder
+from kvgraph.embed import Embedder
 from kvgraph.errors import InvalidFilterError, InvalidInputError
 from kvgraph.integrations.llama_index import KvgraphEmbedding, KvgraphVectorStore, to_kvgraph_filters
 from kvgraph.store import EmbeddedVectorStore
@@ -91,12 +91,6 @@ QUESTIONS = {
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    """The kvgraph embedder under test: swap here for another kvgraph Embedder."""
-    return OnnxEmbedder()
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from kvgraph.datasets import llama2_pages
+from kvgraph.eval.sources import llama2_pages
 from kvgraph.kb import KnowledgeBase
-
-ROOT = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
-if not (ROOT / "llama2").is_dir():
-    pytest.skip(f"shared datasets not found at {ROOT} (set KVGRAPH_DATASETS)", allow_module_level=True)
+from support import require_dataset
 
 QUESTION = "Can you tell me about the key concepts for safety finetuning"
 
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory):
+    root = require_dataset("llama2").parent
     with KnowledgeBase.open(tmp_path_factory.mktemp("llama2") / "kb") as kb:
-        nodes = kb.add_documents(llama2_pages(ROOT))
+        nodes = kb.add_documents(llama2_pages(root))
         assert len(nodes) > 300
         yield kb
 
@@ -50,7 +47,7 @@ def test_pages_become_documents_with_page_metadata(kb: KnowledgeBase) -> None:
 
 def test_real_pdf_excerpt_ingests_with_page_metadata(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "kb") as kb:
-        report = kb.ingest([ROOT / "llama2" / "llama2_pages1-4_excerpt.pdf"])
+        report = kb.ingest([require_dataset("llama2", "llama2_pages1-4_excerpt.pdf")])
         assert report.documents == 4 and not report.skipped
         hits = kb.search("pretrained and fine-tuned large language models from 7 to 70 billion parameters", k=1)
         node = hits[0].node

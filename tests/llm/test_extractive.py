@@ -15,10 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvgraph.embed.onnx import OnnxEmbedder
-from kvgraph.errors import InvalidInputError
-from kvgraph.ingest.splitter import SentenceSplitter
-from kvgraph.llm.extractive import (
+from kvgraph.answer.extractive import (
     DEFAULT_MIN_SCORE,
     NO_ANSWER,
     Extract,
@@ -28,6 +25,9 @@ from kvgraph.llm.extractive import (
     layout,
     normalize_ws,
 )
+from kvgraph.embed.onnx import OnnxEmbedder
+from kvgraph.errors import InvalidInputError
+from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.schema import Answer, Document, Node, NodeWithScore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +65,6 @@ SAFETY_CONTEXT_DISTILLATION = re.compile(r"safety[-\s]+context[-\s]+distillation
 
 
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    return OnnxEmbedder()
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from kvgraph.llm import (
     llm_from_env,
     require_llm,
 )
-from kvgraph.llm._http import iter_sse_data
 from kvgraph.testing.openai_server import FakeOpenAIServer
+from kvgraph.transport import iter_sse_data
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 MSGS = [ChatMessage("system", "Be brief."), ChatMessage("user", "hello there")]

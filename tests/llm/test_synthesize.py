@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from kvgraph.answer.extractive import ExtractiveAnswerer
+from kvgraph.answer.synthesize import Answerer, LLMAnswerer, StreamingAnswer, cited_numbers
 from kvgraph.errors import InvalidInputError
 from kvgraph.llm import LLMError, OpenAICompatibleLLM
-from kvgraph.llm.extractive import ExtractiveAnswerer
 from kvgraph.llm.prompts import NO_CONTEXT
-from kvgraph.llm.synthesize import Answerer, LLMAnswerer, StreamingAnswer, cited_numbers
 from kvgraph.schema import Node, NodeWithScore
 from kvgraph.testing.openai_server import FakeOpenAIServer
 

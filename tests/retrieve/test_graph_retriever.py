@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kvgraph.docgraph.build import DocGraph, build_doc_graph
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.build import DocGraph, build_doc_graph
 from kvgraph.kb import KnowledgeBase
 from kvgraph.retrieve.base import RetrievedNode, Retriever, VectorRetriever
 from kvgraph.retrieve.graph import KnowledgeGraphRetriever

@@ -13,6 +13,7 @@ import pytest
 from kvgraph import InvalidInputError, Node, NodeWithScore
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import MissingDependencyError
+from kvgraph.ingest.references import embed_nodes
 from kvgraph.retrieve import (
     BM25Retriever,
     CrossEncoderReranker,
@@ -23,7 +24,6 @@ from kvgraph.retrieve import (
     RetrievedNode,
     Retriever,
     VectorRetriever,
-    embed_nodes,
 )
 from kvgraph.store import EmbeddedVectorStore
 
@@ -35,11 +35,6 @@ TOPICS = {
     "ghost": "Ghost Attention keeps a system instruction in force over many dialogue turns.",
     "reward": "Two reward models were trained, one for helpfulness and one for safety.",
 }
-
-
-@pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    return OnnxEmbedder()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,25 @@ import numpy as np
 import pytest
 
 from kvgraph import Document, InvalidInputError, Node
-from kvgraph.datasets import llama2_pages
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.embed.tokens import HFTokenCounter
-from kvgraph.ingest.sentences import split_sentences
-from kvgraph.llm import LLMError, OpenAICompatibleLLM
-from kvgraph.retrieve import (
-    HybridRetriever,
+from kvgraph.eval.sources import llama2_pages
+from kvgraph.ingest.references import (
     MetadataProgress,
-    RecursiveRetriever,
-    RetrievedNode,
-    VectorRetriever,
     chunk_references,
     embed_nodes,
     metadata_references,
+    normalize_ws,
     parent_nodes,
+    parse_questions,
+    parse_summary,
     search_filter,
 )
-from kvgraph.retrieve.references import normalize_ws, parse_questions, parse_summary
+from kvgraph.llm import LLMError, OpenAICompatibleLLM
+from kvgraph.retrieve import HybridRetriever, RecursiveRetriever, RetrievedNode, VectorRetriever
 from kvgraph.store import EmbeddedVectorStore
 from kvgraph.testing.openai_server import FakeOpenAIServer
+from kvgraph.text import split_sentences
 
 DATASETS = Path(
     os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
@@ -73,22 +71,13 @@ def make_docs(n_docs: int = 2, repeats: int = 6) -> list[Document]:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    return OnnxEmbedder()
-
-
-@pytest.fixture(scope="module")
 def counter(embedder: OnnxEmbedder) -> HFTokenCounter:
     return embedder.token_counter()
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    s = FakeOpenAIServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def server(openai_server: FakeOpenAIServer) -> FakeOpenAIServer:
+    return openai_server
 
 
 def llama2_docs(max_page: int) -> list[Document]:

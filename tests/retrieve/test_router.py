@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,7 @@ import pytest
 from kvgraph.embed.base import Embedder
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.errors import InvalidInputError
-from kvgraph.llm import ChatMessage, LLMError, OpenAICompatibleLLM
-from kvgraph.retrieve.router import (
+from kvgraph.graphqa.router import (
     GRAPH_TOOL,
     VECTOR_TOOL,
     EmbeddingRouter,
@@ -23,6 +22,7 @@ from kvgraph.retrieve.router import (
     graph_tool,
     vector_tool,
 )
+from kvgraph.llm import ChatMessage, LLMError, OpenAICompatibleLLM
 from kvgraph.testing.openai_server import FakeOpenAIServer
 
 SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
@@ -116,12 +116,8 @@ def test_tool_definitions_are_checked() -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    s = FakeOpenAIServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def server(openai_server: FakeOpenAIServer) -> FakeOpenAIServer:
+    return openai_server
 
 
 def calls_by_keyword(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from kvgraph.errors import CorruptionError, DimensionMismatchError, InvalidInputError, KvgraphError
+from kvgraph.fileio import read_arrays
 from kvgraph.schema import Node
 from kvgraph.store import EmbeddedVectorStore, VectorStoreQuery
-from kvgraph.store.fileio import read_arrays
 
 DIM = 8
 

@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from kvgraph.errors import InvalidInputError
-from kvgraph.llm._http import ApiClient
-from kvgraph.llm.base import LLMError, Usage
+from kvgraph.errors import InvalidInputError, LLMError
+from kvgraph.transport import ApiClient, Usage
 
 _DIM_PROBE = "dimension probe"
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kvgraph.datasets import datasets_root
 from kvgraph.errors import InvalidInputError
+from kvgraph.eval.sources import datasets_root
 
 PathLike = str | os.PathLike[str]
 

@@ -12,7 +12,7 @@ built from the text itself, deterministically:
    least 6 content words, starting with a capital (a lowercase start is the tail of a sentence
    cut by a page break), not the page's first sentence (it may continue the previous page), not
    a heading, caption stub, table row or bibliography entry
-   (:func:`kvgraph.llm.extractive.is_useful_sentence`), and found only once in the whole text.
+   (:func:`kvgraph.text.is_useful_sentence`), and found only once in the whole text.
 3. **Gold**: every parent whose character range contains the whole sentence span (a sentence
    in the 20-token overlap of two parents has both as gold). Offsets are into the page text.
 4. **Query**, one of :data:`KINDS`:
@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.eval.datasets import EvalDataset, Passage, Query
-from kvgraph.ingest.sentences import split_sentences
 from kvgraph.schema import Document
+from kvgraph.text import split_sentences
 
 if TYPE_CHECKING:
     from kvgraph.embed.tokens import TokenCounter
@@ -120,7 +120,7 @@ def parent_passages(
     Uses :func:`kvgraph.retrieve.chunk_references` itself (children are cut and dropped: they
     cost token counting only), so the passages are exactly the references' parents.
     """
-    from kvgraph.retrieve.references import chunk_references, parent_nodes
+    from kvgraph.ingest.references import chunk_references, parent_nodes
 
     by_id = {page.id: page for page in pages}
     if len(by_id) != len(pages):
@@ -136,7 +136,7 @@ def parent_passages(
 
 
 def _eligible(text: str) -> bool:
-    from kvgraph.llm.extractive import is_useful_sentence
+    from kvgraph.text import is_useful_sentence
 
     n_words = len(text.split())
     return (
@@ -262,6 +262,13 @@ def page_question_set(
     return EvalDataset(name=f"{name}-{kind}", passages=passages, queries=queries, meta=meta), sources
 
 
+def default_token_counter() -> TokenCounter:
+    """The default embedder's tokenizer: the parents are cut in the tokens the questions are searched with."""
+    from kvgraph.embed.onnx import OnnxEmbedder
+
+    return OnnxEmbedder().token_counter()
+
+
 def llama2_question_set(
     counter: TokenCounter,
     kind: str = "sentence",
@@ -269,8 +276,8 @@ def llama2_question_set(
     seed: int = 0,
     root: str | os.PathLike[str] | None = None,
 ) -> tuple[EvalDataset, list[SourceSentence]]:
-    """:func:`page_question_set` over the shared Llama 2 paper text (:func:`kvgraph.datasets.llama2_pages`)."""
-    from kvgraph.datasets import llama2_pages
+    """:func:`page_question_set` over the shared Llama 2 paper text (:func:`kvgraph.eval.sources.llama2_pages`)."""
+    from kvgraph.eval.sources import llama2_pages
 
     return page_question_set(llama2_pages(root), counter, kind, per_parent, seed, name="llama2")
 

@@ -23,7 +23,7 @@ Two families are built in:
     their parent;
   - ``*_hybrid`` variants fuse dense and BM25 on the same nodes (reciprocal ranks), and
     ``*_with_parents`` variants search the parents too, as the study did (their embeddings see
-    only the first ~254 tokens; see :mod:`kvgraph.retrieve.references`).
+    only the first ~254 tokens; see :mod:`kvgraph.ingest.references`).
 
   **Gold for parents**: a retrieved parent counts as its passage (``ref_doc_id``), so a parent is
   relevant when its passage is gold; a passage longer than a parent has several parents, and
@@ -132,7 +132,7 @@ class EvalContext:
         return np.asarray([self._vectors[t] for t in texts], dtype=np.float32)
 
     def vector(self, text: str) -> np.ndarray:
-        return self.query_vectors([text])[0]
+        return np.asarray(self.query_vectors([text])[0])
 
     def reference_store(self, index: str) -> Any:
         """The embedded store of one node-reference index (one of :data:`REF_INDEXES`), built on first use."""
@@ -170,7 +170,7 @@ def _fingerprint(ctx: EvalContext, index: str) -> str:
 
 def reference_nodes(docs: Sequence[Document], index: str, embedder: Any) -> list[Any]:
     """The embedded nodes of one node-reference index over ``docs`` (see the module docstring)."""
-    from kvgraph.retrieve import chunk_references, embed_nodes, metadata_references, parent_nodes
+    from kvgraph.ingest.references import chunk_references, embed_nodes, metadata_references, parent_nodes
 
     refs = chunk_references(docs, embedder.token_counter(), PARENT_SIZE, SUB_SIZES, OVERLAP)
     if index == "parents":
@@ -259,7 +259,8 @@ def recursive_retriever(index: str, mode: str, include_parents: bool = False) ->
     """Search the reference nodes of ``index`` and return the parents they refer to."""
 
     def factory(ctx: EvalContext) -> Ranker:
-        from kvgraph.retrieve import RecursiveRetriever, search_filter
+        from kvgraph.ingest.references import search_filter
+        from kvgraph.retrieve import RecursiveRetriever
 
         store = ctx.reference_store(index)
         recursive = RecursiveRetriever(_StoreSearch(ctx, store, mode, search_filter(include_parents)), store)

@@ -17,6 +17,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -124,6 +125,6 @@ class Registry:
         return [(p, json.loads(i), json.loads(e)) for p, i, e in rows]
 
 
-def _record(row: tuple) -> FileRecord:
+def _record(row: tuple[Any, ...]) -> FileRecord:
     path, sha, size, mtime_ns, doc_ids, n_nodes, n_tokens, at = row
     return FileRecord(path, sha, size, mtime_ns, json.loads(doc_ids), n_nodes, n_tokens, at)

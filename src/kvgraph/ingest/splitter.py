@@ -1,6 +1,6 @@
 """Sentence-aware chunking, counted in the embedder's own tokens.
 
-A document is cut into sentences (``kvgraph.ingest.sentences``), each sentence is counted
+A document is cut into sentences (``kvgraph.text``), each sentence is counted
 once (one batched call for all documents), and consecutive sentences are packed greedily
 into chunks of at most ``chunk_size`` tokens. A sentence longer than ``chunk_size`` is
 cut at clause punctuation, then between words, and a single word longer than
@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from kvgraph.embed.tokens import TokenCounter
 from kvgraph.errors import InvalidInputError
-from kvgraph.ingest.sentences import Span, split_clauses, split_sentences, split_words
 from kvgraph.schema import Document, Metadata, Node, NodeRelationship
+from kvgraph.text import Span, split_clauses, split_sentences, split_words
 
 # A part of the text that is never cut again (a sentence, clause, word or piece of a word).
 Unit = tuple[int, int, int]  # start, end, n_tokens

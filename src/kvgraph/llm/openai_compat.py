@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from kvgraph.llm._http import ApiClient, iter_sse_data, json_text
-from kvgraph.llm.base import ChatMessage, LLMError, LLMUnavailableError, Usage
+from kvgraph.errors import LLMError, LLMUnavailableError
+from kvgraph.llm.base import ChatMessage
+from kvgraph.transport import ApiClient, Usage, iter_sse_data, json_text
 
 log = logging.getLogger("kvgraph.llm")
 

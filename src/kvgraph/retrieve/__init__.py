@@ -1,4 +1,9 @@
-"""Retrieval stages that sit between the store's top-k and the answerer."""
+"""Query-time retrieval: the store's dense, sparse and hybrid top-k (:mod:`~kvgraph.retrieve.base`),
+node references followed back to their parents (:mod:`~kvgraph.retrieve.recursive`), reranking
+(:mod:`~kvgraph.retrieve.rerank`), neighbour expansion (:mod:`~kvgraph.retrieve.neighbors`) and the
+knowledge-vector-graph walk (:mod:`~kvgraph.retrieve.graph`). What is built at ingest time
+(node references) lives in :mod:`kvgraph.ingest`.
+"""
 
 from kvgraph.retrieve.base import (
     BM25Retriever,
@@ -10,14 +15,6 @@ from kvgraph.retrieve.base import (
 )
 from kvgraph.retrieve.neighbors import expand_neighbors
 from kvgraph.retrieve.recursive import RecursiveRetriever
-from kvgraph.retrieve.references import (
-    MetadataProgress,
-    chunk_references,
-    embed_nodes,
-    metadata_references,
-    parent_nodes,
-    search_filter,
-)
 from kvgraph.retrieve.rerank import CrossEncoderReranker, MMRReranker, Reranker, RerankingRetriever
 
 __all__ = [
@@ -25,7 +22,6 @@ __all__ = [
     "CrossEncoderReranker",
     "HybridRetriever",
     "MMRReranker",
-    "MetadataProgress",
     "RecursiveRetriever",
     "Reranker",
     "RerankingRetriever",
@@ -33,10 +29,5 @@ __all__ = [
     "Retriever",
     "StoreRetriever",
     "VectorRetriever",
-    "chunk_references",
-    "embed_nodes",
     "expand_neighbors",
-    "metadata_references",
-    "parent_nodes",
-    "search_filter",
 ]

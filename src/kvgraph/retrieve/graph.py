@@ -22,16 +22,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kvgraph.docgraph.build import CHUNK, ENTITY, ENTITY_PREFIX, DocGraph
+from kvgraph.docgraph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
 from kvgraph.errors import InvalidInputError
-from kvgraph.graph.build import CHUNK, ENTITY, ENTITY_PREFIX, DocGraph
-from kvgraph.graph.extract import EntityExtractor, entity_key
-from kvgraph.graph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
 from kvgraph.retrieve.base import RetrievedNode, Retriever, check_query
 from kvgraph.schema import Node, NodeWithScore
 
 if TYPE_CHECKING:
     from kvgraph.embed.base import Embedder
     from kvgraph.store.base import VectorStore
+
+
+SPECIFICITIES = ("inverse", "idf", "uniform")
+COMBINES = ("linear", "rrf")
 
 
 def _scaled(x: np.ndarray) -> np.ndarray:
@@ -51,6 +55,13 @@ class KnowledgeGraphRetriever:
     mass: the question names what the passage is about), ``edge_weights`` (per edge
     type factors, see :meth:`DocGraph.adjacency`). ``store`` fetches chunks reached only
     through the graph; ``embedder`` matches question entities to graph entities by meaning.
+
+    Variants measured by ``bench/kvg_cv.py`` (the defaults are what held up there):
+    ``specificity`` is a question entity's restart weight, ``"inverse"`` (1 / chunks mentioning it),
+    ``"idf"`` (log(1 + chunks / mentions)) or ``"uniform"``; ``combine`` mixes dense and walk
+    scores ``"linear"``-ly on max-scaled scores or by ``"rrf"`` (``alpha / (rrf_k + dense rank) +
+    (1 - alpha) / (rrf_k + walk rank)``); ``keep_base_hits`` keeps base hits the bounded walk does
+    not reach as candidates (walk score 0).
     """
 
     def __init__(
@@ -73,6 +84,10 @@ class KnowledgeGraphRetriever:
         max_nodes: int | None = 20_000,
         edge_weights: Mapping[str, float] | None = None,
         extractor: EntityExtractor | None = None,
+        specificity: str = "inverse",
+        combine: str = "linear",
+        rrf_k: int = 60,
+        keep_base_hits: bool = False,
     ) -> None:
         if hops is not None and (isinstance(hops, bool) or not isinstance(hops, int) or hops < 0):
             raise InvalidInputError(f"hops must be an int >= 0 or None, got {hops!r}")
@@ -103,9 +118,22 @@ class KnowledgeGraphRetriever:
         self.extractor = extractor or EntityExtractor()
         self.adjacency = graph.adjacency(edge_weights)
         self._full = transition_matrix(self.adjacency) if hops is None else None
-        mentions = graph.mention_counts().astype(np.float64)
-        self._specificity = np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
+        if specificity not in SPECIFICITIES:
+            raise InvalidInputError(f"specificity must be one of {', '.join(SPECIFICITIES)}, got {specificity!r}")
+        if combine not in COMBINES:
+            raise InvalidInputError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
+        self.combine = combine
+        self.rrf_k = rrf_k
+        self.keep_base_hits = keep_base_hits
         self._is_chunk = graph.kind_array == 0
+        mentions = graph.mention_counts().astype(np.float64)
+        if specificity == "inverse":  # HippoRAG's node specificity
+            self._specificity = np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
+        elif specificity == "idf":
+            n_chunks = float(self._is_chunk.sum())
+            self._specificity = np.where(mentions > 0, np.log1p(n_chunks / np.maximum(mentions, 1.0)), 0.0)
+        else:
+            self._specificity = np.where(mentions > 0, 1.0, 0.0)
         # entity key -> chunks titled with it; a chunk without a title is named by its id and never matches
         self._titled: dict[str, list[int]] = {}
         if title_seeds:
@@ -114,6 +142,10 @@ class KnowledgeGraphRetriever:
                     self._titled.setdefault(entity_key(graph.names[i]), []).append(i)
 
     # ------------------------------------------------------------------ seeds
+
+    def titled_chunks(self, entity: int) -> list[int]:
+        """Graph indices of the chunks whose document title is the entity at graph index ``entity``."""
+        return list(self._titled.get(self.graph.keys[entity][len(ENTITY_PREFIX) :], ()))
 
     def seed_weights(self, scores: np.ndarray) -> np.ndarray:
         """Restart weights of the seed chunks from their base scores (sum 1).
@@ -125,7 +157,7 @@ class KnowledgeGraphRetriever:
         span = scores.max() - scores.min()
         z = (scores - scores.max()) / span if span > 0 else np.zeros_like(scores)
         w = np.exp(z / self.seed_temperature)
-        return w / w.sum()
+        return np.asarray(w / w.sum())
 
     def query_entities(self, query: str) -> list[int]:
         """Graph node indices of the entities ``query`` names: exact canonical key, else nearest name embedding."""
@@ -180,7 +212,7 @@ class KnowledgeGraphRetriever:
             e = self._specificity[entity_seeds]
             e = e / e.sum() if e.sum() > 0 else np.full(len(entity_seeds), 1.0 / len(entity_seeds))
             for node, w in zip(entity_seeds, e.tolist()):
-                group = [node, *self._titled.get(g.keys[node][len(ENTITY_PREFIX) :], ())]
+                group = [node, *self.titled_chunks(node)]
                 entity_idx += group
                 entity_w += [w / len(group)] * len(group)
         seed_idx = np.array(chunk_seeds + entity_idx, dtype=np.int64)
@@ -215,18 +247,37 @@ class KnowledgeGraphRetriever:
         # reach (no shared entity, no similar chunk near the seeds) is dropped. Measured on HotpotQA,
         # keeping such hits with a walk score of 0 lowered held-out recall (-4.5 R@2, -2.0 R@5; bench/kvg_cv.py).
         cand = nodes[chunk_pos]
-        walk_scores = _scaled(walk[chunk_pos])
+        walk_raw = walk[chunk_pos]
+        if self.keep_base_hits:
+            missing = np.array([i for i in dense if i not in local], dtype=np.int64)
+            cand = np.concatenate([cand, missing])
+            walk_raw = np.concatenate([walk_raw, np.zeros(missing.size)])
         dense_raw = np.array([dense.get(int(i), np.nan) for i in cand])
-        dense_scores = np.zeros(cand.size)
+        final = self.combine_scores(dense_raw, walk_raw)
+        order = np.argsort(-final, kind="stable")
+        return self._results(cand[order], final[order], expansion, hit_nodes)
+
+    def combine_scores(self, dense_raw: np.ndarray, walk_raw: np.ndarray) -> np.ndarray:
+        """Final scores of the candidates from their base scores (NaN: not a base hit) and walk scores."""
         known = ~np.isnan(dense_raw)
+        if self.combine == "rrf":
+            final = np.zeros(dense_raw.size)
+            if known.any():
+                kpos = np.flatnonzero(known)
+                drank = np.empty(kpos.size)
+                drank[np.argsort(-dense_raw[kpos], kind="stable")] = np.arange(1, kpos.size + 1)
+                final[kpos] += self.alpha / (self.rrf_k + drank)
+            wrank = np.empty(walk_raw.size)
+            wrank[np.argsort(-walk_raw, kind="stable")] = np.arange(1, walk_raw.size + 1)
+            final += (1.0 - self.alpha) * np.where(walk_raw > 0, 1.0 / (self.rrf_k + wrank), 0.0)
+            return final
+        dense_scores = np.zeros(dense_raw.size)
         if known.any():
             lo = dense_raw[known].min()
             span = dense_raw[known].max() - lo
             # Chunks the base did not return score as its worst hit would have (0 after scaling).
             dense_scores[known] = (dense_raw[known] - lo) / span if span > 0 else 1.0
-        final = self.alpha * dense_scores + (1.0 - self.alpha) * walk_scores
-        order = np.argsort(-final, kind="stable")
-        return self._results(cand[order], final[order], expansion, hit_nodes)
+        return np.asarray(self.alpha * dense_scores + (1.0 - self.alpha) * _scaled(walk_raw))
 
     def _results(
         self,

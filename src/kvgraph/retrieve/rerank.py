@@ -35,7 +35,7 @@ class Reranker(Protocol):
 
 def _unit(vecs: np.ndarray) -> np.ndarray:
     vecs = np.asarray(vecs, dtype=np.float32)
-    return vecs / np.maximum(np.linalg.norm(vecs, axis=-1, keepdims=True), 1e-12)
+    return np.asarray(vecs / np.maximum(np.linalg.norm(vecs, axis=-1, keepdims=True), 1e-12))
 
 
 class MMRReranker:

@@ -28,7 +28,7 @@ TRAIN_SAMPLE = 100_000
 STORAGES = ("vectors", "sq8", "flat")
 
 
-def _faiss() -> Any:
+def load_faiss() -> Any:
     try:
         import faiss
     except ImportError as e:  # pragma: no cover - faiss-cpu is a core dependency
@@ -50,7 +50,7 @@ class HnswIndex:
     def __init__(
         self, dim: int, metric: str, m: int = 16, ef_construction: int = 200, storage: str = "vectors"
     ) -> None:
-        faiss = _faiss()
+        faiss = load_faiss()
         fmetric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
         self._matrix = None
         self._built = False
@@ -68,7 +68,7 @@ class HnswIndex:
     @classmethod
     def from_bytes(cls, blob: np.ndarray, storage: str | None = None) -> HnswIndex:
         """Deserialize; a ``vectors`` index must then be given its rows with :meth:`attach`."""
-        faiss = _faiss()
+        faiss = load_faiss()
         obj = cls.__new__(cls)
         obj._matrix = None
         obj._built = False
@@ -87,7 +87,7 @@ class HnswIndex:
 
     def to_bytes(self) -> np.ndarray:
         """The serialized index; for ``vectors`` storage the graph only (the vectors are the store's)."""
-        faiss = _faiss()
+        faiss = load_faiss()
         if self.storage != "vectors":
             blob: np.ndarray = faiss.serialize_index(self.index)
             return blob
@@ -129,7 +129,7 @@ class HnswIndex:
     # owned buffer (while rows are added) or a view of the store's memory-mapped file.
 
     def _flat(self) -> Any:
-        return _faiss().downcast_index(self.index.storage)
+        return load_faiss().downcast_index(self.index.storage)
 
     def attach(self, matrix: np.ndarray) -> None:
         """Read the indexed rows from ``matrix`` (the store's mapped file) instead of a copy.
@@ -142,7 +142,7 @@ class HnswIndex:
         n = self.n
         if len(matrix) < n or matrix.dtype != np.float32 or not matrix.flags.c_contiguous:
             raise ValueError(f"attach needs >= {n} contiguous float32 rows, got {matrix.shape} {matrix.dtype}")
-        faiss = _faiss()
+        faiss = load_faiss()
         if self._built:
             # After a build the graph's arrays carry the slack of geometric growth (up to 2x):
             # a fresh copy from the serialized graph is exact-size, and dropping the old object
@@ -175,7 +175,7 @@ class HnswIndex:
         if hi <= lo:
             return
         if self.storage == "vectors" and (self._matrix is not None or lo == 0):
-            faiss = _faiss()
+            faiss = load_faiss()
             flat = self._flat()
             flat.codes = faiss.MaybeOwnedVectorUInt8()  # owned and empty (a view is just dropped)
             flat.ntotal = 0
@@ -199,7 +199,7 @@ class HnswIndex:
         mask already packed with :func:`pack_mask` (callers cache it). Scores are faiss
         distances: inner products, or squared L2 distances for the l2 metric.
         """
-        faiss = _faiss()
+        faiss = load_faiss()
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(ef, k)
         if bitmap is None and allowed is not None:

@@ -99,7 +99,7 @@ class Column:
     }
 
     def _sub(self, name: str) -> GrowableArray:
-        arr = getattr(self, name)
+        arr: GrowableArray | None = getattr(self, name)
         if arr is None:
             dtype, fill = self._SUB[name]
             arr = GrowableArray(dtype, fill, capacity=self.n + 1024)
@@ -168,16 +168,16 @@ class Column:
         if _is_number(v):
             if self.num is None or (isinstance(v, float) and math.isnan(v)):
                 return self._false()
-            return self.num.view == float(v)
+            return np.asarray(self.num.view == float(v))
         if isinstance(v, str):
             code = self.str_dict.codes.get(v)
             if self.str is None or code is None:
                 return self._false()
-            return self.str.view == code
+            return np.asarray(self.str.view == code)
         code = self.list_dict.codes.get(_list_key(v))
         if self.list is None or code is None:
             return self._false()
-        return self.list.view == code
+        return np.asarray(self.list.view == code)
 
     def compare(self, op: Op, v: Any) -> np.ndarray:
         if _is_number(v):
@@ -186,16 +186,16 @@ class Column:
             col = self.num.view
             with np.errstate(invalid="ignore"):
                 if op is Op.GT:
-                    return col > v
+                    return np.asarray(col > v)
                 if op is Op.GTE:
-                    return col >= v
+                    return np.asarray(col >= v)
                 if op is Op.LT:
-                    return col < v
-                return col <= v
+                    return np.asarray(col < v)
+                return np.asarray(col <= v)
         if self.str is None:
             return self._false()
         pred = {Op.GT: lambda s: s > v, Op.GTE: lambda s: s >= v, Op.LT: lambda s: s < v, Op.LTE: lambda s: s <= v}[op]
-        return self.str_dict.lut(pred)[self.str.view + 1]
+        return np.asarray(self.str_dict.lut(pred)[self.str.view + 1])
 
     def isin(self, values: list[Any]) -> np.ndarray:
         out = self._false()
@@ -220,7 +220,7 @@ class Column:
     def text_match(self, sub: str) -> np.ndarray:
         if self.str is None:
             return self._false()
-        return self.str_dict.lut(lambda s: sub in s)[self.str.view + 1]
+        return np.asarray(self.str_dict.lut(lambda s: sub in s)[self.str.view + 1])
 
     # ---- persistence ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvgraph.store.ann import _faiss
+from kvgraph.store.ann import load_faiss
 
 BLOCK_ROWS = 65_536  # rows gathered at once when scoring a subset: bounds temporary memory
 
@@ -52,7 +52,7 @@ def knn_inner_product(
     pass runs: on a small collection that overhead is most of the difference to a bare
     faiss IndexFlatIP. Ties are broken by lower row, like :func:`top_k`.
     """
-    faiss = _faiss()
+    faiss = load_faiss()
     n_cand = len(matrix) if rows is None else len(rows)
     k = min(k, n_cand)
     kk = min(k + 1, n_cand)  # one more: shows whether the k-th score is tied with a row left out
@@ -112,7 +112,7 @@ def knn_inner_product(
 def score_rows(matrix: np.ndarray, rows: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
     """Inner products of queries (q, d) with matrix rows (all rows, or the given ones): (q, n)."""
     if rows is None:
-        return queries @ matrix.T
+        return np.asarray(queries @ matrix.T)
     out = np.empty((len(queries), len(rows)), dtype=np.float32)
     for s in range(0, len(rows), BLOCK_ROWS):
         block = matrix[rows[s : s + BLOCK_ROWS]]

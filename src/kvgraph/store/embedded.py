@@ -33,16 +33,16 @@ from kvgraph.errors import (
     ReadOnlyError,
     StoreClosedError,
 )
+from kvgraph.fileio import fsync_dir, read_arrays, write_arrays
 from kvgraph.filters import FilterSpec, is_match_all, parse_filter
+from kvgraph.locking import WriterLock
 from kvgraph.schema import Node, metadata_to_json, validate_id, validate_metadata
 from kvgraph.store import dense, fusion, planner
 from kvgraph.store.ann import HnswIndex, pack_mask
 from kvgraph.store.base import Metric, QueryMode, VectorStoreQuery, VectorStoreQueryResult
 from kvgraph.store.bm25 import BM25Index
 from kvgraph.store.columns import MetadataColumns
-from kvgraph.store.fileio import fsync_dir, read_arrays, write_arrays
 from kvgraph.store.growable import GrowableArray
-from kvgraph.store.lock import WriterLock
 from kvgraph.store.mmr import mmr
 from kvgraph.store.records import FORMAT_VERSION, NodeRow, Records
 from kvgraph.store.slotids import SlotIds
@@ -952,7 +952,7 @@ class EmbeddedVectorStore:
                 raise InvalidInputError(
                     f"query_embedding[{zero[0]}] is the zero vector; cosine similarity is undefined"
                 )
-            return (qs / np.sqrt(sq)[:, None]).astype(np.float32)
+            return np.asarray((qs / np.sqrt(sq)[:, None]).astype(np.float32))
         return qs
 
     def _allowed(self, q: VectorStoreQuery) -> np.ndarray | None:
@@ -1065,7 +1065,7 @@ class EmbeddedVectorStore:
         sq = self._sqnorms if rows is None else self._sqnorms[rows]
         qn = np.einsum("ij,ij->i", q, q)[:, None]
         dist2 = np.maximum(sq[None, :] - 2 * raw + qn, 0.0)
-        return (1.0 / (1.0 + np.sqrt(dist2))).astype(np.float32)
+        return np.asarray((1.0 / (1.0 + np.sqrt(dist2))).astype(np.float32))
 
     def _exact(self, qs: np.ndarray, k: int, allowed: np.ndarray | None, lo: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over slots >= lo that are allowed (or live). Returns (slots, sims), -1 padded."""

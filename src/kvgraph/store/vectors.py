@@ -15,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 from kvgraph.errors import CorruptionError
-from kvgraph.store.fileio import crc32, fsync_dir
+from kvgraph.fileio import crc32, fsync_dir
 
 SEGMENT_ROWS = 65_536  # checksum granularity: a damaged region is reported by row range
 

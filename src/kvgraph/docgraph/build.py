@@ -1,0 +1,464 @@
+"""Build a knowledge-vector graph from ingested chunks, with or without an LLM.
+
+Nodes are the knowledge base's chunks, their documents and the entities the offline extractor
+(:mod:`kvgraph.docgraph.extract`) finds in them, plus, when given, the subjects and objects of
+LLM-extracted triples (:mod:`kvgraph.docgraph.triples`). Edges:
+
+- ``NEXT`` chunk -> following chunk of the same document (the splitter's ``next`` link);
+- ``PARENT`` chunk -> its parent chunk (hierarchical ingest) or else its document;
+- ``MENTIONS`` chunk -> entity, weight ``title_weight`` when the entity is also in the
+  document's title (the chunk is *about* it), else 1;
+- ``SIMILAR`` chunk -> its ``knn`` nearest chunks by embedding cosine above ``similar_threshold``;
+- ``SYNONYM`` entity -> entity whose name embeddings are closer than ``synonym_threshold``
+  ("Bob Dylan" / "Dylan"), so two spellings of one thing connect;
+- ``RELATED`` subject entity -> object entity of a triple; :attr:`DocGraph.facts` keeps each
+  triple's relation text and the chunk that states it.
+
+:class:`DocGraph` is plain arrays; :meth:`DocGraph.save` writes it to a directory
+(``graph.npz`` + ``graph.json``) that :meth:`DocGraph.load` reads back in milliseconds. That
+directory is the source of truth for retrieval (it is derived from the vector store and can
+always be rebuilt from it); :func:`write_doc_graph` exports the same graph into a
+:class:`~kvgraph.graphdb.base.GraphStore` so people can query it with Cypher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from kvgraph.docgraph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.triples import Triple
+from kvgraph.errors import InvalidInputError
+from kvgraph.schema import Node, NodeRelationship
+
+if TYPE_CHECKING:
+    from kvgraph.embed.base import Embedder
+    from kvgraph.graphdb.base import GraphStore
+
+CHUNK, DOCUMENT, ENTITY = "chunk", "document", "entity"
+# Append only: a saved graph stores the list, and any prefix of it still loads.
+EDGE_TYPES = ("NEXT", "PARENT", "MENTIONS", "SIMILAR", "SYNONYM", "RELATED")
+ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
+FORMAT_VERSION = 1
+NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
+# Entity kinds embedded for synonym edges (phrases are many and rarely spelled two ways).
+SYNONYM_KINDS = ("name", "acronym", "title", "triple")
+
+
+@dataclass
+class DocGraph:
+    """A document graph as arrays: node ``keys`` with ``kinds`` and display ``names``; typed, weighted edges.
+
+    Chunk keys are the chunk ids of the vector store; documents are ``doc:<id>``; entities
+    ``entity:<canonical key>``. ``entity_vectors`` (optional, unit rows) embed the names of the
+    entities listed in ``entity_vector_rows`` and let a query's entities match graph entities
+    by meaning, not only by spelling.
+    """
+
+    keys: list[str]
+    kinds: list[str]
+    names: list[str]
+    src: np.ndarray
+    dst: np.ndarray
+    etype: np.ndarray  # index into EDGE_TYPES
+    weight: np.ndarray
+    doc_of: dict[str, str] = field(default_factory=dict)  # chunk id -> document id
+    entity_vectors: np.ndarray | None = None
+    entity_vector_rows: np.ndarray | None = None  # node index of each row of entity_vectors
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Triples as (subject node, object node, relation, chunk id): the RELATED edges' labels and provenance.
+    facts: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        self.kind_array = np.array([{CHUNK: 0, DOCUMENT: 1, ENTITY: 2}[k] for k in self.kinds], dtype=np.int8)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.keys)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k in self.kinds if k == kind)
+
+    def edge_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.etype, minlength=len(EDGE_TYPES))
+        return {name: int(c) for name, c in zip(EDGE_TYPES, counts)}
+
+    def mention_counts(self) -> np.ndarray:
+        """How many chunks mention each node (0 for non-entities): the entity's document frequency."""
+        mentions = self.etype == EDGE_TYPES.index("MENTIONS")
+        return np.bincount(self.dst[mentions], minlength=self.n_nodes)
+
+    def relations(self, a: str, b: str) -> list[tuple[str, str, str]]:
+        """The facts linking node keys ``a`` and ``b`` (either direction) as (relation, direction, chunk id).
+
+        ``direction`` is ``"->"`` when ``a`` is the subject and ``"<-"`` when ``b`` is.
+        """
+        ia, ib = self.index.get(a), self.index.get(b)
+        out = []
+        for s, o, relation, chunk in self.facts:
+            if (s, o) == (ia, ib):
+                out.append((relation, "->", chunk))
+            elif (s, o) == (ib, ia):
+                out.append((relation, "<-", chunk))
+        return out
+
+    def adjacency(self, edge_weights: Mapping[str, float] | None = None, symmetric: bool = True) -> sp.csr_matrix:
+        """A CSR matrix of summed edge weights, each scaled by ``edge_weights[type]`` (default 1; 0 drops a type).
+
+        ``symmetric=True`` adds every edge in both directions: a walk may go from an entity
+        back to every chunk that mentions it.
+        """
+        factors = np.ones(len(EDGE_TYPES))
+        for name, value in (edge_weights or {}).items():
+            if name not in EDGE_TYPES:
+                raise InvalidInputError(f"unknown edge type {name!r} in edge_weights; use {', '.join(EDGE_TYPES)}")
+            if value < 0:
+                raise InvalidInputError(f"edge_weights[{name!r}] must be >= 0, got {value!r}")
+            factors[EDGE_TYPES.index(name)] = value
+        w = self.weight.astype(np.float64) * factors[self.etype]
+        keep = w > 0
+        src, dst, w = self.src[keep], self.dst[keep], w[keep]
+        if symmetric:
+            src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
+        n = self.n_nodes
+        return sp.csr_matrix((w, (src, dst)), shape=(n, n))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``graph.npz`` and ``graph.json`` into ``directory`` (created); replaces an older graph atomically."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "src": self.src.astype(np.int64),
+            "dst": self.dst.astype(np.int64),
+            "etype": self.etype.astype(np.int8),
+            "weight": self.weight.astype(np.float32),
+        }
+        if self.entity_vectors is not None and self.entity_vector_rows is not None:
+            arrays["entity_vectors"] = self.entity_vectors.astype(np.float32)
+            arrays["entity_vector_rows"] = self.entity_vector_rows.astype(np.int64)
+        tmp_npz, tmp_json = d / (NPZ_FILE + ".tmp"), d / (JSON_FILE + ".tmp")
+        with open(tmp_npz, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        info = {
+            "version": FORMAT_VERSION,
+            "edge_types": list(EDGE_TYPES),
+            "keys": self.keys,
+            "kinds": self.kinds,
+            "names": self.names,
+            "doc_of": self.doc_of,
+            "meta": self.meta,
+            "facts": [list(f) for f in self.facts],
+        }
+        tmp_json.write_text(json.dumps(info, ensure_ascii=False))
+        os.replace(tmp_npz, d / NPZ_FILE)
+        os.replace(tmp_json, d / JSON_FILE)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> DocGraph:
+        d = Path(directory)
+        if not (d / NPZ_FILE).is_file() or not (d / JSON_FILE).is_file():
+            raise InvalidInputError(f"{d}: no knowledge-vector graph here (expected {NPZ_FILE} and {JSON_FILE})")
+        try:
+            info = json.loads((d / JSON_FILE).read_text(encoding="utf-8"))
+            with np.load(d / NPZ_FILE) as z:
+                arrays = {name: z[name] for name in z.files}
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"{d}: the graph files cannot be read ({e}); rebuild the graph") from None
+        saved_types = info.get("edge_types")
+        if (
+            info.get("version") != FORMAT_VERSION
+            or not isinstance(saved_types, list)
+            or saved_types != list(EDGE_TYPES)[: len(saved_types)]
+        ):
+            raise InvalidInputError(f"{d}: graph format {info.get('version')!r} is not supported; rebuild the graph")
+        return cls(
+            keys=info["keys"],
+            kinds=info["kinds"],
+            names=info["names"],
+            src=arrays["src"],
+            dst=arrays["dst"],
+            etype=arrays["etype"],
+            weight=arrays["weight"],
+            doc_of=info["doc_of"],
+            entity_vectors=arrays.get("entity_vectors"),
+            entity_vector_rows=arrays.get("entity_vector_rows"),
+            meta=info["meta"],
+            facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
+        )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.maximum(norms, 1e-12))
+
+
+def knn_pairs(
+    vectors: np.ndarray, k: int, threshold: float, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows by cosine with similarity >= ``threshold``, as (i, j, sim) with i < j.
+
+    Exact, in row blocks (memory ``block x n``); a pair found from both ends is kept once.
+    """
+    v = _unit(vectors)
+    n = v.shape[0]
+    if n < 2 or k < 1:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    kk = min(k, n - 1)
+    rows, cols, sims = [], [], []
+    for lo in range(0, n, block):
+        s = v[lo : lo + block] @ v.T
+        s[np.arange(s.shape[0]), np.arange(lo, lo + s.shape[0])] = -np.inf  # not oneself
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        top_sim = np.take_along_axis(s, top, axis=1)
+        r = np.repeat(np.arange(lo, lo + s.shape[0]), kk)
+        rows.append(r)
+        cols.append(top.ravel())
+        sims.append(top_sim.ravel())
+    i, j, sim = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+    keep = sim >= threshold
+    i, j, sim = i[keep], j[keep], sim[keep]
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    _, first = np.unique(a * n + b, return_index=True)
+    return a[first].astype(np.int64), b[first].astype(np.int64), sim[first].astype(np.float32)
+
+
+@dataclass
+class _Builder:
+    keys: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)
+    edges: dict[tuple[int, int, int], float] = field(default_factory=dict)
+
+    def node(self, key: str, kind: str, name: str) -> int:
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.keys)
+            self.keys.append(key)
+            self.kinds.append(kind)
+            self.names.append(name)
+        return i
+
+    def edge(self, a: int, b: int, etype: str, weight: float) -> None:
+        if a == b:
+            return
+        k = (a, b, EDGE_TYPES.index(etype))
+        self.edges[k] = max(self.edges.get(k, 0.0), float(weight))
+
+
+def build_doc_graph(
+    nodes: Sequence[Node],
+    embeddings: np.ndarray | None = None,
+    *,
+    extractor: EntityExtractor | None = None,
+    embedder: Embedder | None = None,
+    knn: int = 5,
+    similar_threshold: float = 0.5,
+    synonym_k: int = 5,
+    synonym_threshold: float = 0.9,
+    title_weight: float = 2.0,
+    embed_batch: int = 256,
+    triples: Mapping[str, Sequence[Triple]] | None = None,
+    offline_entities: bool = True,
+) -> DocGraph:
+    """Build a :class:`DocGraph` from a knowledge base's chunk ``nodes`` (see the module docstring).
+
+    ``embeddings`` (one row per node, e.g. the stored chunk vectors) give the ``SIMILAR`` edges;
+    without them (or with ``knn=0``) there are none. ``embedder`` embeds entity names for
+    ``SYNONYM`` edges and for matching query entities later; without it there are neither.
+    ``triples`` (chunk id -> its LLM-extracted triples) add the subject and object entities,
+    ``MENTIONS`` edges to them and a ``RELATED`` edge per fact; ``offline_entities=False``
+    leaves the offline extractor out (entities from triples only).
+    ``meta["timings"]`` records seconds per stage (extraction, knn, synonyms).
+    """
+    if not nodes:
+        raise InvalidInputError("build_doc_graph needs at least one chunk node")
+    if embeddings is not None and len(embeddings) != len(nodes):
+        raise InvalidInputError(f"embeddings has {len(embeddings)} rows for {len(nodes)} nodes")
+    extractor = extractor or EntityExtractor()
+    timings: dict[str, float] = {}
+    b = _Builder()
+    for n in nodes:
+        if not isinstance(n.id, str) or not n.id or n.id.startswith((ENTITY_PREFIX, DOC_PREFIX)):
+            raise InvalidInputError(
+                f"chunk id {n.id!r} is empty or uses a reserved prefix ({ENTITY_PREFIX}, {DOC_PREFIX})"
+            )
+        b.node(n.id, CHUNK, str(n.metadata.get("title") or n.id))
+    n_chunks = len(b.keys)
+    if n_chunks != len(nodes):
+        raise InvalidInputError("chunk node ids must be unique")
+
+    # Structure: NEXT and PARENT from the splitter's relationships.
+    doc_of: dict[str, str] = {}
+    for n in nodes:
+        i = b.index[n.id]
+        nxt = n.relationships.get(NodeRelationship.NEXT.value)
+        if isinstance(nxt, str) and nxt in b.index:
+            b.edge(i, b.index[nxt], "NEXT", 1.0)
+        doc_id = n.ref_doc_id or n.relationships.get(NodeRelationship.SOURCE.value)
+        if isinstance(doc_id, str) and doc_id:
+            doc_of[n.id] = doc_id
+        parent = n.relationships.get(NodeRelationship.PARENT.value)
+        if isinstance(parent, str) and parent in b.index:
+            b.edge(i, b.index[parent], "PARENT", 1.0)
+        elif isinstance(doc_id, str) and doc_id:
+            d = b.node(DOC_PREFIX + doc_id, DOCUMENT, str(n.metadata.get("title") or doc_id))
+            b.edge(i, d, "PARENT", 1.0)
+
+    # Entities: MENTIONS, heavier when the entity is in the document's title.
+    t0 = time.perf_counter()
+    entity_kind: dict[int, str] = {}
+    for n in nodes:
+        i = b.index[n.id]
+        title = n.metadata.get("title")
+        title_keys = (
+            {m.key for m in extractor.extract(title)} | {entity_key(title)} if isinstance(title, str) else set()
+        )
+        for m in extractor.extract(n.text) if offline_entities else ():
+            e = b.node(ENTITY_PREFIX + m.key, ENTITY, m.name)
+            entity_kind.setdefault(e, m.kind)
+            b.edge(i, e, "MENTIONS", title_weight if m.key in title_keys else 1.0)
+    timings["extraction_s"] = time.perf_counter() - t0
+
+    # Triples: both ends are entities the chunk mentions; the fact itself is a RELATED edge.
+    facts: list[tuple[int, int, str, str]] = []
+    for n in nodes if triples else ():
+        i = b.index[n.id]
+        title = n.metadata.get("title")
+        title_key = entity_key(title) if isinstance(title, str) else None
+        for t in (triples or {}).get(n.id, ()):
+            ends = []
+            for name in (t.subject, t.object):
+                key = entity_key(name)
+                e = b.node(ENTITY_PREFIX + key, ENTITY, name)
+                entity_kind.setdefault(e, "triple")
+                b.edge(i, e, "MENTIONS", title_weight if key == title_key else 1.0)
+                ends.append(e)
+            b.edge(ends[0], ends[1], "RELATED", 1.0)
+            if ends[0] != ends[1]:
+                facts.append((ends[0], ends[1], t.relation, n.id))
+
+    # SIMILAR: k nearest chunks.
+    t0 = time.perf_counter()
+    if embeddings is not None and knn > 0:
+        for a, c, s in zip(*knn_pairs(np.asarray(embeddings), knn, similar_threshold)):
+            b.edge(int(a), int(c), "SIMILAR", float(s))
+    timings["knn_s"] = time.perf_counter() - t0
+
+    # SYNONYM: entities whose name embeddings are close.
+    t0 = time.perf_counter()
+    vectors: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    if embedder is not None:
+        rows = np.array([e for e, kind in entity_kind.items() if kind in SYNONYM_KINDS], dtype=np.int64)
+        texts = [b.names[e] for e in rows]
+        parts = [np.asarray(embedder.embed(texts[i : i + embed_batch])) for i in range(0, len(texts), embed_batch)]
+        vectors = _unit(np.concatenate(parts)) if parts else np.zeros((0, embedder.dim), np.float32)
+        timings["entity_embed_s"] = time.perf_counter() - t0
+        if synonym_k > 0:
+            for a, c, s in zip(*knn_pairs(vectors, synonym_k, synonym_threshold)):
+                b.edge(int(rows[a]), int(rows[c]), "SYNONYM", float(s))
+    timings["synonyms_s"] = time.perf_counter() - t0
+
+    if b.edges:
+        edge_rows = np.array(list(b.edges), dtype=np.int64)
+        weights = np.array(list(b.edges.values()), dtype=np.float32)
+    else:
+        edge_rows, weights = np.zeros((0, 3), np.int64), np.zeros(0, np.float32)
+    meta = {
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "params": {
+            "knn": knn,
+            "similar_threshold": similar_threshold,
+            "synonym_k": synonym_k,
+            "synonym_threshold": synonym_threshold,
+            "title_weight": title_weight,
+            "extractor": {"phrases": extractor.phrases, "years": extractor.years} if offline_entities else None,
+            "triples": len(facts),
+            "entity_embedder": getattr(embedder, "model_name", None),
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    return DocGraph(
+        keys=b.keys,
+        kinds=b.kinds,
+        names=b.names,
+        src=edge_rows[:, 0],
+        dst=edge_rows[:, 1],
+        etype=edge_rows[:, 2].astype(np.int8),
+        weight=weights,
+        doc_of=doc_of,
+        entity_vectors=vectors,
+        entity_vector_rows=rows,
+        meta=meta,
+        facts=facts,
+    )
+
+
+LABELS = {CHUNK: "Chunk", DOCUMENT: "Document", ENTITY: "Entity"}
+
+
+def write_doc_graph(graph: DocGraph, store: GraphStore, batch: int = 5000) -> dict[str, int]:
+    """Export ``graph`` into a Cypher graph store: ``Chunk``/``Document``/``Entity`` nodes and typed edges.
+
+    Nodes are upserted by ``id`` (chunk id, document id, entity canonical key), so writing the
+    same graph again updates it in place. Returns counts of nodes and edges written.
+    """
+    store_keys: list[str | None] = [None] * graph.n_nodes
+    counts: dict[str, int] = {}
+    mentions = graph.mention_counts()
+    for kind, label in LABELS.items():
+        idx = [i for i, k in enumerate(graph.kinds) if k == kind]
+        for lo in range(0, len(idx), batch):
+            part = idx[lo : lo + batch]
+            rows: list[dict[str, Any]] = []
+            for i in part:
+                key = graph.keys[i]
+                if kind == CHUNK:
+                    rows.append({"id": key, "doc_id": graph.doc_of.get(key, ""), "title": graph.names[i]})
+                elif kind == DOCUMENT:
+                    rows.append({"id": key[len(DOC_PREFIX) :], "title": graph.names[i]})
+                else:
+                    rows.append({"id": key[len(ENTITY_PREFIX) :], "name": graph.names[i], "mentions": int(mentions[i])})
+            for i, sk in zip(part, store.upsert_nodes(label, rows)):
+                store_keys[i] = sk
+        counts[label] = len(idx)
+    # One RELATED edge per entity pair: its relation texts and source chunks, joined.
+    labels: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+    for s, o, relation, chunk in graph.facts:
+        rels, chunks = labels.setdefault((s, o), ([], []))
+        if relation not in rels:
+            rels.append(relation)
+        if chunk not in chunks:
+            chunks.append(chunk)
+
+    def props(e: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"weight": float(graph.weight[e])}
+        if EDGE_TYPES[graph.etype[e]] == "RELATED":
+            rels, chunks = labels.get((int(graph.src[e]), int(graph.dst[e])), ([], []))
+            out.update(relation="; ".join(rels), chunk_ids=" ".join(chunks))
+        return out
+
+    for t, name in enumerate(EDGE_TYPES):
+        sel = np.flatnonzero(graph.etype == t)
+        written = 0
+        for lo in range(0, len(sel), batch):
+            chosen = sel[lo : lo + batch]
+            edges = [(str(store_keys[graph.src[e]]), str(store_keys[graph.dst[e]]), props(int(e))) for e in chosen]
+            written += store.upsert_edges(name, edges)
+        counts[name] = written
+    return counts

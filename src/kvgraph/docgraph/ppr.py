@@ -1,0 +1,175 @@
+"""Graph walks on a sparse adjacency: personalized PageRank and bounded k-hop expansion.
+
+Pure functions, numpy in and out, no graph store: the knowledge-vector-graph retriever
+(:mod:`kvgraph.retrieve.graph`) runs them per query on a ``scipy.sparse`` CSR matrix built
+once from the graph, so a query costs a few sparse matrix-vector products.
+
+Conventions: ``adjacency[i, j]`` is the weight of the edge ``i -> j`` (row = source). For an
+undirected walk pass a symmetric matrix. Weights must be non-negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from kvgraph.errors import InvalidInputError
+
+
+def _check_square(adjacency: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
+        raise InvalidInputError(f"adjacency must be a square matrix, got shape {adjacency.shape}")
+    csr = sp.csr_matrix(adjacency, dtype=np.float64)
+    if csr.nnz and csr.data.min() < 0:
+        raise InvalidInputError("adjacency has negative edge weights; PageRank needs weights >= 0")
+    return csr
+
+
+def transition_matrix(adjacency: sp.spmatrix | sp.sparray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The column-stochastic matrix ``T`` with ``T[j, i] = w(i -> j) / out_weight(i)``, and the dangling mask.
+
+    ``T @ p`` moves the mass ``p`` one step along the edges. Nodes without out-weight
+    (dangling) have an all-zero column; :func:`personalized_pagerank` hands their mass back
+    to the personalization vector. Compute it once per graph and pass it to every query.
+    """
+    a = _check_square(adjacency)
+    out = np.asarray(a.sum(axis=1)).ravel()
+    dangling = out <= 0
+    inv = np.zeros_like(out)
+    inv[~dangling] = 1.0 / out[~dangling]
+    # Row-normalise (divide each row i by out_weight(i)), then transpose: columns sum to 1.
+    t = sp.csr_matrix(sp.diags(inv) @ a).T.tocsr()
+    return t, dangling
+
+
+def personalized_pagerank(
+    transition: sp.csr_matrix,
+    personalization: np.ndarray,
+    damping: float = 0.5,
+    tol: float = 1e-8,
+    max_iter: int = 100,
+    dangling: np.ndarray | None = None,
+) -> np.ndarray:
+    """Personalized PageRank by power iteration; returns a probability vector (sums to 1).
+
+    ``transition`` comes from :func:`transition_matrix`; ``personalization`` is a non-negative
+    vector (normalised here) where the walk restarts. At each step the walker follows an edge
+    with probability ``damping`` and jumps back to the personalization with ``1 - damping``;
+    mass on a dangling node (``dangling`` mask) jumps back too, so none is lost. Iterates until
+    the L1 change is below ``tol`` or ``max_iter`` steps.
+    """
+    n = transition.shape[0]
+    s = np.asarray(personalization, dtype=np.float64).ravel()
+    if s.shape[0] != n:
+        raise InvalidInputError(f"personalization has {s.shape[0]} entries but the graph has {n} nodes")
+    if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
+        raise InvalidInputError("personalization must be finite and non-negative")
+    total = s.sum()
+    if total <= 0:
+        raise InvalidInputError("personalization is all zero: give at least one seed node a positive weight")
+    if not 0.0 <= damping < 1.0:
+        raise InvalidInputError(f"damping must be in [0, 1), got {damping!r}")
+    if max_iter < 1:
+        raise InvalidInputError(f"max_iter must be >= 1, got {max_iter!r}")
+    s = s / total
+    dangling_mask = np.zeros(n, dtype=bool) if dangling is None else np.asarray(dangling, dtype=bool)
+    p = s.copy()
+    for _ in range(max_iter):
+        lost = p[dangling_mask].sum()
+        nxt = damping * (transition @ p + lost * s) + (1.0 - damping) * s
+        done = np.abs(nxt - p).sum() < tol
+        p = nxt
+        if done:
+            break
+    return np.asarray(p / p.sum())
+
+
+@dataclass
+class Expansion:
+    """Nodes reached by :func:`k_hop`: ``nodes`` in BFS order, their ``hops`` and BFS ``predecessor``.
+
+    ``predecessor[i]`` is the node that first reached ``nodes[i]`` (``-1`` for a seed), so
+    :meth:`path` rebuilds one shortest chain of edges from a seed.
+    """
+
+    nodes: np.ndarray
+    hops: np.ndarray
+    predecessor: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._pos = {int(v): i for i, v in enumerate(self.nodes)}
+
+    def __contains__(self, node: int) -> bool:
+        return int(node) in self._pos
+
+    def path(self, node: int) -> list[int]:
+        """Node indices from a seed to ``node`` (both included); raises KeyError when not reached."""
+        out = [int(node)]
+        i = self._pos[int(node)]
+        while self.predecessor[i] >= 0:
+            out.append(int(self.predecessor[i]))
+            i = self._pos[out[-1]]
+        return out[::-1]
+
+
+def k_hop(
+    adjacency: sp.csr_matrix,
+    seeds: np.ndarray | list[int],
+    max_hops: int = 2,
+    max_nodes: int | None = None,
+) -> Expansion:
+    """Breadth-first expansion from ``seeds`` along the edges of ``adjacency`` (row -> column).
+
+    Stops after ``max_hops`` steps or once ``max_nodes`` nodes are reached (the seeds always
+    count, and within a step, neighbours of earlier-listed nodes come first, heaviest edge
+    first). A node's predecessor is the earliest frontier node that reached it, which keeps
+    the seed order meaningful: list the best seeds first.
+    """
+    a = sp.csr_matrix(adjacency)
+    n = a.shape[0]
+    seed_arr = np.asarray(seeds, dtype=np.int64).ravel()
+    if seed_arr.size and (seed_arr.min() < 0 or seed_arr.max() >= n):
+        raise InvalidInputError(f"seed indices must be in [0, {n}), got {seed_arr.tolist()}")
+    if max_hops < 0:
+        raise InvalidInputError(f"max_hops must be >= 0, got {max_hops!r}")
+    if max_nodes is not None and max_nodes < 1:
+        raise InvalidInputError(f"max_nodes must be >= 1, got {max_nodes!r}")
+    _, first = np.unique(seed_arr, return_index=True)
+    seed_arr = seed_arr[np.sort(first)]  # de-duplicated, order kept
+    visited = np.zeros(n, dtype=bool)
+    visited[seed_arr] = True
+    nodes, hops, preds = [seed_arr], [np.zeros(seed_arr.size, np.int64)], [np.full(seed_arr.size, -1, np.int64)]
+    count = int(seed_arr.size)
+    frontier = seed_arr
+    indptr, indices, data = a.indptr, a.indices, a.data
+    for hop in range(1, max_hops + 1):
+        if frontier.size == 0 or (max_nodes is not None and count >= max_nodes):
+            break
+        starts, ends = indptr[frontier], indptr[frontier + 1]
+        lengths = ends - starts
+        if lengths.sum() == 0:
+            break
+        # Gather every (frontier node, neighbour, weight) triple without a Python loop per edge.
+        owner = np.repeat(frontier, lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        edge_pos = np.repeat(starts, lengths) + offsets
+        nbr, weight = indices[edge_pos].astype(np.int64), data[edge_pos]
+        rank_of_owner = np.repeat(np.arange(frontier.size), lengths)
+        order = np.lexsort((-weight, rank_of_owner))  # frontier order, then heaviest edge first
+        nbr, owner = nbr[order], owner[order]
+        fresh = ~visited[nbr]
+        nbr, owner = nbr[fresh], owner[fresh]
+        _, first = np.unique(nbr, return_index=True)
+        first = np.sort(first)
+        new, new_pred = nbr[first], owner[first]
+        if max_nodes is not None:
+            new, new_pred = new[: max_nodes - count], new_pred[: max_nodes - count]
+        visited[new] = True
+        nodes.append(new)
+        hops.append(np.full(new.size, hop, np.int64))
+        preds.append(new_pred)
+        count += int(new.size)
+        frontier = new
+    return Expansion(np.concatenate(nodes), np.concatenate(hops), np.concatenate(preds))

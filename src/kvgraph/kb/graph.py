@@ -1,0 +1,358 @@
+"""``kb.graph``: the knowledge base's graph, its node index and its graph questions in one object.
+
+Layout inside the knowledge-base directory::
+
+    graph/          the embedded Ladybug database (or Neo4j when KVGRAPH_NEO4J_URI is set)
+    graph-index/    vectors of graph nodes' text properties (kvgraph's own vector store)
+    doc-graph/      the graph built from the ingested documents, as arrays (for retrieval),
+                    and triples.jsonl, the cache of LLM-extracted triples
+
+Everything opens on first use, read-only when the knowledge base was opened read-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kvgraph.graphdb.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, GraphSchema, GraphStore, QueryResult
+from kvgraph.kb.layout import DOC_GRAPH_DIR, TRIPLES_CACHE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kvgraph.docgraph.build import DocGraph
+    from kvgraph.docgraph.triples import TripleProgress
+    from kvgraph.embed.base import Embedder
+    from kvgraph.filters import FilterSpec
+    from kvgraph.graphqa.ask import GraphQAResult
+    from kvgraph.graphqa.node_index import IndexReport, NodeHit, NodeIndex
+    from kvgraph.llm.base import LLM
+    from kvgraph.retrieve.base import Retriever
+    from kvgraph.retrieve.graph import KnowledgeGraphRetriever
+    from kvgraph.schema import Node
+    from kvgraph.store.embedded import EmbeddedVectorStore
+
+log = logging.getLogger(__name__)
+
+EXTRACTORS = ("offline", "llm", "both")
+
+
+class GraphHost(Protocol):
+    """What ``kb.graph`` uses of its knowledge base (a :class:`~kvgraph.kb.KnowledgeBase`).
+
+    A protocol rather than the class itself, so that this module and the knowledge base do not
+    import each other.
+    """
+
+    path: Path
+    read_only: bool
+
+    @property
+    def store(self) -> EmbeddedVectorStore: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    def llm(self) -> LLM | None: ...
+
+    def require_writable(self) -> None: ...
+
+    def stored_references(self) -> str: ...
+
+    def retriever(
+        self, filters: FilterSpec = None, mode: str | None = None, alpha: float | None = None
+    ) -> Retriever: ...
+
+
+class KBGraph:
+    """The graph side of a :class:`~kvgraph.kb.KnowledgeBase` (``kb.graph``)."""
+
+    def __init__(self, kb: GraphHost) -> None:
+        self._kb = kb
+        self._store: GraphStore | None = None
+        self._index: NodeIndex | None = None
+        self._doc_graph: DocGraph | None = None
+
+    @property
+    def store(self) -> GraphStore:
+        if self._store is None:
+            from kvgraph.graphdb.open import open_graph_store
+
+            self._store = open_graph_store(self._kb.path, read_only=self._kb.read_only)
+        return self._store
+
+    def close(self) -> None:
+        for obj in (self._index, self._store):
+            if obj is not None:
+                obj.close()
+        self._index = self._store = None
+
+    # ------------------------------------------------------------------ Cypher
+
+    def query(
+        self,
+        cypher: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+    ) -> QueryResult:
+        """Run one read-only Cypher statement with bound ``params``."""
+        return self.store.query(cypher, params, read_only=True, timeout_s=timeout_s, max_rows=max_rows)
+
+    def write(
+        self,
+        cypher: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+    ) -> QueryResult:
+        """Run one Cypher statement that may write (needs a knowledge base opened for writing)."""
+        return self.store.query(cypher, params, read_only=False, timeout_s=timeout_s, max_rows=max_rows)
+
+    def counts(self) -> tuple[int, int]:
+        """(nodes, relationships) in the graph."""
+        nodes = self.query("MATCH (n) RETURN count(n)").scalar()
+        rels = self.query("MATCH ()-[r]->() RETURN count(r)").scalar()
+        return int(nodes), int(rels)
+
+    def schema(self) -> GraphSchema:
+        return self.store.schema()
+
+    def import_cypher(self, script: str | Path) -> int:
+        """Run a Cypher import script (text, or a path to a ``.cypher`` file)."""
+        text = Path(script).read_text(encoding="utf-8") if isinstance(script, Path) else script
+        return self.store.import_cypher(text)
+
+    def import_nodes(self, path: str | Path, label: str, key: str = "id", fmt: str | None = None) -> int:
+        """Import a JSON, JSON Lines or CSV node list as ``label`` nodes keyed by ``key``; returns the count."""
+        from kvgraph.graphdb.cypher_import import import_nodes_file
+
+        return import_nodes_file(self.store, Path(path), label, key=key, fmt=fmt)
+
+    def import_edges(
+        self,
+        path: str | Path,
+        rel_type: str,
+        *,
+        source: str = "source",
+        target: str = "target",
+        source_label: str | None = None,
+        target_label: str | None = None,
+        key: str = "id",
+        fmt: str | None = None,
+    ) -> int:
+        """Import an edge list as ``rel_type`` relationships between existing nodes; returns the count."""
+        from kvgraph.graphdb.cypher_import import import_edges_file
+
+        return import_edges_file(
+            self.store,
+            Path(path),
+            rel_type,
+            source=source,
+            target=target,
+            source_label=source_label,
+            target_label=target_label,
+            key=key,
+            fmt=fmt,
+        )
+
+    # ------------------------------------------------------------------ vectors on graph nodes
+
+    def node_index(self) -> NodeIndex:
+        if self._index is None:
+            from kvgraph.graphqa.node_index import NodeIndex, index_path
+
+            self._index = NodeIndex.open(
+                self.store, index_path(self._kb.path), self._kb.embedder, read_only=self._kb.read_only
+            )
+        return self._index
+
+    def index_nodes(self, label: str, text_properties: Sequence[str], key: str | None = None) -> IndexReport:
+        """Embed ``text_properties`` of every ``label`` node; re-running embeds only what changed."""
+        return self.node_index().index_nodes(label, text_properties, key=key)
+
+    def search_nodes(self, query: str, k: int = 5, label: str | None = None) -> list[NodeHit]:
+        """Indexed graph nodes by meaning; join them back into Cypher with their ``node_key``."""
+        return self.node_index().search(query, k, label=label)
+
+    # ------------------------------------------------------------------ questions
+
+    def ask(self, question: str, tool: str = "auto", k: int = 4) -> GraphQAResult:
+        """Answer from the node index (vector tool) or with text-to-Cypher (graph tool, needs an LLM)."""
+        from kvgraph.graphqa.ask import GraphQA
+        from kvgraph.graphqa.node_index import index_path
+
+        index = self.node_index() if (Path(index_path(self._kb.path)) / "records.sqlite").exists() else None
+        return GraphQA(self.store, self._kb.embedder, index, self._kb.llm(), k=k).ask(question, tool)
+
+    # ------------------------------------------------------------------ knowledge vector graph
+
+    @property
+    def doc_graph_path(self) -> Path:
+        return self._kb.path / DOC_GRAPH_DIR
+
+    def build(
+        self,
+        export: bool = False,
+        extractor: str = "offline",
+        progress: Callable[[TripleProgress], None] | None = None,
+        concurrency: int = 4,
+    ) -> dict[str, Any]:
+        """Build the document graph from the stored chunks and save it in ``KB/doc-graph/``.
+
+        The graph's chunks are what search returns: plain chunks, or parents when the knowledge
+        base has node references. ``extractor`` picks the entities: ``offline`` (names and
+        keyphrases, no LLM), ``llm`` (subject-relation-object triples from the configured LLM,
+        with the chunk as provenance) or ``both``. LLM results are cached in
+        ``KB/doc-graph/triples.jsonl``, so a rebuild asks only about new or changed chunks;
+        ``progress`` sees requests and tokens as they accrue. ``export=True`` also writes the
+        graph into the graph store as ``Chunk``/``Document``/``Entity`` nodes, for Cypher.
+        Returns counts, timings and, with an LLM, the triple extraction's requests and tokens.
+        """
+        return self._build(extractor, export, progress, concurrency, require_llm=True)
+
+    def _build(
+        self,
+        extractor: str,
+        export: bool = False,
+        progress: Callable[[TripleProgress], None] | None = None,
+        concurrency: int = 4,
+        require_llm: bool = True,
+    ) -> dict[str, Any]:
+        import time
+
+        import numpy as np
+
+        from kvgraph.docgraph.build import build_doc_graph, write_doc_graph
+        from kvgraph.docgraph.triples import TripleExtractor
+        from kvgraph.errors import InvalidInputError
+
+        if extractor not in EXTRACTORS:
+            raise InvalidInputError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
+        kb = self._kb
+        kb.require_writable()
+        role = {"role": "parent"} if kb.stored_references() != "none" else None
+        ids = kb.store.ids(filters=role)
+        if not ids:
+            raise InvalidInputError(f"knowledge base {kb.path} has no chunks yet: ingest documents first")
+        t0 = time.perf_counter()
+        nodes = [n for n in kb.store.get(ids) if n is not None]
+        triples = None
+        triple_report: dict[str, Any] | None = None
+        if extractor != "offline":
+            from kvgraph.llm.base import require_llm as llm_required
+
+            llm = kb.llm()
+            if require_llm:
+                llm_required(llm, f"graph build --extractor {extractor}")
+            run = TripleExtractor(
+                llm, self.doc_graph_path / TRIPLES_CACHE, concurrency=concurrency, progress=progress
+            ).extract(nodes)
+            triples = run.triples
+            stats = run.stats
+            triple_report = {
+                "model": run.model,
+                "triples": run.count,
+                "chunks_with_triples": len(run.triples),
+                "requests": stats.requests,
+                "cached": stats.cached,
+                "missing": stats.missing,
+                "unparsable": stats.unparsable,
+                "prompt_tokens": stats.prompt_tokens,
+                "completion_tokens": stats.completion_tokens,
+                "seconds": round(run.seconds, 3),
+            }
+        vectors = np.stack([_stored_vector(n) for n in nodes])
+        graph = build_doc_graph(
+            nodes, vectors, embedder=kb.embedder, triples=triples, offline_entities=extractor != "llm"
+        )
+        graph.meta["extractor"] = extractor
+        if triple_report is not None:
+            graph.meta["triple_extraction"] = triple_report
+        graph.save(self.doc_graph_path)
+        self._doc_graph = graph
+        report: dict[str, Any] = {
+            "extractor": extractor,
+            "chunks": graph.count("chunk"),
+            "documents": graph.count("document"),
+            "entities": graph.count("entity"),
+            "edges": graph.edge_counts(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if triple_report is not None:
+            report["triple_extraction"] = triple_report
+        if export:
+            report["exported"] = write_doc_graph(graph, self.store)
+        return report
+
+    def doc_graph(self) -> DocGraph:
+        """The saved document graph (``kvgraph graph build`` makes it)."""
+        if self._doc_graph is None:
+            from kvgraph.docgraph.build import DocGraph
+            from kvgraph.errors import InvalidInputError
+
+            if not (self.doc_graph_path / "graph.npz").exists():
+                raise InvalidInputError(
+                    f"knowledge base {self._kb.path} has no document graph yet: run kvgraph graph build"
+                )
+            self._doc_graph = DocGraph.load(self.doc_graph_path)
+        return self._doc_graph
+
+    def retriever(
+        self, filters: FilterSpec = None, seed_mode: str = "hybrid", **params: Any
+    ) -> KnowledgeGraphRetriever:
+        """Knowledge-vector-graph retrieval: ``seed_mode`` search, then a personalized walk over the graph.
+
+        ``params`` go to :class:`~kvgraph.retrieve.graph.KnowledgeGraphRetriever` (hops, damping, seeds, ...).
+        """
+        from kvgraph.retrieve.graph import KnowledgeGraphRetriever
+
+        base = self._kb.retriever(filters=filters, mode=seed_mode, alpha=0.5 if seed_mode == "hybrid" else None)
+        return KnowledgeGraphRetriever(base, self.doc_graph(), self._kb.store, self._kb.embedder, **params)
+
+    def describe_path(self, path: Sequence[str]) -> str:
+        """How a graph-mode walk reached a chunk, in words (see :func:`kvgraph.retrieve.graph.describe_path`)."""
+        from kvgraph.retrieve.graph import describe_path
+
+        return describe_path(self.doc_graph(), path)
+
+    def refresh(self) -> None:
+        """Rebuild the document graph after the chunks changed, if one was built (keeps graph mode current).
+
+        The rebuild uses the extractor of the last build. With ``llm`` or ``both`` it asks the
+        LLM only about new or changed chunks; when no LLM is configured it uses the cached
+        triples and logs how many chunks have none, rather than failing the ingest that called it.
+        """
+        if not (self.doc_graph_path / "graph.npz").exists():
+            return
+        from kvgraph.docgraph.build import DocGraph
+
+        try:
+            saved = self._doc_graph or DocGraph.load(self.doc_graph_path)  # no second read when already loaded
+            extractor = str(saved.meta.get("extractor") or "offline")
+        except Exception:  # an unreadable graph is rebuilt from scratch, offline
+            extractor = "offline"
+        self._doc_graph = None
+        report = self._build(extractor if extractor in EXTRACTORS else "offline", require_llm=False)
+        missing = (report.get("triple_extraction") or {}).get("missing", 0)
+        if missing:
+            log.warning(
+                "document graph rebuilt without triples for %d new chunks: no LLM is configured "
+                "(run kvgraph graph build --extractor %s with one)",
+                missing,
+                extractor,
+            )
+
+
+def _stored_vector(node: Node) -> np.ndarray:
+    vec = node.embedding_array()
+    if vec is None:  # the store returns vectors with every node; a missing one is damage, not input
+        from kvgraph.errors import CorruptionError
+
+        raise CorruptionError(f"chunk {node.id}", "no stored vector: run kvgraph store check")
+    return vec

@@ -1,0 +1,511 @@
+"""KnowledgeBase: one directory, the front door for the Python API, the CLI and the HTTP API.
+
+The directory's layout is in :mod:`kvgraph.kb.layout`.
+    graph/, graph-index/  the knowledge graph and its node vectors (see kvgraph.kb.graph)
+    references-cache.jsonl  LLM-written summaries and questions (reference_writer = llm); safe to delete
+
+Writers (ingest, sync, delete) take the store's single-writer lock; readers (search, ask,
+stats) open read-only and can run while an ingest is in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kvgraph.config import CONFIG_FILE, Settings, load_settings, write_settings
+from kvgraph.errors import InvalidInputError, KvgraphError
+from kvgraph.filters import FilterSpec
+from kvgraph.ingest.pipeline import Ingestor, IngestReport, Progress
+from kvgraph.ingest.registry import Registry
+from kvgraph.kb.layout import (
+    CACHE_FILE,
+    CHUNKING_META,
+    REFERENCES_CACHE_FILE,
+    REGISTRY_FILE,
+    STORE_DIR,
+    default_kb_path,
+)
+from kvgraph.schema import Answer, Document, Node, NodeWithScore
+
+if TYPE_CHECKING:
+    from kvgraph.answer.synthesize import Answerer, StreamingAnswer
+    from kvgraph.embed.base import Embedder
+    from kvgraph.embed.cache import EmbeddingCache
+    from kvgraph.ingest.reference_splitter import ReferenceSplitter
+    from kvgraph.ingest.splitter import SentenceSplitter
+    from kvgraph.kb.graph import KBGraph
+    from kvgraph.llm.base import LLM
+    from kvgraph.llm.openai_compat import OpenAICompatibleLLM
+    from kvgraph.retrieve.base import Retriever
+    from kvgraph.retrieve.rerank import Reranker
+    from kvgraph.store.embedded import EmbeddedVectorStore
+
+
+class KnowledgeBase:
+    """A knowledge base on disk. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, path: Path, settings: Settings, read_only: bool) -> None:  # use open()
+        self.path = path
+        self.settings = settings
+        self.read_only = read_only
+        self._store: EmbeddedVectorStore | None = None
+        self._registry: Registry | None = None
+        self._embedder: Embedder | None = None
+        self._cache: EmbeddingCache | None = None
+        self._answerer: Answerer | None = None
+        self._graph: KBGraph | None = None
+        self._llm: OpenAICompatibleLLM | None = None
+        self._llm_key: tuple[tuple[str, str], ...] | None = None
+        self._llm_clients: list[OpenAICompatibleLLM] = []
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        **overrides: Any,
+    ) -> KnowledgeBase:
+        """Open (and on first use, create) the knowledge base at ``path``.
+
+        ``overrides`` are settings (see :class:`kvgraph.config.Settings`) for this session only.
+        A read-only open needs an existing knowledge base; where only a graph was imported
+        (kvgraph graph import), using the store raises InvalidInputError saying nothing was ingested.
+        """
+        kb_path = Path(path) if path is not None else default_kb_path()
+        if read_only:
+            if not (kb_path / STORE_DIR).exists() and not _has_graph(kb_path):
+                raise InvalidInputError(
+                    f"no knowledge base at {kb_path}: nothing ingested (kvgraph --kb {kb_path} ingest PATH) "
+                    f"and no graph here yet (kvgraph --kb {kb_path} graph import FILE)"
+                )
+        else:
+            _prepare_dir(kb_path)
+        settings = load_settings(kb_path, overrides)
+        if not read_only and not (kb_path / CONFIG_FILE).exists():
+            write_settings(kb_path, load_settings(None, {k: v for k, v in overrides.items() if v is not None}, env={}))
+        kb = cls(kb_path, settings, read_only)
+        kb._open_store()
+        return kb
+
+    def _open_store(self) -> None:
+        from kvgraph.store import EmbeddedVectorStore
+
+        if self.read_only and not (self.path / STORE_DIR).exists():
+            return  # nothing ingested yet (a graph-only knowledge base, or none): .store says so when used
+        try:
+            self._store = EmbeddedVectorStore.open(self.path / STORE_DIR, read_only=self.read_only)
+            self._registry = Registry(self.path / REGISTRY_FILE, read_only=self.read_only)
+        except PermissionError as e:
+            raise InvalidInputError(f"knowledge base {self.path}: permission denied ({e.filename})") from None
+
+    def close(self) -> None:
+        """Close the store, the registry, the graph and any LLM client; the object is unusable after."""
+        self._closed = True
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        for client in self._llm_clients:
+            client.close()
+        self._llm_clients.clear()
+        self._llm = None
+        self._llm_key = None
+        for obj in (self._store, self._registry, self._cache):
+            if obj is not None:
+                obj.close()
+        self._store = self._registry = self._cache = None
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ parts
+
+    @property
+    def store(self) -> EmbeddedVectorStore:
+        """The vector store of chunks (and node references)."""
+        if self._store is None:
+            self._require_open()
+            raise _no_kb(self.path)
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        """Which files were ingested, with their hashes and documents."""
+        if self._registry is None:
+            self._require_open()
+            raise _no_kb(self.path)
+        return self._registry
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise KvgraphError(f"knowledge base {self.path} is closed")
+
+    @property
+    def graph(self) -> KBGraph:
+        """The knowledge graph (:class:`~kvgraph.kb.graph.KBGraph`): Cypher, node index, graph questions."""
+        if self._graph is None:
+            from kvgraph.kb.graph import KBGraph
+
+            self._graph = KBGraph(self)
+        return self._graph
+
+    @property
+    def embedder(self) -> Embedder:
+        """The configured embedder, loaded on first use (commands that do not embed never pay for it)."""
+        if self._embedder is None:
+            from kvgraph.embed.factory import embedder_from_spec
+
+            inner = embedder_from_spec(self.settings.embedder, threads=self.settings.embed_threads)
+            if self.read_only:
+                self._embedder = inner
+            else:
+                from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
+
+                self._cache = EmbeddingCache(self.path / CACHE_FILE)
+                self._embedder = CachedEmbedder(inner, self._cache)
+        return self._embedder
+
+    def _ingestor(self, progress: Progress | None) -> Ingestor:
+        self.require_writable()
+        self._check_model()
+        self._rechunk_if_changed(progress)
+        return Ingestor(self.store, self.registry, self.embedder, self._splitter(progress), progress=progress)
+
+    def _chunking(self) -> str:
+        """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
+        s = self.settings
+        keys = {
+            "none": ("chunk_size",),
+            "chunk": ("parent_size", "child_sizes"),
+            "metadata": ("parent_size", "n_questions", "reference_writer"),
+            "both": ("parent_size", "child_sizes", "n_questions", "reference_writer"),
+        }[s.references]
+        layout = {k: getattr(s, k) for k in ("references", "chunk_overlap", *keys)}
+        return json.dumps(layout, sort_keys=True)
+
+    def stored_references(self) -> str:
+        """The references the stored nodes were built with (none, chunk, metadata, both)."""
+        stored = self.store.get_meta(CHUNKING_META)
+        return str(json.loads(stored).get("references", "none")) if stored else "none"
+
+    def _rechunk_if_changed(self, progress: Progress | None) -> None:
+        """Re-split every registered file when the chunking settings differ from the stored layout."""
+        current = self._chunking()
+        stored = self.store.get_meta(CHUNKING_META)
+        if stored == current:
+            return
+        if stored is not None and self.registry.all():
+            splitter = self._splitter(progress)
+            Ingestor(self.store, self.registry, self.embedder, splitter, progress=progress, force=True).sync()
+        self.store.set_meta(CHUNKING_META, current)
+
+    def _splitter(self, progress: Progress | None = None) -> SentenceSplitter | ReferenceSplitter:
+        from kvgraph.ingest.splitter import SentenceSplitter
+
+        counter_of = getattr(self.embedder, "token_counter", None)
+        if counter_of is None:
+            raise InvalidInputError(
+                f"embedder {self.settings.embedder!r} has no local tokenizer to count chunk tokens; "
+                "use a local model (onnx-int8, onnx-fp32, sentence-transformers)"
+            )
+        s = self.settings
+        if s.references == "none":
+            return SentenceSplitter(counter_of(), s.chunk_size, s.chunk_overlap)
+        from kvgraph.ingest.reference_splitter import ReferenceSplitter
+
+        llm = None
+        if s.reference_writer == "llm" and s.references in ("metadata", "both"):
+            from kvgraph.llm.base import require_llm
+
+            llm = require_llm(self.llm(), "reference_writer = llm")
+        return ReferenceSplitter(
+            s.references,
+            counter_of(),
+            self.embedder,
+            parent_size=s.parent_size,
+            sub_sizes=s.child_sizes,
+            overlap=s.chunk_overlap,
+            n_questions=s.n_questions,
+            llm=llm,
+            cache_path=self.path / REFERENCES_CACHE_FILE,
+            # LLM-written references cost money and time: a progress display that can show it does
+            progress=getattr(progress, "llm_progress", None) if llm is not None else None,
+        )
+
+    def require_writable(self) -> None:
+        """Raise unless the knowledge base was opened for writing."""
+        if self.read_only:
+            raise KvgraphError(f"knowledge base {self.path} was opened read-only")
+
+    def _check_model(self) -> None:
+        """Vectors from two different models in one store would make search meaningless."""
+        model = self.embedder.model_name
+        stored = self.store.get_meta("embedding_model")
+        if stored is None:
+            if not self.read_only:
+                self.store.set_meta("embedding_model", model)
+            return
+        if stored != model:
+            raise InvalidInputError(
+                f"knowledge base {self.path} was embedded with {stored!r} but the configured embedder is "
+                f"{model!r}; set embedder back in {self.path / CONFIG_FILE} or ingest into a new knowledge base"
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def ingest(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        report = self._ingestor(progress).ingest_paths(
+            [Path(p) for p in paths],
+            include=include if include is not None else self.settings.include,
+            exclude=exclude if exclude is not None else self.settings.exclude,
+        )
+        if report.files_ingested:
+            self.graph.refresh()
+        return report
+
+    def add_documents(self, docs: Sequence[Document], progress: Progress | None = None) -> list[Node]:
+        """Split, embed and store already-loaded documents (re-adding a document id replaces it)."""
+        nodes = self._ingestor(progress).add_documents(docs)
+        self.graph.refresh()
+        return nodes
+
+    def sync(self, paths: Sequence[str | os.PathLike[str]] = (), progress: Progress | None = None) -> IngestReport:
+        """Bring the knowledge base up to date with its folders: new, changed and deleted files.
+
+        A document graph (``kvgraph graph build``) is rebuilt when chunks changed; deleted chunks
+        never come back from graph retrieval even before that (they are looked up in the store).
+        """
+        report = self._ingestor(progress).sync([Path(p) for p in paths])
+        if report.files_ingested or report.files_removed:
+            self.graph.refresh()
+        return report
+
+    def delete(self, doc: str | os.PathLike[str]) -> int:
+        """Delete a file (by path) or a document (by id) and every node derived from it."""
+        from kvgraph.ingest.pipeline import remove_file
+
+        self.require_writable()
+        key = str(Path(doc).resolve())
+        rec = self.registry.get(key)
+        if rec is not None:  # a file: no model needed to delete it
+            removed = remove_file(self.store, self.registry, rec)
+            self.registry.remove_root(key)
+            return removed
+        removed = self.store.delete_ref_doc(str(doc))
+        if removed == 0:
+            raise InvalidInputError(f"{doc}: no such file or document in knowledge base {self.path}")
+        return int(removed)
+
+    # ------------------------------------------------------------------ reading
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+        alpha: float | None = None,
+    ) -> list[NodeWithScore]:
+        """The ``k`` chunks that best match ``query`` (dense, sparse, hybrid or mmr).
+
+        With node references in the store, the small nodes are searched and the parent chunks
+        they point to are returned (as :class:`~kvgraph.retrieve.RetrievedNode`, whose ``path``
+        says through which node); with ``rerank`` set, a second stage reorders the candidates.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query must be a non-empty string")
+        k = k or self.settings.top_k
+        if self.store.count() == 0:
+            return []
+        return list(self.retriever(filters=filters, mode=mode, alpha=alpha).retrieve(query, k))
+
+    def retriever(self, filters: FilterSpec = None, mode: str | None = None, alpha: float | None = None) -> Retriever:
+        """The retrieval pipeline :meth:`search` runs: store query, references, reranking."""
+        from kvgraph.filters import And, parse_filter
+        from kvgraph.ingest.references import search_filter
+        from kvgraph.retrieve import RecursiveRetriever, RerankingRetriever, StoreRetriever
+
+        mode = mode or self.settings.mode
+        embedder = None
+        if mode != "sparse":
+            self._check_model()
+            embedder = self.embedder
+        if mode == "graph":  # knowledge-vector-graph: hybrid seeds, then a walk over the document graph
+            return self.graph.retriever(filters=filters)
+        references = self.stored_references() != "none"
+        if references:  # search the small nodes; parents are what recursion returns
+            filters = And((parse_filter(filters), parse_filter(search_filter())))
+        retriever: Retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
+        if references:
+            retriever = RecursiveRetriever(retriever, self.store)
+        rerank = self.settings.rerank
+        if rerank != "none":
+            retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=self.settings.rerank_fetch_k)
+        return retriever
+
+    def _reranker(self, spec: str) -> Reranker:
+        from kvgraph.retrieve import CrossEncoderReranker, MMRReranker
+
+        if spec == "mmr":
+            return MMRReranker(self.embedder)
+        return CrossEncoderReranker(spec.split(":", 1)[1])
+
+    def answerer(self) -> Answerer:
+        """The configured answerer: an LLM when one is set up (or asked for), else extractive."""
+        if self._answerer is None:
+            from kvgraph.answer.extractive import ExtractiveAnswerer
+
+            choice = self.settings.answerer
+            llm = self.llm() if choice in ("auto", "llm") else None
+            if choice == "llm" and llm is None:
+                from kvgraph.llm.base import require_llm
+
+                require_llm(None, "answerer = llm")
+            if llm is not None:
+                from kvgraph.answer.synthesize import LLMAnswerer
+
+                self._answerer = LLMAnswerer(llm)
+            else:
+                self._answerer = ExtractiveAnswerer(
+                    self.embedder,
+                    max_sentences=self.settings.max_answer_sentences,
+                    max_chars=self.settings.max_answer_chars,
+                )
+        return self._answerer
+
+    def llm(self) -> LLM | None:
+        """The LLM of the settings or the environment; None when none is configured (offline).
+
+        One client per configuration, reused while the configuration stays the same and closed
+        with the knowledge base.
+        """
+        env = {k: v for k, v in os.environ.items() if k.startswith(("KVGRAPH_LLM_", "OPENAI_"))}
+        if self.settings.llm_base_url:
+            env["KVGRAPH_LLM_BASE_URL"] = self.settings.llm_base_url
+        if self.settings.llm_model:
+            env["KVGRAPH_LLM_MODEL"] = self.settings.llm_model
+        key = tuple(sorted(env.items()))
+        if key != self._llm_key:
+            from kvgraph.llm.openai_compat import llm_from_env
+
+            self._llm = llm_from_env(env)
+            self._llm_key = key
+            if self._llm is not None:  # an answerer may still hold an earlier client: all close with the KB
+                self._llm_clients.append(self._llm)
+        return self._llm
+
+    def require_llm(self, feature: str) -> LLM:
+        """:meth:`llm`, or LLMUnavailableError saying how to configure one for ``feature``."""
+        from kvgraph.llm.base import require_llm
+
+        return require_llm(self.llm(), feature)
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+    ) -> Answer:
+        """Retrieve, then answer from the retrieved chunks with numbered citations."""
+        answer: Answer = self.answerer().answer(question, self._context(question, k, filters, mode))
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: FilterSpec = None,
+        mode: str | None = None,
+    ) -> StreamingAnswer:
+        """Like :meth:`ask`, as a :class:`~kvgraph.answer.synthesize.StreamingAnswer`: iterate it for text
+        as the LLM writes it, then call ``.answer()``. The extractive answerer yields its text at once.
+        """
+
+        from kvgraph.answer.synthesize import LLMAnswerer, StreamingAnswer
+
+        hits = self._context(question, k, filters, mode)
+        answerer = self.answerer()
+        if isinstance(answerer, LLMAnswerer):
+            return answerer.stream(question, hits)
+        done: Answer = answerer.answer(question, hits)
+        return StreamingAnswer(iter([done.text]), lambda _text: done)
+
+    def _context(self, question: str, k: int | None, filters: FilterSpec, mode: str | None) -> list[NodeWithScore]:
+        hits = self.search(question, k=k, filters=filters, mode=mode)
+        if self.settings.expand_neighbors:
+            from kvgraph.retrieve import expand_neighbors
+
+            hits = expand_neighbors(hits, self.store)
+        return hits
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The ingested files: path, hash, size, documents and tokens of each."""
+        return [r.__dict__ for r in self.registry.all()]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts (files, documents, chunks, tokens), settings that shape the nodes, and disk use."""
+        files = self.registry.all()
+        st = self.store.stats()
+        references = self.stored_references()
+        return {
+            "path": str(self.path),
+            "files": len(files),
+            "documents": sum(len(r.doc_ids) for r in files),
+            "chunks": self.store.count(),
+            "tokens": sum(r.n_tokens for r in files),
+            "embedder": self.settings.embedder,
+            "embedding_model": self.store.get_meta("embedding_model"),
+            "chunk_size": self.settings.chunk_size,
+            "chunk_overlap": self.settings.chunk_overlap,
+            "references": references,
+            "nodes_by_role": self._nodes_by_role() if references != "none" else {},
+            "rerank": self.settings.rerank,
+            "dim": st.get("dim"),
+            "ann_active": st.get("ann_active"),
+            "disk_bytes": sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()),
+        }
+
+    def _nodes_by_role(self) -> dict[str, int]:
+        return {
+            role: len(self.store.ids(filters={"role": role})) for role in ("parent", "child", "summary", "question")
+        }
+
+
+def _prepare_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"knowledge base path {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInputError(f"cannot create knowledge base directory {path}: {e.strerror or e}") from None
+    if not path.is_dir():
+        raise InvalidInputError(f"knowledge base path {path} exists and is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"knowledge base directory {path} is not writable")
+
+
+def _has_graph(path: Path) -> bool:
+    from kvgraph.graphdb.open import graph_path
+
+    return graph_path(path).exists() or bool(os.environ.get("KVGRAPH_NEO4J_URI"))
+
+
+def _no_kb(path: Path) -> InvalidInputError:
+    return InvalidInputError(f"no knowledge base at {path}: ingest documents first (kvgraph --kb {path} ingest PATH)")
