@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from kvgraph.eval.datasets import (
     read_squad_dev,
     text_id,
 )
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 
 
 def write_json(path: Path, obj: Any) -> Path:

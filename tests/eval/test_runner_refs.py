@@ -8,7 +8,6 @@ when the shared datasets are absent.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,9 @@ from kvgraph.eval.page_questions import (
 from kvgraph.eval.runner import RETRIEVERS, EvalContext, run_retrieval
 from kvgraph.schema import Document
 from kvgraph.text import split_sentences
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 needs_llama2 = pytest.mark.skipif(
     not (SHARED / "llama2" / "llama2_paper_pdftext.txt").is_file(), reason="shared Llama 2 text not present"
 )

@@ -25,9 +25,10 @@ from kvgraph.ingest.loaders import (
 from kvgraph.ingest.loaders.walk import glob_regex
 from kvgraph.schema import validate_metadata
 from kvgraph.testing.pdf import write_encrypted_pdf, write_image_only_pdf, write_pdf
+from support import datasets_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS = Path(os.environ.get("KVGRAPH_DATASETS") or REPO_ROOT / ".." / "shared" / "datasets")
+DATASETS = datasets_root()
 LLAMA_PDF = DATASETS / "llama2" / "llama2_pages1-4_excerpt.pdf"
 # Control characters other than \n and \t, and the U+FFFE/U+FFFF noncharacters PDFium emits.
 CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -11,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from kvgraph.cli.graph import graph, parse_param
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 SCRIPT = SHARED / "devops_graph" / "microservices.cypher"
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _devops import import_devops, questions
 
+from devops_support import import_devops, questions
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.embed.hashing import HashingEmbedder
 from kvgraph.errors import DimensionMismatchError, InvalidInputError, ReadOnlyError

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kbdocs import make_docs
 
 KVGRAPH = [sys.executable, "-m", "kvgraph.cli"]

@@ -8,7 +8,6 @@ top chunks.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -29,9 +28,10 @@ from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.schema import Answer, Document, Node, NodeWithScore
+from support import datasets_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS = Path(os.environ.get("KVGRAPH_DATASETS") or REPO_ROOT / ".." / "shared" / "datasets")
+DATASETS = datasets_root()
 LLAMA2_TEXT = DATASETS / "llama2" / "llama2_paper_pdftext.txt"
 
 SAFETY_QUESTION = "Can you tell me about the key concepts for safety finetuning"

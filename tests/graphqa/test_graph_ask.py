@@ -1,7 +1,7 @@
 """`graph ask`: the router, the vector tool and text-to-Cypher together, over the real DevOps graph.
 
 The embedder is the real all-MiniLM-L6-v2 (onnx-int8); the LLM is a scripted model on a real
-loopback OpenAI server (tests/graph/_devops.py).
+loopback OpenAI server (tests/devops_support.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 import pytest
-from _devops import NOTEBOOK_SCRIPTS, ScriptedLLM, devops_dir, import_devops, questions, serving
 from click.testing import CliRunner
 
+from devops_support import NOTEBOOK_SCRIPTS, ScriptedLLM, devops_dir, import_devops, questions, serving
 from kvgraph.embed.base import Embedder
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.errors import InvalidInputError

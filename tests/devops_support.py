@@ -11,7 +11,6 @@ Answers are written from the rows (or passages) found in the prompt, as a model 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,9 @@ from kvgraph.graphdb.ladybug import LadybugGraphStore
 from kvgraph.llm import OpenAICompatibleLLM
 from kvgraph.llm.prompts import ANSWER_SYSTEM, CYPHER_SYSTEM, GRAPH_ANSWER_SYSTEM
 from kvgraph.testing.openai_server import FakeOpenAIServer
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 DEVOPS = SHARED / "devops_graph"
 
 

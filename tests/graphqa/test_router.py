@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +22,9 @@ from kvgraph.graphqa.router import (
 )
 from kvgraph.llm import ChatMessage, LLMError, OpenAICompatibleLLM
 from kvgraph.testing.openai_server import FakeOpenAIServer
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 QUESTIONS = SHARED / "devops_graph" / "questions.json"
 # The notebook answered devops-01 from task descriptions; the others need the whole graph
 # (devops-02 is the count the notebook's vector search got wrong: 4 instead of 5).

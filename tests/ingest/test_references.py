@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,9 @@ from kvgraph.retrieve import HybridRetriever, RecursiveRetriever, RetrievedNode,
 from kvgraph.store import EmbeddedVectorStore
 from kvgraph.testing.openai_server import FakeOpenAIServer
 from kvgraph.text import split_sentences
+from support import datasets_root
 
-DATASETS = Path(
-    os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-)
+DATASETS = datasets_root()
 
 # Hand-written paragraphs on distinct topics, so that sentences differ in meaning.
 PARAGRAPHS = [

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _devops import NOTEBOOK_SCRIPTS, Script, ScriptedLLM, import_devops, questions, serving
 
+from devops_support import NOTEBOOK_SCRIPTS, Script, ScriptedLLM, import_devops, questions, serving
 from kvgraph.graphdb.base import GraphSchema, WriteRejectedError
 from kvgraph.graphdb.ladybug import LadybugGraphStore
 from kvgraph.graphqa.text2cypher import (

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from kvgraph.graphdb.base import GraphStore, WriteRejectedError
+from support import datasets_root
 
 URI = os.environ.get("KVGRAPH_NEO4J_URI")
 pytestmark = pytest.mark.skipif(
     not URI, reason="KVGRAPH_NEO4J_URI is not set: no Neo4j server to test against (set it, plus USER/PASSWORD)"
 )
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 
 
 def test_neo4j_round_trip_guard_and_devops() -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kvgraph.graphdb.base import WriteRejectedError
 from kvgraph.graphdb.ladybug import LadybugGraphStore
+from support import datasets_root
 
-SHARED = Path(os.environ.get("KVGRAPH_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
+SHARED = datasets_root()
 DEVOPS = SHARED / "devops_graph"
 pytestmark = pytest.mark.skipif(not (DEVOPS / "microservices.cypher").is_file(), reason=f"{DEVOPS} not present")
 
