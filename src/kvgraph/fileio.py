@@ -11,16 +11,20 @@ the directory fsynced, so readers see either the old file or the new one, never 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kvgraph.errors import CorruptionError
+from kvgraph.errors import CorruptionError, DiskFullError
 
 MAGIC = b"KVGARR01"
 _ALIGN = 64
@@ -34,13 +38,63 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# A write that failed for lack of room: no space, a quota, or a file-size limit (RLIMIT_FSIZE).
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# SQLite reports a full disk as SQLITE_FULL, or as a failed write when the OS refused it outright
+# (IOERR_SHMSIZE: the WAL index file could not be grown, which opening a database may need).
+_SQLITE_NO_SPACE = frozenset(
+    {"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_SHMSIZE"}
+)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True when ``e`` is a write refused for lack of space (an OSError or an SQLite error)."""
+    if isinstance(e, OSError):
+        return e.errno in NO_SPACE
+    return isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorname", "") in _SQLITE_NO_SPACE
+
+
+def is_sqlite_damage(e: BaseException) -> bool:
+    """True when an SQLite error means the database file is damaged (not busy, full or a bad query)."""
+    if not isinstance(e, sqlite3.DatabaseError) or is_disk_full(e):
+        return False
+    return type(e) is sqlite3.DatabaseError or any(
+        w in str(e) for w in ("malformed", "not a database", "disk I/O", "corrupt")
+    )
+
+
+def disk_full_error(path: object, e: BaseException) -> DiskFullError:
+    """The DiskFullError for ``e`` (see :func:`is_disk_full`), naming ``path`` and any other file the OS named."""
+    reason = str(getattr(e, "strerror", None) or e)
+    said = [] if getattr(e, "errno", None) == errno.ENOSPC or "disk is full" in reason else [reason]
+    filename = getattr(e, "filename", None)
+    if filename and str(filename) != str(path):
+        said.append(str(filename))
+    return DiskFullError(path, ": ".join(said))
+
+
+@contextmanager
+def disk_full_errors(path: object) -> Iterator[None]:
+    """Raise DiskFullError naming ``path`` for a write refused for space (other errors pass through)."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        if not is_disk_full(e):
+            raise
+        raise disk_full_error(path, e) from e
+
+
 def atomic_write(path: Path, chunks: list[bytes | memoryview]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        for c in chunks:
-            f.write(c)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with disk_full_errors(path), open(tmp, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written temporary file would only take space
+        raise
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

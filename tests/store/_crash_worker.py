@@ -300,7 +300,10 @@ def check_store(store: Any, candidates: list[Model], rng: random.Random, ann: bo
     for k in rng.sample(ids, min(3, len(ids))):
         tok = unique_token(model.nodes[k][0])
         res = store.query(VectorStoreQuery(query_str=tok, mode="sparse", similarity_top_k=5))
-        assert res.ids == [k], f"sparse query {tok!r} returned {res.ids}, want [{k!r}]"
+        # the default analyzer also indexes an identifier's parts (tok, 146, q3), so other chunks
+        # may follow; the one holding the whole token must come first and every hit must be live
+        assert res.ids[:1] == [k], f"sparse query {tok!r} returned {res.ids}, want {k!r} first"
+        assert set(res.ids) <= live, f"sparse query {tok!r} returned a deleted id: {res.ids}"
     probe = model.nodes[rng.choice(ids)][3]
     g = rng.randrange(3)
     ops = sorted({v[1]["op"] for v in model.nodes.values()})

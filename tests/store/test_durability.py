@@ -472,9 +472,9 @@ def test_reader_get_racing_vacuum_returns_the_right_embedding(tmp_path):
 def test_reader_keeps_reading_its_snapshot_file_after_vacuum_unlinks_it(tmp_path, monkeypatch):
     """No retry needed: the reader holds its snapshot's vector file open, so a vacuum that unlinks
     it mid-call (after rows were appended, forcing a remap) does not fail the read."""
-    import kvgraph.store.embedded as embedded
+    import kvgraph.store.core as core  # where the read snapshot's retry count lives
 
-    monkeypatch.setattr(embedded, "READ_RETRIES", 1)
+    monkeypatch.setattr(core, "READ_RETRIES", 1)
     writer, reader, _ = _moved_store(tmp_path)
     try:
         reader.get(["a3"])  # maps the vector file (11 rows)

@@ -167,7 +167,15 @@ FLOATS = st.one_of(
     st.sampled_from([0.0, -0.0, 0.5, 1.0, 2.0, 2.5, -1.5]),
     st.floats(-20, 20, allow_nan=False, allow_infinity=False),
 )
-NUMBERS = st.one_of(INTS, INTS, FLOATS)
+# Integers where float64 is not exact (above 2**53: nanosecond timestamps, snowflake ids) and
+# the floats next to them. 1733363000123456789 and ...700 round to the same float64 (...768),
+# which is also in the pool as an int and as a float; 2**63 and beyond leave int64.
+TS = 1733363000123456789
+BIG_INTS = st.sampled_from(
+    [2**53, 2**53 + 1, 2**53 - 1, TS, TS - 89, TS - 21, 2**63 - 1, 2**63 - 2, -(2**63), 2**63, 2**64 + 1, -(10**20)]
+)
+BIG_FLOATS = st.sampled_from([2.0**53, float(TS), math.nextafter(float(TS), 0), 2.0**63, -(2.0**63), 1e20, 9.5e18])
+NUMBERS = st.one_of(INTS, INTS, FLOATS, BIG_INTS, BIG_FLOATS)
 STRINGS = st.sampled_from(["", "a", "ab", "abc", "abd", "b", "ba", "B", "Ab", "AB", "1", "é", "ab c", "x"])
 SCALARS = st.one_of(NUMBERS, STRINGS, st.booleans(), st.none())
 SMALL_SCALARS = st.one_of(
@@ -180,7 +188,7 @@ META_KEYS = ["a", "b", "c", "tags"]
 FILTER_KEYS = st.sampled_from([*META_KEYS, *META_KEYS, "zz"])  # "zz" never occurs in metadata
 
 # Operands that the filter operators only ever see as parameters (never stored): also nan/inf.
-ODD_NUMBERS = st.sampled_from([math.inf, -math.inf, math.nan])
+ODD_NUMBERS = st.sampled_from([math.inf, -math.inf, math.nan, 10**309, -(10**309), 2**1100, TS + 1])
 
 
 @st.composite
@@ -479,6 +487,83 @@ def test_negative_zero_in_lists_is_numerically_zero() -> None:
     assert cols.mask(parse_filter({"v": 0.0})).tolist() == [False, True]  # scalar: numeric (passes)
     assert cols.mask(parse_filter({"v": {"$contains": 0.0}})).tolist() == [True, False]
     assert cols.mask(parse_filter({"v": [0]})).tolist() == [True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# integers over the whole int64 range (and beyond), mixed with floats: exact, like Python
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def int64_neighbourhood(draw: st.DrawFn) -> list[Any]:
+    """Numbers clustered around a few anchors anywhere in int64: the anchor, its int neighbours,
+    the floats nearest to it, and sometimes a value outside int64."""
+    values: list[Any] = []
+    for _ in range(draw(st.integers(1, 3))):
+        x = draw(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**60), 2**60), BIG_INTS))
+        f = float(x)
+        values += [x, x + 1, x - 1, f, math.nextafter(f, math.inf), math.nextafter(f, -math.inf), int(f)]
+    return values
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), pool=int64_neighbourhood())
+def test_numbers_over_the_whole_int64_range_compare_exactly(data: st.DataObject, pool: list[Any]) -> None:
+    values = st.sampled_from(pool)
+    metas = data.draw(
+        st.lists(
+            st.one_of(
+                st.fixed_dictionaries({"v": values}),
+                st.fixed_dictionaries({"v": st.lists(values, max_size=3)}),
+                st.fixed_dictionaries({"v": STRINGS}),
+                st.just({}),
+            ),
+            min_size=1,
+            max_size=25,
+        ),
+        label="metas",
+    )
+    operand = st.one_of(values, values, ODD_NUMBERS)
+    cols = MetadataColumns()
+    cols.append(metas[: len(metas) // 2])  # two appends: columns appear after rows exist
+    cols.append(metas[len(metas) // 2 :])
+    arrays, meta = cols.to_arrays()
+    restored = MetadataColumns.from_arrays({k: np.array(v) for k, v in arrays.items()}, meta)
+    for _ in range(6):
+        op = data.draw(st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$contains"]))
+        if op in ("$in", "$nin"):
+            spec: Any = {"v": {op: data.draw(st.lists(operand, max_size=4))}}
+        elif op == "$eq" and data.draw(st.booleans()):
+            spec = {"v": data.draw(st.lists(values, max_size=3))}  # a whole list, element by element
+        else:
+            spec = {"v": {op: data.draw(operand)}}
+        want = ref_mask(spec, metas)
+        tree = parse_filter(spec)
+        got = cols.mask(tree)
+        assert np.array_equal(got, want), show(spec, metas, got, want)
+        assert np.array_equal(restored.mask(tree), want), show(spec, metas, restored.mask(tree), want)
+
+
+def test_nanosecond_timestamps_are_not_rounded() -> None:
+    """The audit's case: two timestamps 89 ns apart share a float64; filters must tell them apart."""
+    metas = [{"ts_ns": TS}, {"ts_ns": TS - 89}, {"ts_ns": float(TS)}, {"ts_ns": [TS]}]
+    cols = MetadataColumns()
+    cols.append(metas)
+    for spec in (
+        {"ts_ns": TS},
+        {"ts_ns": TS - 89},
+        {"ts_ns": {"$gt": TS - 89}},
+        {"ts_ns": {"$gte": TS}},
+        {"ts_ns": {"$lt": TS}},
+        {"ts_ns": {"$in": [TS - 89, 2**63]}},
+        {"ts_ns": {"$ne": TS}},
+        {"ts_ns": {"$contains": TS - 89}},
+        {"ts_ns": {"$contains": float(TS)}},
+        {"ts_ns": float(TS)},
+    ):
+        assert np.array_equal(cols.mask(parse_filter(spec)), ref_mask(spec, metas)), spec
+    assert cols.mask(parse_filter({"ts_ns": TS})).tolist() == [True, False, False, False]
+    assert cols.mask(parse_filter({"ts_ns": {"$gt": TS - 89}})).tolist() == [True, False, True, False]
 
 
 # ---------------------------------------------------------------------------------------------

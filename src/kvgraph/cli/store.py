@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from kvgraph.cli.common import OneLineErrors, echo_json, print_table
+from kvgraph.cli.common import CONTEXT_SETTINGS, OneLineErrors, activity, echo_json, print_table
 from kvgraph.kb import maintenance
 
 
-@click.group(cls=OneLineErrors)
+@click.group(cls=OneLineErrors, context_settings=CONTEXT_SETTINGS)
 def store() -> None:
     """Inspect and maintain an embedded vector store directory."""
 
@@ -31,8 +31,12 @@ def store_stats(path: str, as_json: bool) -> None:
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def store_check(path: str, as_json: bool) -> None:
-    """Verify every checksum; exit 1 naming the damaged file if any."""
-    res = maintenance.verify_store(path)
+    """Verify every checksum (vectors, records, caches; a knowledge base's store also against its registry).
+
+    Exit 1 naming what is damaged.
+    """
+    with activity(f"checking {path}"):
+        res = maintenance.verify_store(path)
     echo_json({"ok": True, **res}) if as_json else print_table(f"store {path}: all checksums match", res)
 
 
@@ -40,5 +44,6 @@ def store_check(path: str, as_json: bool) -> None:
 @click.argument("path", type=click.Path(file_okay=False))
 def store_vacuum(path: str) -> None:
     """Purge deleted rows from vectors and indexes and reclaim disk space."""
-    res = maintenance.vacuum_store(path)
+    with activity(f"vacuuming {path}"):
+        res = maintenance.vacuum_store(path)
     click.echo(f"removed {res['removed_rows']} dead rows; {res['rows']} rows remain")

@@ -2,66 +2,182 @@
 
 Re-ingesting a changed file re-embeds only the chunks whose text changed; everything else
 comes from here. The cache is a plain SQLite file (WAL), safe to delete at any time.
+
+A cached vector is only reused when it is intact: each row carries the crc32 of its model,
+key and vector bytes, checked on every read; a row that fails it (bit rot) or has none (written
+by an older version) is treated as absent, so the text is embedded again and the row replaced.
+A cache file that cannot be opened or read at all is reported once as a warning and bypassed
+for the rest of the session: a cache never makes an ingest fail (``kvgraph check`` reports it,
+``kvgraph repair`` removes what is damaged).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kvgraph.embed.base import Embedder
+from kvgraph.errors import CorruptionError
+from kvgraph.fileio import is_disk_full, is_sqlite_damage
+
+log = logging.getLogger(__name__)
 
 
 def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+def row_crc(model: str, key: bytes, blob: bytes) -> int:
+    """The checksum stored with a cached vector."""
+    return zlib.crc32(blob, zlib.crc32(key, zlib.crc32(model.encode("utf-8", "surrogatepass")))) & 0xFFFFFFFF
+
+
 class EmbeddingCache:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    """``rejected``: rows found damaged (or unchecked) on read this session; ``unusable``: why the file is bypassed."""
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a re-embed
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, key BLOB NOT NULL, vec BLOB NOT NULL,"
-            " PRIMARY KEY (model, key)) WITHOUT ROWID"
+        self.rejected = 0
+        self.unusable: str | None = None
+        self._full_warned = False
+        self.db: sqlite3.Connection | None = None
+        try:
+            if read_only:  # for checks: nothing is created or changed
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self.db.execute("SELECT count(*) FROM embeddings").fetchone()
+                return
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a re-embed
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, key BLOB NOT NULL, vec BLOB NOT NULL,"
+                " crc INTEGER, PRIMARY KEY (model, key)) WITHOUT ROWID"
+            )
+            if "crc" not in {r[1] for r in db.execute("PRAGMA table_info(embeddings)")}:
+                db.execute("ALTER TABLE embeddings ADD COLUMN crc INTEGER")  # a cache from before checksums
+        except sqlite3.DatabaseError as e:
+            self._give_up(e)
+
+    def _give_up(self, e: sqlite3.DatabaseError) -> None:
+        """A damaged file is bypassed for the rest of the session; a full disk or a busy file only skip this call."""
+        if is_disk_full(e):
+            if not self._full_warned:
+                log.warning("%s: not caching embeddings, the disk is full (%s)", self.path, e)
+                self._full_warned = True
+            return
+        if not is_sqlite_damage(e) and self.db is not None:
+            log.warning("%s: embedding cache not used for this batch (%s)", self.path, e)
+            return
+        self.unusable = str(e)
+        log.warning(
+            "%s: embedding cache unusable (%s); embedding without it. Run kvgraph repair (or delete the file)",
+            self.path,
+            e,
         )
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def get_many(self, model: str, keys: Sequence[bytes], dim: int) -> dict[bytes, np.ndarray]:
+        """The intact cached vectors of ``keys`` (damaged, unchecked and wrong-sized rows are left out)."""
         found: dict[bytes, np.ndarray] = {}
-        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            part = list(keys[i : i + 500])
-            marks = ",".join("?" * len(part))
-            for key, blob in self.db.execute(
-                f"SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({marks})", [model, *part]
-            ):
-                vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape[0] == dim:
-                    found[key] = vec
+        rejected = 0
+        try:
+            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                if self.db is None:
+                    break
+                part = list(keys[i : i + 500])
+                marks = ",".join("?" * len(part))
+                for key, blob, crc in self.db.execute(
+                    f"SELECT key, vec, crc FROM embeddings WHERE model = ? AND key IN ({marks})", [model, *part]
+                ):
+                    if crc is None or row_crc(model, key, blob) != crc or len(blob) != 4 * dim:
+                        rejected += 1
+                        continue
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        except sqlite3.DatabaseError as e:
+            self._give_up(e)
+            return {}
+        if rejected:
+            self.rejected += rejected
+            log.warning("%s: %d cached embedding(s) failed their checksum; embedding them again", self.path, rejected)
         return found
 
     def put_many(self, model: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
-        if not items:
+        if not items or self.db is None:
             return
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT OR REPLACE INTO embeddings (model, key, vec) VALUES (?, ?, ?)",
-                [(model, k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items],
-            )
+        rows = []
+        for k, v in items:
+            blob = np.ascontiguousarray(v, dtype=np.float32).tobytes()
+            rows.append((model, k, blob, row_crc(model, k, blob)))
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO embeddings (model, key, vec, crc) VALUES (?, ?, ?, ?)", rows
+                )
+        except sqlite3.DatabaseError as e:
+            self._give_up(e)
 
     def count(self, model: str | None = None) -> int:
+        if self.db is None:
+            return 0
         if model is None:
             return int(self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
         return int(self.db.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
+    def check(self, drop_damaged: bool = False) -> dict[str, Any]:
+        """Check every row: counts of rows, damaged rows and rows without a checksum.
+
+        ``drop_damaged`` deletes the damaged and unchecked rows (they are never reused anyway).
+        Raises CorruptionError naming the file when it cannot be read at all.
+        """
+        if self.db is None:
+            raise CorruptionError(
+                self.path, f"embedding cache unusable ({self.unusable}); delete it or run kvgraph repair"
+            )
+        try:
+            problems = [str(r[0]) for r in self.db.execute("PRAGMA quick_check")]
+            rows = damaged = unchecked = 0
+            bad: list[tuple[str, bytes]] = []
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(embeddings)")}
+            select = f"SELECT model, key, vec, {'crc' if 'crc' in columns else 'NULL'} FROM embeddings"
+            for model, key, blob, crc in self.db.execute(select):
+                rows += 1
+                if crc is None:
+                    unchecked += 1
+                elif row_crc(model, key, blob) != crc:
+                    damaged += 1
+                else:
+                    continue
+                bad.append((model, key))
+            if drop_damaged and bad:
+                with self.db:
+                    self.db.execute("BEGIN")
+                    self.db.executemany("DELETE FROM embeddings WHERE model = ? AND key = ?", bad)
+        except sqlite3.DatabaseError as e:
+            raise CorruptionError(self.path, f"embedding cache damaged ({e}); delete it or run kvgraph repair") from e
+        return {
+            "rows": rows,
+            "damaged": damaged,
+            "unchecked": unchecked,
+            "sqlite": [] if problems == ["ok"] else problems,
+            "dropped": len(bad) if drop_damaged else 0,
+        }
+
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
 
 class CachedEmbedder:

@@ -5,86 +5,30 @@ an append-only tail for newer slots; the tail is merged into the block once it i
 large. Deleted slots are masked at query time through the store's live mask, and
 document frequencies, the document count and the average length are computed over
 live slots only, so scores match a BM25 index rebuilt from the live nodes.
-Scoring is a pure function over numpy arrays (Lucene's BM25 variant).
+Scoring is a pure function over numpy arrays (Lucene's BM25 variant). Texts and queries
+become terms through an analyzer (:mod:`kvgraph.store.analyzers`, Snowball stems by default);
+postings saved with another analyzer are discarded on load and rebuilt from the records.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from kvgraph.store.analyzers import ANALYZER_VERSION, DEFAULT_ANALYZER, analyzer, canonical
+from kvgraph.store.analyzers import STOPWORDS as _STOPWORDS
 from kvgraph.store.growable import GrowableArray
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "but",
-        "by",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "his",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "our",
-        "she",
-        "so",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-    ]
-)
+# Tokenising is the analyzers' (kvgraph.store.analyzers): an index uses DEFAULT_ANALYZER ("stem")
+# unless told otherwise, and saves its analyzer's name with the postings.
+STOPWORDS = _STOPWORDS
 
 
 def tokenize(text: str) -> list[str]:
-    return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
+    """The ``plain`` analyzer (lower-cased word runs minus stop words), without stemming."""
+    return analyzer("plain")(text)
 
 
 def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
@@ -99,8 +43,11 @@ def term_scores(tf: np.ndarray, doc_len: np.ndarray, avgdl: float, k1: float = 1
 class BM25Index:
     MERGE_AT = 500_000  # tail postings before merging into the CSR block
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
+    def __init__(self, k1: float = 1.5, b: float = 0.75, analyzer_name: str = DEFAULT_ANALYZER) -> None:
         self.k1, self.b = k1, b
+        # Texts and queries go through the same analyzer; its name is saved with the postings.
+        self.analyzer_name = canonical(analyzer_name)
+        self._analyze = analyzer(self.analyzer_name)
         self.vocab: dict[str, int] = {}
         self.n = 0  # slots covered
         self.doc_len = GrowableArray(np.float32, 0)
@@ -118,7 +65,7 @@ class BM25Index:
         tfs: list[int] = []
         lens = np.zeros(len(texts), dtype=np.float32)
         for i, text in enumerate(texts):
-            tokens = tokenize(text)
+            tokens = self._analyze(text)
             lens[i] = len(tokens)
             for tok, c in Counter(tokens).items():
                 tid = self.vocab.get(tok)
@@ -170,7 +117,7 @@ class BM25Index:
         Collection statistics (document count, frequencies, average length) come from all
         live slots, so a filter narrows the results without changing any score.
         """
-        tids = sorted({self.vocab[t] for t in tokenize(query) if t in self.vocab})
+        tids = sorted({self.vocab[t] for t in self._analyze(query) if t in self.vocab})
         if not tids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         live = live[: self.n]
@@ -212,11 +159,27 @@ class BM25Index:
             "tfs": self.tfs,
             "doc_len": self.doc_len.view,
         }
-        return arrays, {"n": self.n, "vocab": list(self.vocab), "k1": self.k1, "b": self.b}
+        meta = {
+            "n": self.n,
+            "vocab": list(self.vocab),
+            "k1": self.k1,
+            "b": self.b,
+            "analyzer": self.analyzer_name,
+            "analyzer_version": ANALYZER_VERSION,
+        }
+        return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> BM25Index:
-        idx = cls(meta["k1"], meta["b"])
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], analyzer_name: str = DEFAULT_ANALYZER
+    ) -> BM25Index:
+        """The saved index, or an empty one (rebuilt from the records by the caller, which appends
+        every row it does not cover) when it was built with another analyzer than ``analyzer_name``."""
+        saved = str(meta.get("analyzer", "plain"))  # postings saved before analyzers existed are plain
+        version = int(meta.get("analyzer_version", 1))
+        if canonical(analyzer_name) != saved or (saved != "plain" and version != ANALYZER_VERSION):
+            return cls(meta["k1"], meta["b"], analyzer_name)
+        idx = cls(meta["k1"], meta["b"], saved)
         idx.vocab = {t: i for i, t in enumerate(meta["vocab"])}
         idx.n = int(meta["n"])
         idx.indptr, idx.slots, idx.tfs = arrays["indptr"], arrays["slots"], arrays["tfs"]

@@ -3,7 +3,9 @@
 Tables:
 
 * ``nodes(slot INTEGER PRIMARY KEY, id TEXT UNIQUE, text, metadata JSON, ref_doc_id,
-  relationships JSON, norm REAL)`` — one row per live node; ``slot`` is its vector row.
+  relationships JSON, norm REAL, crc INTEGER)`` — one row per live node; ``slot`` is its
+  vector row; ``crc`` is :func:`row_checksum` of the rest (NULL in rows written before
+  checksums existed), verified whenever a row becomes a node and by ``verify()``.
 * ``dead(slot INTEGER PRIMARY KEY)`` — vector rows whose node was deleted or replaced,
   until ``vacuum`` rewrites the vector file without them.
 * ``segments(start INTEGER PRIMARY KEY, count, crc)`` — checksums of the vector file.
@@ -16,11 +18,14 @@ All SQL is parameterized; values never reach the query text.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from kvgraph.errors import CorruptionError
+from kvgraph.fileio import disk_full_error, is_disk_full
 
 FORMAT_VERSION = "1"
 
@@ -33,15 +38,33 @@ CREATE TABLE IF NOT EXISTS nodes(
     metadata TEXT NOT NULL,
     ref_doc_id TEXT,
     relationships TEXT NOT NULL,
-    norm REAL NOT NULL
+    norm REAL NOT NULL,
+    crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS nodes_ref_doc ON nodes(ref_doc_id);
 CREATE TABLE IF NOT EXISTS dead(slot INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS segments(start INTEGER PRIMARY KEY, count INTEGER NOT NULL, crc INTEGER NOT NULL);
 """
 
-NodeRow = tuple[int, str, str, str, str | None, str, float]  # slot, id, text, metadata, ref_doc_id, rels, norm
+NewRow = tuple[int, str, str, str, str | None, str, float]  # slot, id, text, metadata, ref_doc_id, rels, norm
+NodeRow = tuple[int, str, str, str, str | None, str, float, int | None]  # a NewRow and its checksum
 _IN_CHUNK = 900  # stay below SQLite's bound-parameter limit
+_COLUMNS = "slot, id, text, metadata, ref_doc_id, relationships, norm"
+
+
+def row_checksum(
+    node_id: str, text: str, metadata: str, ref_doc_id: str | None, relationships: str, norm: float
+) -> int:
+    """crc32 of a node's stored fields (not its slot, which vacuum renumbers)."""
+    ref = "\x00" if ref_doc_id is None else ref_doc_id  # None and "" differ
+    fields = "\x1f".join((node_id, text, metadata, ref, relationships)).encode("utf-8", "surrogatepass")
+    return zlib.crc32(struct.pack("<d", norm), zlib.crc32(fields)) & 0xFFFFFFFF
+
+
+def row_intact(row: NodeRow) -> bool:
+    """False when a row's fields no longer match its checksum (rows without one pass)."""
+    crc = row[7]
+    return crc is None or row_checksum(*row[1:7]) == crc
 
 
 def _chunks(seq: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -63,8 +86,16 @@ class Records:
                 self.db.execute("PRAGMA query_only=ON")
             else:
                 self.db.executescript(_SCHEMA)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(nodes)")}
+            if columns and "crc" not in columns and not read_only:
+                self.db.execute("ALTER TABLE nodes ADD COLUMN crc INTEGER")  # a store made before checksums
+                columns.add("crc")
         except sqlite3.DatabaseError as e:
+            if is_disk_full(e):
+                raise disk_full_error(path, e) from e
             raise CorruptionError(path, f"records database unreadable: {e}") from e
+        # a reader of a store written before checksums reads NULL in their place
+        self._select = f"SELECT {_COLUMNS}, {'crc' if 'crc' in columns else 'NULL'} FROM nodes"
 
     # ---- meta -------------------------------------------------------------------------
 
@@ -112,9 +143,10 @@ class Records:
             out.extend(r[0] for r in self.db.execute(q, list(part)))
         return out
 
-    def insert_nodes(self, rows: Sequence[NodeRow]) -> None:
+    def insert_nodes(self, rows: Sequence[NewRow]) -> None:
         self.db.executemany(
-            "INSERT INTO nodes(slot, id, text, metadata, ref_doc_id, relationships, norm) VALUES(?,?,?,?,?,?,?)", rows
+            f"INSERT INTO nodes({_COLUMNS}, crc) VALUES(?,?,?,?,?,?,?,?)",
+            [(*r, row_checksum(*r[1:])) for r in rows],
         )
 
     def kill_slots(self, slots: Sequence[int]) -> None:
@@ -137,12 +169,29 @@ class Records:
     def rows_by_slots(self, slots: Sequence[int]) -> dict[int, NodeRow]:
         out: dict[int, NodeRow] = {}
         for part in _chunks(slots):
-            q = (
-                "SELECT slot, id, text, metadata, ref_doc_id, relationships, norm FROM nodes "
-                f"WHERE slot IN ({','.join('?' * len(part))})"
-            )
+            q = f"{self._select} WHERE slot IN ({','.join('?' * len(part))})"
             out.update((r[0], r) for r in self.db.execute(q, list(part)))
         return out
+
+    def all_rows(self) -> Iterator[NodeRow]:
+        """Every live node's row, in slot order (for checks; streams)."""
+        return iter(self.db.execute(f"{self._select} ORDER BY slot"))
+
+    def doc_counts(self) -> dict[str, int]:
+        """Live nodes per document id (nodes without one are not counted)."""
+        q = "SELECT ref_doc_id, count(*) FROM nodes WHERE ref_doc_id IS NOT NULL GROUP BY ref_doc_id"
+        return {str(d): int(c) for d, c in self.db.execute(q)}
+
+    def doc_sources(self) -> Iterable[tuple[str, int, str]]:
+        """(document id, live nodes, one node's metadata JSON) per document."""
+        return self.db.execute(
+            "SELECT ref_doc_id, count(*), min(metadata) FROM nodes WHERE ref_doc_id IS NOT NULL GROUP BY ref_doc_id"
+        )
+
+    def quick_check(self) -> list[str]:
+        """SQLite's own structural check of the file: empty when it finds nothing wrong."""
+        problems = [str(r[0]) for r in self.db.execute("PRAGMA quick_check")]
+        return [] if problems == ["ok"] else problems
 
     def rows_from(self, start_slot: int) -> Iterable[tuple[int, str, str]]:
         """(slot, text, metadata) of live nodes with slot >= start_slot, in slot order."""

@@ -8,6 +8,7 @@ beyond the committed count; it is cut off at the next write and never read.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from kvgraph.errors import CorruptionError
-from kvgraph.fileio import crc32, fsync_dir
+from kvgraph.fileio import crc32, disk_full_errors, fsync_dir
 
 SEGMENT_ROWS = 65_536  # checksum granularity: a damaged region is reported by row range
 
@@ -63,21 +64,22 @@ class VectorFile:
         """
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            os.ftruncate(fd, start_row * self.row_bytes)
-            segments = []
-            for s in range(0, len(rows), SEGMENT_ROWS):
-                chunk = rows[s : s + SEGMENT_ROWS]
-                buf = chunk.view(np.uint8).reshape(-1).data
-                os.pwrite(fd, buf, (start_row + s) * self.row_bytes)
-                segments.append((start_row + s, len(chunk), crc32(buf)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            # the new name must be durable before the records commit to pointing at it
-            fsync_dir(self.path.parent)
+        with disk_full_errors(self.path):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                os.ftruncate(fd, start_row * self.row_bytes)
+                segments = []
+                for s in range(0, len(rows), SEGMENT_ROWS):
+                    chunk = rows[s : s + SEGMENT_ROWS]
+                    buf = chunk.view(np.uint8).reshape(-1).data
+                    _write_all(fd, buf, (start_row + s) * self.row_bytes)
+                    segments.append((start_row + s, len(chunk), crc32(buf)))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                # the new name must be durable before the records commit to pointing at it
+                fsync_dir(self.path.parent)
         return segments
 
     def truncate(self, n_rows: int) -> None:
@@ -87,16 +89,29 @@ class VectorFile:
 
     def verify(self, segments: list[tuple[int, int, int]]) -> None:
         """Check the checksum of each (start, count, crc) segment; raise naming the file and rows."""
+        for start, count in self.damaged(segments, first_only=True):
+            raise CorruptionError(
+                self.path,
+                f"checksum mismatch in rows {start}..{start + count - 1}; "
+                "run kvgraph repair (a knowledge base) or restore the store from a backup",
+            )
+
+    def damaged(self, segments: list[tuple[int, int, int]], first_only: bool = False) -> list[tuple[int, int]]:
+        """(start, count) of each segment whose rows no longer match their checksum.
+
+        Raises CorruptionError when the file is shorter than the segments (rows were lost).
+        """
         if not segments:
-            return
+            return []
         end = max(s + c for s, c, _ in segments)
         mat = self.matrix(end)
+        bad = []
         for start, count, expected in segments:
-            got = crc32(np.ascontiguousarray(mat[start : start + count]))
-            if got != expected:
-                raise CorruptionError(
-                    self.path, f"checksum mismatch in rows {start}..{start + count - 1}; restore from a backup"
-                )
+            if crc32(np.ascontiguousarray(mat[start : start + count])) != expected:
+                bad.append((start, count))
+                if first_only:
+                    break
+        return bad
 
     def close(self) -> None:
         self._map = None
@@ -109,3 +124,13 @@ class VectorFile:
         file = getattr(self, "_file", None)
         if file is not None:
             file.close()
+
+
+def _write_all(fd: int, buf: memoryview, offset: int) -> None:
+    """pwrite until every byte is written: a nearly full disk may take only part of a write."""
+    view = memoryview(buf).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n == 0:  # no progress and no error: report it as what it is
+            raise OSError(errno.ENOSPC, "no space left on device", None)
+        view, offset = view[n:], offset + n
