@@ -31,8 +31,8 @@ def _no_neo4j(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KVGRAPH_NEO4J_URI", raising=False)
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(main, list(args))
+def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args), input=stdin)
     return r.exit_code, r.stdout, r.stderr
 
 
@@ -61,7 +61,13 @@ def test_import_query_schema(tmp_path: Path) -> None:
         "--json",
     )
     assert code == 0, err
-    assert json.loads(out) == {"columns": ["n"], "rows": [[5]], "truncated": False}
+    data = json.loads(out)
+    assert (data["command"], data["schema"]) == ("graph query", 1)  # the envelope, then the query's fields
+    assert {k: data[k] for k in ("columns", "rows", "truncated")} == {
+        "columns": ["n"],
+        "rows": [[5]],
+        "truncated": False,
+    }
     code, out, err = run(
         "--kb", kb, "graph", "query", "MATCH (m:Microservice) RETURN m.name ORDER BY m.name", "--max-rows", "3"
     )
@@ -122,6 +128,12 @@ def test_csv_lists_and_errors(tmp_path: Path) -> None:
         "--kb", kb, "graph", "query", "MATCH (a)-[k:KNOWS]->(b) RETURN a.name, b.name, k.since", "--json"
     )
     assert json.loads(out)["rows"] == [["Ann", "Bo", 2020]]
+    cypher = "MATCH (a)-[k:KNOWS]->(b) RETURN a.name AS a, b.name AS b, k.since AS since"
+    code, out, err = run("--kb", kb, "graph", "query", "-", "--csv", stdin=cypher + "\n")  # the query on stdin
+    assert code == 0, err
+    assert out.splitlines() == ["a,b,since", "Ann,Bo,2020"]
+    code, out, err = run("--kb", kb, "graph", "query", cypher, "--nl")
+    assert [json.loads(line) for line in out.splitlines()] == [{"a": "Ann", "b": "Bo", "since": 2020}]
     code, out, err = run("--kb", kb, "graph", "import", str(nodes))
     assert code == 1 and "--label" in err
     code, out, err = run("--kb", str(tmp_path / "none"), "graph", "schema")

@@ -47,7 +47,7 @@ def test_graph_mode_search_through_the_kb(tmp_path: Path) -> None:
     """Build the document graph of real sample documents, search in graph mode, keep it current on sync."""
     import shutil
 
-    samples = Path(__file__).resolve().parents[2] / "samples" / "docs"
+    samples = Path(__file__).resolve().parents[2] / "src" / "kvgraph" / "demo_data" / "docs"
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("rosetta-stone.txt", "honeybees.html"):

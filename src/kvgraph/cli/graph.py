@@ -8,12 +8,24 @@ The graph belongs to the knowledge base chosen with ``--kb`` / ``KVGRAPH_KB`` (e
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import click
 
-from kvgraph.cli.common import OneLineErrors
+from kvgraph.cli.common import (
+    CONTEXT_SETTINGS,
+    OneLineErrors,
+    activity,
+    console,
+    echo_rows,
+    prepare_model,
+    quiet,
+    row_format,
+    row_formats,
+    stdin_text,
+)
 from kvgraph.cli.common import echo_json as _echo_json
 from kvgraph.cli.common import kb_path as _kb_path
 from kvgraph.errors import InvalidInputError
@@ -32,7 +44,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-@click.group("graph", cls=OneLineErrors)
+@click.group("graph", cls=OneLineErrors, context_settings=CONTEXT_SETTINGS)
 def graph() -> None:
     """The knowledge graph: import Cypher/JSON/CSV, run Cypher queries, show the schema."""
 
@@ -122,20 +134,40 @@ def _cell(v: Any) -> str:
 @click.option("--write", is_flag=True, help="Allow writing (otherwise the query must only read).")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Stop the query after S seconds.")
 @click.option("--max-rows", type=int, default=1000, show_default=True, help="Return at most N rows.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: columns, rows (lists) and truncated.")
+@row_formats
 @click.pass_context
 def graph_query(
-    ctx: click.Context, cypher: str, params: tuple[str, ...], write: bool, timeout: float, max_rows: int, as_json: bool
+    ctx: click.Context,
+    cypher: str,
+    params: tuple[str, ...],
+    write: bool,
+    timeout: float,
+    max_rows: int,
+    as_json: bool,
+    as_nl: bool,
+    as_csv: bool,
 ) -> None:
-    """Run one Cypher statement with bound parameters and print its rows."""
+    """Run one Cypher statement with bound parameters and print its rows ('-': read it from standard input).
+
+    Without --write the statement must pass the read-only guard (reading statements only, size
+    limits) and runs on a read-only handle in a sandbox process.
+    """
+    fmt = row_format(as_json, as_nl, as_csv)
+    if cypher == "-":
+        cypher = stdin_text("CYPHER")
     bound = dict(parse_param(p) for p in params)
     with KnowledgeBase.open(_kb_path(ctx), read_only=not write) as kb:
         run = kb.graph.write if write else kb.graph.query
         res = run(cypher, bound, timeout_s=timeout, max_rows=max_rows)
-    if as_json:
+    if fmt == "json":
         _echo_json({"columns": res.columns, "rows": res.rows, "truncated": res.truncated})
         return
-    from rich.console import Console
+    if fmt is not None:  # one object per row, keyed by column
+        echo_rows([dict(zip(res.columns, row)) for row in res.rows], fmt, list(res.columns))
+        if res.truncated:
+            click.echo(f"truncated at --max-rows {max_rows}", err=True)
+        return
     from rich.table import Table
 
     t = Table(show_lines=False)
@@ -143,7 +175,7 @@ def graph_query(
         t.add_column(c, overflow="fold")
     for row in res.rows:
         t.add_row(*[_cell(v) for v in row])
-    Console().print(t)
+    console().print(t)
     note = f"{len(res.rows)} rows" + (f" (truncated at --max-rows {max_rows})" if res.truncated else "")
     click.echo(note, err=True)
 
@@ -191,10 +223,13 @@ def graph_build(ctx: click.Context, extractor: str, concurrency: int, export: bo
     """
     from kvgraph.progress import LLMWorkProgress
 
-    progress = LLMWorkProgress("extracting triples") if extractor != "offline" else None
+    progress = LLMWorkProgress("extracting triples", enabled=not quiet()) if extractor != "offline" else None
     with KnowledgeBase.open(_kb_path(ctx)) as kb:
+        prepare_model(kb)  # entity names are embedded for SYNONYM edges
         try:
-            report = kb.graph.build(export=export, extractor=extractor, progress=progress, concurrency=concurrency)
+            # one live display at a time: the LLM's bar, or else a spinner
+            with activity("building the document graph") if progress is None else nullcontext():
+                report = kb.graph.build(export=export, extractor=extractor, progress=progress, concurrency=concurrency)
         finally:
             if progress is not None:
                 progress.finish()
@@ -238,7 +273,9 @@ def index_nodes(ctx: click.Context, label: str, text: str, key: str | None, as_j
     """
     properties = _split_names(text)
     with KnowledgeBase.open(_kb_path(ctx)) as kb:
-        report = kb.graph.index_nodes(label, properties, key=key)
+        prepare_model(kb)
+        with activity(f"embedding {label} nodes"):
+            report = kb.graph.index_nodes(label, properties, key=key)
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -266,9 +303,14 @@ def ask(ctx: click.Context, question: str, tool: str, k: int, as_json: bool) -> 
     """Answer QUESTION from the knowledge graph, with the tool the router picks (and why).
 
     Counting, ranking and relationship questions go to text-to-Cypher (needs an LLM; the query
-    always runs read-only), questions about descriptions to the node index.
+    always runs read-only), questions about descriptions to the node index. QUESTION '-' reads
+    it from standard input.
     """
+    if question == "-":
+        question = stdin_text("QUESTION")
     with KnowledgeBase.open(_kb_path(ctx), read_only=True) as kb:
+        if tool != "graph":
+            prepare_model(kb)
         result = kb.graph.ask(question, tool=tool, k=k)
     if as_json:
         _echo_json(result.to_dict())

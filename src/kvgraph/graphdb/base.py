@@ -5,9 +5,12 @@ across the vector store and the graph is a *node key*: a string that the backend
 one node and that survives reopen (Ladybug: ``Label:primary-key``; Neo4j: ``elementId``).
 Vector results are joined back into Cypher with :meth:`GraphStore.match_keys_clause`.
 
-Queries from users and LLMs run with ``read_only=True`` (the default): the backend rejects
-writes, ``LOAD CSV``/``COPY``, procedure calls that write, and multiple statements before
-sending anything to the engine, and bounds every query by a timeout and a row limit.
+Queries from users and LLMs run with ``read_only=True`` (the default): the read-only guard
+(:mod:`kvgraph.graphdb.guard`, an allow-list of statements, clauses, functions and procedures,
+plus size limits) refuses anything else before the engine sees it; the backend then runs the
+query on a read-only handle (Ladybug: in a sandbox process, :mod:`kvgraph.graphdb.sandbox`) or
+in a read transaction (Neo4j), bounded by a timeout and a row limit. docs/security.md has the
+threat model.
 """
 
 from __future__ import annotations
@@ -33,11 +36,22 @@ class CypherSyntaxError(GraphError):
 
 
 class WriteRejectedError(GraphError):
-    """A read-only query tried to write, load files, call a writing procedure or run several statements."""
+    """The read-only guard refused a query before the engine saw it.
+
+    It would write, load files, call a procedure or function off the allow-list, run several
+    statements, or exceed a size limit; subclasses in :mod:`kvgraph.graphdb.guard` say which.
+    """
 
 
 class QueryTimeoutError(GraphError):
-    """A query ran past its timeout and was interrupted."""
+    """A query ran past its timeout and was interrupted (or its sandbox process was stopped)."""
+
+
+class QueryAbortedError(GraphError):
+    """A read-only query crashed the engine's sandbox process or ran out of its memory or CPU.
+
+    The caller's process is unaffected; the next query starts a fresh sandbox process.
+    """
 
 
 @dataclass

@@ -16,6 +16,14 @@ one with the holder's pid and command line); a read-only open succeeds while a w
 a writer may open while readers are open; a reader sees what was committed when it opened (reopen
 to see later commits). Should Ladybug's own file lock refuse an open, that is reported as
 StoreLockedError naming the pid Ladybug gives.
+
+Untrusted Cypher (``query(read_only=True)`` and :meth:`LadybugGraphStore.explain`) passes the guard
+and then runs in a sandbox process on a read-only handle of the same files
+(:mod:`kvgraph.graphdb.sandbox`), also when this store is the writer: Ladybug's read-only open is
+its only read-only mode (0.22 has no read-only connection or ``BEGIN READ TRANSACTION``), and a
+crash in its parser must not take the caller down. The store counts its writes; the sandbox
+reopens its handle after each, so reads see every committed write. ``sandbox=False`` runs them
+in-process (the sandbox worker itself, benchmarks).
 """
 
 from __future__ import annotations
@@ -41,10 +49,12 @@ from kvgraph.graphdb.base import (
     GraphError,
     GraphSchema,
     PropertyInfo,
+    QueryAbortedError,
     QueryResult,
     QueryTimeoutError,
 )
-from kvgraph.graphdb.guard import DEFAULT_MAX_HOPS, check_read_only
+from kvgraph.graphdb.guard import DEFAULT_LIMITS, DEFAULT_MAX_HOPS, CypherLimits, check_read_only
+from kvgraph.graphdb.sandbox import DEFAULT_SANDBOX_LIMITS, CypherSandbox, SandboxLimits
 from kvgraph.graphdb.types import check_name, coerce, merge_types, quote, value_type
 from kvgraph.locking import WriterLock
 
@@ -53,6 +63,7 @@ LOCK_FILE = "writer.lock"
 KEY_COLUMN = "id"
 
 _SYNTAX_PREFIXES = ("Parser exception", "Binder exception", "Catalog exception")
+_OUT_OF_MEMORY = ("std::bad_alloc", "Buffer manager exception: Unable to allocate memory")
 _LOCK_HELD_RE = re.compile(r"Lock is held by PID (\d+)")
 
 
@@ -67,10 +78,22 @@ class _TableInfo:
 class LadybugGraphStore:
     """A :class:`~kvgraph.graphdb.base.GraphStore` over an embedded Ladybug database. Use :meth:`open`."""
 
-    def __init__(self, path: Path, db: Any, conn: Any, lock: WriterLock | None, read_only: bool, max_hops: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        db: Any,
+        conn: Any,
+        lock: WriterLock | None,
+        read_only: bool,
+        max_hops: int,
+        *,
+        cypher_limits: CypherLimits = DEFAULT_LIMITS,
+        sandbox: SandboxLimits | None = DEFAULT_SANDBOX_LIMITS,
+    ) -> None:
         self.path = path
         self.read_only = read_only
         self.max_hops = max_hops
+        self.cypher_limits = cypher_limits
         self._db = db
         self._conn = conn
         self._lock = lock
@@ -79,15 +102,31 @@ class LadybugGraphStore:
         self._table_ids: dict[int, str] | None = None
         self._closed = False
         self._tx_depth = 0
+        self._sandbox_limits = sandbox
+        self._sandbox: CypherSandbox | None = None
+        self._writes = 0  # bumped by every write, so the sandbox knows to reopen its read-only handle
 
     # ------------------------------------------------------------------ opening and closing
 
     @classmethod
-    def open(cls, path: str | Path, read_only: bool = False, *, max_hops: int = DEFAULT_MAX_HOPS) -> LadybugGraphStore:
+    def open(
+        cls,
+        path: str | Path,
+        read_only: bool = False,
+        *,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        sandbox: bool = True,
+        sandbox_limits: SandboxLimits = DEFAULT_SANDBOX_LIMITS,
+        cypher_limits: CypherLimits = DEFAULT_LIMITS,
+        buffer_pool_bytes: int | None = None,
+        max_threads: int | None = None,
+    ) -> LadybugGraphStore:
         """Open (a writer creates) the graph store in directory ``path``.
 
         A writer takes kvgraph's lock file first, so a second writer process gets StoreLockedError
         naming the holder; a read-only open needs an existing graph and opens Ladybug read-only.
+        ``sandbox`` runs untrusted reads in a worker process (module doc); ``cypher_limits`` are the
+        guard's size limits; ``buffer_pool_bytes`` and ``max_threads`` go to Ladybug (default: its own).
         """
         try:
             import ladybug
@@ -103,8 +142,13 @@ class LadybugGraphStore:
             path.mkdir(parents=True, exist_ok=True)
             lock = WriterLock(path / LOCK_FILE)
             lock.acquire()
+        options: dict[str, Any] = {}
+        if buffer_pool_bytes:
+            options["buffer_pool_size"] = buffer_pool_bytes
+        if max_threads:
+            options["max_num_threads"] = max_threads
         try:
-            db = ladybug.Database(str(db_file), read_only=read_only)
+            db = ladybug.Database(str(db_file), read_only=read_only, **options)
             conn = ladybug.Connection(db)
         except RuntimeError as e:
             if lock is not None:
@@ -118,7 +162,16 @@ class LadybugGraphStore:
                     f"{'writer' if not read_only else 'reader'} in meanwhile; close that process and retry"
                 ) from None
             raise GraphError(f"{path}: cannot open the graph database: {msg}") from None
-        return cls(path, db, conn, lock, read_only, max_hops)
+        return cls(
+            path,
+            db,
+            conn,
+            lock,
+            read_only,
+            max_hops,
+            cypher_limits=cypher_limits,
+            sandbox=sandbox_limits if sandbox else None,
+        )
 
     def close(self) -> None:
         with self._mutex:
@@ -126,6 +179,8 @@ class LadybugGraphStore:
                 return
             self._closed = True
             try:
+                if self._sandbox is not None:
+                    self._sandbox.close()
                 self._conn.close()
                 self._db.close()
             finally:
@@ -152,6 +207,33 @@ class LadybugGraphStore:
         self._check_open()
         if self.read_only:
             raise ReadOnlyError(f"{self.path}: {what} needs a writable graph store (it was opened read-only)")
+        self._wrote()
+
+    def _wrote(self) -> None:
+        """Note a write (at its start and at its end): the sandbox's read-only handle must reopen to see it."""
+        self._writes += 1
+
+    @property
+    def sandbox(self) -> CypherSandbox | None:
+        """The sandbox that runs this store's untrusted reads (None with ``sandbox=False``); its worker
+        process starts on the first such read."""
+        if self._sandbox is not None:
+            return self._sandbox  # without the mutex: a running query holds it
+        with self._mutex:
+            if self._sandbox is None and self._sandbox_limits is not None:
+                self._sandbox = CypherSandbox(
+                    self.path, max_hops=self.max_hops, cypher_limits=self.cypher_limits, limits=self._sandbox_limits
+                )
+            return self._sandbox
+
+    def _sandboxed(self) -> CypherSandbox | None:
+        """The sandbox for an untrusted read now, or None to run it in-process; the caller holds the mutex.
+
+        Inside an open transaction reads run in-process: they must see the transaction's own writes.
+        """
+        if self._tx_depth:
+            return None
+        return self.sandbox
 
     def _execute(self, cypher: str, params: Mapping[str, Any] | None = None, timeout_s: float | None = None) -> Any:
         """Run one statement on the engine, translating its errors; the caller holds the mutex."""
@@ -167,6 +249,8 @@ class LadybugGraphStore:
                 ) from None
             if msg.startswith(_SYNTAX_PREFIXES):
                 raise CypherSyntaxError(f"{msg}\nQuery: {cypher}") from None
+            if msg.startswith(_OUT_OF_MEMORY):
+                raise QueryAbortedError(f"the query ran out of memory ({msg[:120]}): {cypher[:200]}") from None
             raise GraphError(f"{msg}\nQuery: {cypher}") from None
         finally:
             self._conn.set_query_timeout(0)
@@ -190,31 +274,52 @@ class LadybugGraphStore:
         max_rows: int | None = DEFAULT_MAX_ROWS,
     ) -> QueryResult:
         if read_only:
-            check_read_only(cypher, self.max_hops)
+            check_read_only(cypher, self.max_hops, params=params, limits=self.cypher_limits)
         else:
             self._check_writable("a write query")
             if _is_ddl(cypher):
                 self._tables = None
         with self._mutex:
-            deadline = None if not timeout_s else time.monotonic() + timeout_s
-            res = self._execute(cypher, params, timeout_s)
+            sandbox = self._sandboxed() if read_only else None
+            if sandbox is not None:
+                self._check_open()
+                return sandbox.query(cypher, params, timeout_s=timeout_s, max_rows=max_rows, generation=self._writes)
             try:
-                columns = list(res.get_column_names())
-                rows: list[list[Any]] = []
-                truncated = False
-                while res.has_next():
-                    if max_rows is not None and len(rows) >= max_rows:
-                        truncated = True
-                        break
-                    rows.append(res.get_next())
-                    if deadline is not None and len(rows) % 1024 == 0 and time.monotonic() > deadline:
-                        raise QueryTimeoutError(f"reading the rows ran past the timeout of {timeout_s} s: {cypher}")
+                return self._query_here(cypher, params, timeout_s, max_rows)
             finally:
-                res.close()
-            return QueryResult(columns, self._plain_rows(rows), truncated)
+                if not read_only:
+                    self._wrote()
+
+    def _query_here(
+        self, cypher: str, params: Mapping[str, Any] | None, timeout_s: float | None, max_rows: int | None
+    ) -> QueryResult:
+        """Run ``cypher`` on this process's own handle; the caller holds the mutex."""
+        deadline = None if not timeout_s else time.monotonic() + timeout_s
+        res = self._execute(cypher, params, timeout_s)
+        try:
+            columns = list(res.get_column_names())
+            rows: list[list[Any]] = []
+            truncated = False
+            while res.has_next():
+                if max_rows is not None and len(rows) >= max_rows:
+                    truncated = True
+                    break
+                rows.append(res.get_next())
+                if deadline is not None and len(rows) % 1024 == 0 and time.monotonic() > deadline:
+                    raise QueryTimeoutError(f"reading the rows ran past the timeout of {timeout_s} s: {cypher}")
+        finally:
+            res.close()
+        return QueryResult(columns, self._plain_rows(rows), truncated)
 
     def explain(self, cypher: str, params: Mapping[str, Any] | None = None) -> None:
+        """Parse and bind ``cypher`` without running it; it must pass the read-only guard first."""
+        check_read_only(cypher, self.max_hops, params=params, limits=self.cypher_limits)
         with self._mutex:
+            sandbox = self._sandboxed()
+            if sandbox is not None:
+                self._check_open()
+                sandbox.explain(cypher, params, generation=self._writes)
+                return
             self._execute("EXPLAIN " + cypher, params).close()
 
     # ------------------------------------------------------------------ schema
@@ -279,6 +384,7 @@ class LadybugGraphStore:
                     if c not in t.columns:
                         self._run(f"ALTER TABLE {quote(label)} ADD {quote(check_name(c, 'property'))} {ty or 'STRING'}")
             self._tables = None
+            self._wrote()
             t = self._table(label)
             assert t is not None
             return t
@@ -308,6 +414,7 @@ class LadybugGraphStore:
                             f"ALTER TABLE {quote(rel_type)} ADD {quote(check_name(c, 'property'))} {ty or 'STRING'}"
                         )
             self._tables = None
+            self._wrote()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -334,9 +441,13 @@ class LadybugGraphStore:
                     self._run("ROLLBACK")
                 finally:
                     self._tables = None
+                    self._wrote()
                 raise
             self._tx_depth = 0
-            self._run("COMMIT")
+            try:
+                self._run("COMMIT")
+            finally:
+                self._wrote()
 
     def import_cypher(self, script: str) -> int:
         """Create the tables ``script`` needs (inferred from its patterns), then run it unchanged.

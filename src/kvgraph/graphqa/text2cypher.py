@@ -10,12 +10,16 @@ The steps, each there because models get it wrong in practice:
 3. **Direction correction** (:func:`correct_directions`). A pattern such as
    ``(:Team)-[:ASSIGNED_TO]->(:Task)`` that contradicts the schema's
    ``(:Task)-[:ASSIGNED_TO]->(:Team)`` parses and runs, but returns nothing; it is flipped.
-4. **Validation.** The read-only guard (writes are refused, never retried) and the engine's
-   own parser and binder (``GraphStore.explain``) check the query before it runs.
+4. **Validation.** The read-only guard and the engine's own parser and binder
+   (``GraphStore.explain``, in the store's sandbox process on Ladybug) check the query before it
+   runs. The model's reply is untrusted input (a prompt can be injected through the question or
+   the graph's own text): a write, a statement off the allow-list, a query over the size limits
+   or one that crashed the sandbox is refused and never retried.
 5. **One retry** (by default) with the failed query and the engine's error message, which
-   usually names the unknown property or label exactly.
-6. **Running** with ``read_only=True`` (the guard again, a timeout and a row limit), then an
-   answer written by the LLM from the rows, returned together with the query.
+   usually names the unknown property or label exactly; an open-ended traversal or a function
+   off the allow-list is sent back the same way, with the guard's message.
+6. **Running** with ``read_only=True`` (the guard again, the sandbox, a timeout and a row limit),
+   then an answer written by the LLM from the rows, returned together with the query.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from kvgraph.graphdb.base import (
     GraphError,
     GraphSchema,
     GraphStore,
+    QueryAbortedError,
     QueryResult,
     WriteRejectedError,
 )
-from kvgraph.graphdb.guard import UnboundedTraversalError, check_read_only
+from kvgraph.graphdb.guard import FunctionNotAllowedError, UnboundedTraversalError, check_read_only
 from kvgraph.llm.base import LLM, LLMUnavailableError, require_llm
 from kvgraph.llm.prompts import cypher_messages, cypher_retry_messages, graph_answer_messages
 
@@ -375,10 +380,13 @@ class TextToCypher:
                 return cypher, attempts, result
             except WriteRejectedError as e:
                 attempt.error = str(e)
-                if not isinstance(e, UnboundedTraversalError):
-                    # A write is refused outright: asking again would invite another one.
-                    raise WriteRejectedError(f"the generated query was refused and not run: {e}") from None
+                if not isinstance(e, (UnboundedTraversalError, FunctionNotAllowedError)):
+                    # A write (or an oversized query) is refused outright: asking again would invite another one.
+                    raise type(e)(f"the generated query was refused and not run: {e}") from None
                 error = str(e)
+            except QueryAbortedError as e:
+                attempt.error = str(e)
+                raise QueryAbortedError(f"the generated query was stopped and is not retried: {e}") from None
             except GraphError as e:
                 attempt.error = error = str(e)
             if round_ < self.retries:

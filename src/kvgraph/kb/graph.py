@@ -74,7 +74,6 @@ class KBGraph:
         self._kb = kb
         self._store: GraphStore | None = None
         self._index: NodeIndex | None = None
-        self._doc_graph: DocGraph | None = None
 
     @property
     def store(self) -> GraphStore:
@@ -100,7 +99,12 @@ class KBGraph:
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         max_rows: int | None = DEFAULT_MAX_ROWS,
     ) -> QueryResult:
-        """Run one read-only Cypher statement with bound ``params``."""
+        """Run one read-only Cypher statement with bound ``params``.
+
+        ``cypher`` is treated as untrusted, also when the knowledge base is writable: it passes the
+        read-only guard and runs on a read-only handle in the graph's sandbox process
+        (docs/security.md).
+        """
         return self.store.query(cypher, params, read_only=True, timeout_s=timeout_s, max_rows=max_rows)
 
     def write(
@@ -183,7 +187,10 @@ class KBGraph:
     # ------------------------------------------------------------------ questions
 
     def ask(self, question: str, tool: str = "auto", k: int = 4) -> GraphQAResult:
-        """Answer from the node index (vector tool) or with text-to-Cypher (graph tool, needs an LLM)."""
+        """Answer from the node index (vector tool) or with text-to-Cypher (graph tool, needs an LLM).
+
+        The LLM's Cypher is untrusted and runs like :meth:`query` (guard, read-only handle, sandbox).
+        """
         from kvgraph.graphqa.ask import GraphQA
         from kvgraph.graphqa.node_index import index_path
 
@@ -275,7 +282,9 @@ class KBGraph:
         if triple_report is not None:
             graph.meta["triple_extraction"] = triple_report
         graph.save(self.doc_graph_path)
-        self._doc_graph = graph
+        from kvgraph.docgraph.cache import remember
+
+        remember(self.doc_graph_path, graph)  # the process's queries use it without reading it back
         report: dict[str, Any] = {
             "extractor": extractor,
             "chunks": graph.count("chunk"),
@@ -291,17 +300,19 @@ class KBGraph:
         return report
 
     def doc_graph(self) -> DocGraph:
-        """The saved document graph (``kvgraph graph build`` makes it)."""
-        if self._doc_graph is None:
-            from kvgraph.docgraph.build import DocGraph
-            from kvgraph.errors import InvalidInputError
+        """The saved document graph (``kvgraph graph build`` makes it).
 
-            if not (self.doc_graph_path / "graph.npz").exists():
-                raise InvalidInputError(
-                    f"knowledge base {self._kb.path} has no document graph yet: run kvgraph graph build"
-                )
-            self._doc_graph = DocGraph.load(self.doc_graph_path)
-        return self._doc_graph
+        Loaded once per process and save (:mod:`kvgraph.docgraph.cache`): every handle and query
+        shares it, and a save by any process is seen at the next call.
+        """
+        from kvgraph.docgraph.cache import shared_graph
+        from kvgraph.errors import InvalidInputError
+
+        if not (self.doc_graph_path / "graph.npz").exists():
+            raise InvalidInputError(
+                f"knowledge base {self._kb.path} has no document graph yet: run kvgraph graph build"
+            )
+        return shared_graph(self.doc_graph_path)
 
     def retriever(
         self, filters: FilterSpec = None, seed_mode: str = "hybrid", **params: Any
@@ -315,6 +326,42 @@ class KBGraph:
         base = self._kb.retriever(filters=filters, mode=seed_mode, alpha=0.5 if seed_mode == "hybrid" else None)
         return KnowledgeGraphRetriever(base, self.doc_graph(), self._kb.store, self._kb.embedder, **params)
 
+    def _update(self, saved: DocGraph, extractor: str) -> bool:
+        """Bring ``saved`` up to date with the store without a rebuild; False when it must be rebuilt."""
+        from kvgraph.docgraph.cache import remember
+        from kvgraph.docgraph.incremental import NeedsRebuild, update_from_store
+        from kvgraph.docgraph.triples import Triple, TripleExtractor
+
+        kb = self._kb
+        role = {"role": "parent"} if kb.stored_references() != "none" else None
+
+        missing = 0
+
+        def triples_of(nodes: Sequence[Node]) -> Mapping[str, Sequence[Triple]]:
+            nonlocal missing
+            run = TripleExtractor(kb.llm(), self.doc_graph_path / TRIPLES_CACHE).extract(nodes)
+            missing += run.stats.missing
+            return run.triples
+
+        try:
+            graph = update_from_store(
+                saved, kb.store, role, kb.embedder, triples_of if extractor != "offline" else None
+            )
+        except NeedsRebuild as e:
+            log.info("document graph rebuilt rather than updated: %s", e)
+            return False
+        if graph is not None:
+            graph.save(self.doc_graph_path)  # atomic: a crash leaves the last saved graph
+            remember(self.doc_graph_path, graph)
+        if missing:
+            log.warning(
+                "document graph updated without triples for %d new chunks: no LLM is configured "
+                "(run kvgraph graph build --extractor %s with one)",
+                missing,
+                extractor,
+            )
+        return True
+
     def describe_path(self, path: Sequence[str]) -> str:
         """How a graph-mode walk reached a chunk, in words (see :func:`kvgraph.retrieve.graph.describe_path`)."""
         from kvgraph.retrieve.graph import describe_path
@@ -322,22 +369,25 @@ class KBGraph:
         return describe_path(self.doc_graph(), path)
 
     def refresh(self) -> None:
-        """Rebuild the document graph after the chunks changed, if one was built (keeps graph mode current).
+        """Update the document graph after the chunks changed, if one was built (keeps graph mode current).
 
-        The rebuild uses the extractor of the last build. With ``llm`` or ``both`` it asks the
+        The graph is updated in place of a rebuild where it can be (:mod:`kvgraph.docgraph.incremental`:
+        only the changed documents' chunks are processed; saved atomically like a build), else
+        rebuilt with the extractor of the last build. With ``llm`` or ``both`` it asks the
         LLM only about new or changed chunks; when no LLM is configured it uses the cached
         triples and logs how many chunks have none, rather than failing the ingest that called it.
         """
         if not (self.doc_graph_path / "graph.npz").exists():
             return
-        from kvgraph.docgraph.build import DocGraph
+        from kvgraph.docgraph.cache import shared_graph
 
         try:
-            saved = self._doc_graph or DocGraph.load(self.doc_graph_path)  # no second read when already loaded
+            saved = shared_graph(self.doc_graph_path)  # no second read when already loaded
             extractor = str(saved.meta.get("extractor") or "offline")
         except Exception:  # an unreadable graph is rebuilt from scratch, offline
-            extractor = "offline"
-        self._doc_graph = None
+            saved, extractor = None, "offline"
+        if saved is not None and self._update(saved, extractor):
+            return
         report = self._build(extractor if extractor in EXTRACTORS else "offline", require_llm=False)
         missing = (report.get("triple_extraction") or {}).get("missing", 0)
         if missing:
