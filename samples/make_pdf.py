@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (each paragraph is one line: write_pdf wraps it on the page)
-"""Generate samples/docs/home-network-handbook.pdf, the PDF of kvgraph's sample documents.
+"""Generate src/kvgraph/demo_data/docs/home-network-handbook.pdf, the PDF of kvgraph's demo documents.
 
 Run from the repository root:  .venv/bin/python samples/make_pdf.py
 
@@ -15,7 +15,8 @@ from pathlib import Path
 from kvgraph.testing.pdf import write_pdf
 
 TITLE = "Home Network Handbook"
-OUT = Path(__file__).resolve().parent / "docs" / "home-network-handbook.pdf"
+# the demo documents are package data, so that `kvgraph demo` works from an installed wheel
+OUT = Path(__file__).resolve().parents[1] / "src" / "kvgraph" / "demo_data" / "docs" / "home-network-handbook.pdf"
 
 PAGES = [
     # Page 1: first-time router setup.

@@ -28,11 +28,21 @@ class Settings:
     # chunking, in the embedder's own tokens; 254 + [CLS] + [SEP] = all-MiniLM-L6-v2's 256 window
     chunk_size: int = 254
     chunk_overlap: int = 32
+    # contextual chunk headers (docs/retrieval.md): embed "title > heading path" with each chunk's text;
+    # the header's tokens come out of chunk_size, the shown text stays the chunk's own
+    context_headers: bool = True
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    max_file_mb: int = 200  # ingest skips (and reports) files larger than this many MiB
     # retrieval and answers
     top_k: int = 5
-    mode: str = "dense"  # dense | sparse | hybrid | mmr | graph (after kvgraph graph build)
+    mode: str = "hybrid"  # dense | sparse | hybrid | mmr | graph (after kvgraph graph build)
+    # hybrid fusion (kvgraph.retrieve.fusion): confidence (BM25 weighted by how much of the question its
+    # best chunk covers) | minmax (fixed weights on min-max scores) | rrf (weighted reciprocal ranks)
+    fusion: str = "confidence"
+    fusion_alpha: float = 0.4  # the dense side's weight in hybrid fusion (0..1)
+    query_feedback: str = "none"  # pseudo-relevance feedback in hybrid mode: none | rocchio | rm3
+    query_expansion: str = "none"  # with an LLM: none | hyde | multi (multi-query, fused)
     answerer: str = "auto"  # auto (LLM when configured, else extractive) | extractive | llm
     llm_base_url: str = ""  # an OpenAI-compatible API root, e.g. http://localhost:11434/v1
     llm_model: str = ""
@@ -46,14 +56,22 @@ class Settings:
     child_sizes: list[int] = field(default_factory=lambda: [128, 256, 512])  # chunk references' sizes
     n_questions: int = 5  # metadata references: questions (offline: key sentences) per parent
     reference_writer: str = "extractive"  # extractive (offline) | llm (needs llm_base_url; costs tokens)
-    # a second stage over the first rerank_fetch_k hits: none | mmr | cross-encoder:MODEL_PATH_OR_NAME
+    # a second stage over the first rerank_fetch_k hits: none | mmr | sentences (best sentence, offline)
+    # | cross-encoder:MODEL_PATH_OR_NAME
     rerank: str = "none"
     rerank_fetch_k: int = 20
+    # backends (docs/scale.md): "" keeps the embedded engines in the KB directory. A password in a
+    # URI is never written to kvgraph.toml: give it in the environment (PGPASSWORD, KVGRAPH_NEO4J_PASSWORD).
+    store_uri: str = ""  # postgresql://user@host:5432/db?schema=NAME (Postgres + pgvector)
+    graph_uri: str = ""  # bolt://host:7687?database=NAME or neo4j://... (Neo4j, ArcadeDB)
 
     def to_toml(self) -> str:
         lines = ["# kvgraph knowledge-base settings (API keys come from the environment, never from here)"]
         for f in fields(self):
-            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
+            value = getattr(self, f.name)
+            if f.name in ("store_uri", "graph_uri", "llm_base_url"):
+                value = _without_password(value)
+            lines.append(f"{f.name} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
 
 
@@ -69,33 +87,105 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def _coerce(name: str, value: Any, like: Any, source: str) -> Any:
-    """Convert a value from TOML, the environment or a flag to the setting's type."""
+def _without_password(uri: str) -> str:
+    """``uri`` with the password of its user info left out (secrets are never written to the file)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+
+
+_INVALID = object()
+
+
+def _coerce(name: str, value: Any, like: Any, source: str, parse_text: bool = True) -> Any:
+    """``value`` as the type of the setting's default ``like``, or a one-line error naming ``source`` and ``name``.
+
+    Text (an environment variable, a command-line or spec string) is parsed when ``parse_text``;
+    a typed value (TOML, a Python argument) must already have the type: ``top_k = "5"`` in
+    kvgraph.toml is an error (docs/configuration.md), not a silent conversion.
+    """
+    if isinstance(value, str) and parse_text:
+        out = _from_text(value.strip(), like)
+    else:
+        out = _typed(value, like)
+    if out is not _INVALID:
+        return out
+    got = _shown(value, quoted=not parse_text)
+    hint = ""
+    if (
+        not parse_text
+        and isinstance(value, str)
+        and not isinstance(like, list)
+        and _from_text(value, like) is not _INVALID
+    ):
+        hint = f" (write {name} = {_toml_value(_from_text(value, like))}, without quotes)"
+    raise InvalidInputError(f"{source}: {name} must be {_expected(like)}, got {got}{hint}")
+
+
+def _from_text(text: str, like: Any) -> Any:
+    """A setting parsed from text (``KVGRAPH_TOP_K=8``, ``KVGRAPH_CHILD_SIZES=128,256``), or _INVALID."""
+    if isinstance(like, str):
+        return text
+    if isinstance(like, bool):
+        words = {"1": True, "true": True, "yes": True, "on": True}
+        words |= {"0": False, "false": False, "no": False, "off": False}
+        return words.get(text.lower(), _INVALID)
+    if isinstance(like, list):
+        items = [p.strip() for p in text.split(",") if p.strip()]
+        parsed = [_from_text(p, like[0] if like else "") for p in items]
+        return _INVALID if any(p is _INVALID for p in parsed) else parsed
     try:
-        if isinstance(like, bool):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(like, int):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if isinstance(like, list):
-            items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
-            if like and isinstance(like[0], int):  # a list of ints (child_sizes)
-                if any(isinstance(x, bool) for x in items):
-                    raise ValueError(value)
-                return [int(x) for x in items]
-            return [str(x) for x in items]
-        return str(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"setting {name!r} from {source}: {value!r} is not a valid {type(like).__name__}"
-        ) from None
+        return int(text) if isinstance(like, int) else float(text)
+    except ValueError:
+        return _INVALID
+
+
+def _typed(value: Any, like: Any) -> Any:
+    """A typed value (from TOML or Python) checked against the setting's type, or _INVALID."""
+    if isinstance(like, bool):
+        return value if isinstance(value, bool) else _INVALID
+    if isinstance(like, int):
+        return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+    if isinstance(like, float):
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _INVALID
+    if isinstance(like, list):
+        if not isinstance(value, (list, tuple)):
+            return _INVALID
+        items = [_typed(x, like[0] if like else "") for x in value]
+        return _INVALID if any(x is _INVALID for x in items) else items
+    return value if isinstance(value, str) else _INVALID
+
+
+def _expected(like: Any) -> str:
+    if isinstance(like, bool):
+        return "true or false"
+    if isinstance(like, int):
+        return "an integer"
+    if isinstance(like, float):
+        return "a number"
+    if isinstance(like, list):
+        return "a list of integers" if like and isinstance(like[0], int) else "a list of strings"
+    return "a string"
+
+
+def _shown(value: Any, quoted: bool) -> str:
+    """How a wrong value is named in the error: TOML syntax for the file, the text for the environment."""
+    if isinstance(value, dict):
+        return "a table"
+    if not quoted:
+        text = repr(value)
+    else:
+        try:
+            text = _toml_value(value)
+        except TypeError:
+            text = repr(value)
+        if isinstance(value, str):
+            text = f"the string {text}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_settings(
@@ -117,7 +207,7 @@ def load_settings(
             for k, v in data.items():
                 if k not in known:
                     raise InvalidInputError(f"{path}: unknown setting {k!r}; known: {', '.join(sorted(known))}")
-                values[k] = _coerce(k, v, getattr(s, k), str(path))
+                values[k] = _coerce(k, v, getattr(s, k), str(path), parse_text=False)
     for k in known:
         ev = env.get(f"KVGRAPH_{k.upper()}")
         if ev is not None and ev != "":
@@ -161,10 +251,26 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"n_questions must be >= 0, got {s.n_questions}")
     if s.reference_writer not in ("extractive", "llm"):
         raise InvalidInputError(f"reference_writer must be extractive or llm, got {s.reference_writer!r}")
-    if s.rerank not in ("none", "mmr") and not s.rerank.startswith("cross-encoder:"):
-        raise InvalidInputError(f"rerank must be none, mmr or cross-encoder:MODEL, got {s.rerank!r}")
+    if s.rerank not in ("none", "mmr", "sentences") and not s.rerank.startswith("cross-encoder:"):
+        raise InvalidInputError(f"rerank must be none, mmr, sentences or cross-encoder:MODEL, got {s.rerank!r}")
+    if s.fusion not in ("confidence", "minmax", "rrf"):
+        raise InvalidInputError(f"fusion must be confidence, minmax or rrf, got {s.fusion!r}")
+    if not 0.0 <= s.fusion_alpha <= 1.0:
+        raise InvalidInputError(f"fusion_alpha must be between 0 and 1, got {s.fusion_alpha}")
+    if s.query_feedback not in ("none", "rocchio", "rm3"):
+        raise InvalidInputError(f"query_feedback must be none, rocchio or rm3, got {s.query_feedback!r}")
+    if s.query_expansion not in ("none", "hyde", "multi"):
+        raise InvalidInputError(f"query_expansion must be none, hyde or multi, got {s.query_expansion!r}")
     if s.rerank_fetch_k <= 0:
         raise InvalidInputError(f"rerank_fetch_k must be positive, got {s.rerank_fetch_k}")
+    if s.store_uri and not s.store_uri.startswith(("postgresql://", "postgres://")):
+        raise InvalidInputError(f"store_uri must be empty (embedded) or a postgresql:// URI, got {s.store_uri[:40]!r}")
+    if s.graph_uri and not s.graph_uri.startswith(("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s")):
+        raise InvalidInputError(
+            f"graph_uri must be empty (embedded) or a bolt:// or neo4j:// URI, got {s.graph_uri[:40]!r}"
+        )
+    if s.max_file_mb <= 0:
+        raise InvalidInputError(f"max_file_mb must be a positive number of MiB, got {s.max_file_mb}")
 
 
 def write_settings(kb_dir: str | os.PathLike[str], s: Settings) -> Path:

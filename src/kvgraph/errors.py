@@ -39,6 +39,17 @@ class CorruptionError(KvgraphError):
         self.path = path
 
 
+class DiskFullError(KvgraphError):
+    """A write failed for lack of disk space (or quota); what was committed before is intact."""
+
+    def __init__(self, path: object, detail: str = "") -> None:
+        super().__init__(
+            f"{path}: no space left on device{f' ({detail})' if detail else ''}; "
+            "free some disk space and run the command again (everything committed before is intact)"
+        )
+        self.path = path
+
+
 class ReadOnlyError(KvgraphError):
     """A write was attempted on a store opened read-only."""
 

@@ -3,8 +3,13 @@
 One place for: base-URL checks, the bearer key, retries with backoff, turning HTTP and
 transport failures into clear kvgraph errors, and Server-Sent Events parsing.
 
-Secrets: the API key is only ever put into the Authorization header. It is never part of a
-message, a repr or a log line, and any text quoted from a server is scrubbed of it, because
+Secrets: the API key is only ever put into the Authorization header, and credentials
+written into the base URL (``http://user:key@host/v1``) only into the requests. Neither is
+ever part of a message, a repr or a log line: ``base_url`` and every URL in a message show
+the userinfo as ``***``, and any text quoted from a server or an exception goes through
+:func:`redact_secrets` first, which removes the known secrets (the key, the URL's
+credentials, secret-looking extra header values) and anything that looks like one (URL
+userinfo, ``Bearer`` tokens, ``api_key=`` parameters, ``Authorization:`` values), because
 some servers echo the key they rejected.
 """
 
@@ -15,6 +20,7 @@ import functools
 import json
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -22,6 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -79,16 +86,81 @@ def _ssl_context(trust_env: bool) -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=trust_env)
 
 
+# scheme://USERINFO@ in any text; the userinfo may hold a password or an API key.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@'\"<>]+@")
+# ?api_key=..., &token=...: query parameters that carry credentials.
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:api[_-]?key|apikey|key|token|access[_-]?token|auth|password|passwd|pwd|secret|sig|signature)=)"
+    r"[^&;#\s'\"]+"
+)
+# Authorization: Bearer ..., api-key: ..., "api_key": "..." as headers or JSON echo them.
+_SECRET_FIELD = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|api[_-]?key|x-api-key|password|secret)"
+    r"(['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|token)\s+)?[^\s'\",;}&]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/\-]+=*")
+_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|password|cookie")
+
+
+def redact_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without the given secrets and without anything that looks like a credential."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _URL_USERINFO.sub(r"\1***@", text)
+    text = _SECRET_PARAM.sub(r"\1***", text)
+    text = _SECRET_FIELD.sub(r"\1\2***", text)
+    return _BEARER.sub(r"\1 ***", text)
+
+
+def _userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where the userinfo of ``url`` is (start, index of its "@"), also for a URL written without scheme."""
+    scheme_end = url.find("://")
+    start = scheme_end + 3 if scheme_end != -1 else 0
+    at = url.find("@", start)
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i != -1), default=len(url))
+    return (start, at) if at != -1 and at < end else None
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials in a URL's userinfo (as written and percent-decoded), to redact from messages."""
+    span = _userinfo_span(url)
+    if span is None:
+        return []
+    userinfo = url[span[0] : span[1]]
+    user, _, password = userinfo.partition(":")
+    parts = [userinfo, password] if password else [userinfo, user]  # a user without password may be the key
+    return [p for part in parts for p in {part, unquote(part)} if p]
+
+
+def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without userinfo, (user, password) percent-decoded, or None when there is none)."""
+    span = _userinfo_span(url)
+    if span is None:
+        return url, None
+    user, _, password = url[span[0] : span[1]].partition(":")
+    return url[: span[0]] + url[span[1] + 1 :], (unquote(user), unquote(password))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for messages: userinfo as ``***``, credential query parameters as ``***``."""
+    return redact_secrets(url, url_secrets(url))
+
+
 def normalize_base_url(base_url: str) -> str:
-    """Strip whitespace and trailing slashes; reject URLs without an http(s) scheme and host."""
+    """Strip whitespace and trailing slashes; reject URLs without an http(s) scheme and host.
+
+    The result keeps any credentials of the URL (requests need them): show it with :func:`redact_url`.
+    """
     url = base_url.strip().rstrip("/")
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as e:
-        raise InvalidInputError(f"invalid base URL {url!r}: {e}") from e
+        raise InvalidInputError(
+            f"invalid base URL {redact_url(url)!r}: {redact_secrets(str(e), url_secrets(url))}"
+        ) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidInputError(
-            f"invalid base URL {url!r}: expected http(s)://host[:port]/prefix, e.g. http://localhost:8000/v1"
+            f"invalid base URL {redact_url(url)!r}: expected http(s)://host[:port]/prefix, e.g. http://localhost:8000/v1"
         )
     return url
 
@@ -174,7 +246,11 @@ class ApiClient:
             raise InvalidInputError(f"max_retries must be >= 0, got {max_retries}")
         if timeout <= 0:
             raise InvalidInputError(f"timeout must be > 0 seconds, got {timeout}")
-        self.base_url = normalize_base_url(base_url)
+        # Credentials in the URL become HTTP Basic auth of the client, and requests go to the URL
+        # without them: httpx logs every request URL. Everything shown uses base_url.
+        given = normalize_base_url(base_url)
+        self.base_url = redact_url(given)
+        self._request_base, basic = _split_userinfo(given)
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
@@ -185,15 +261,18 @@ class ApiClient:
         self.url_setting = url_setting
         self.key_setting = key_setting
         self._api_key = api_key or None
+        self._secrets = [*url_secrets(given), *([self._api_key] if self._api_key else [])]
+        self._secrets += [v for k, v in (extra_headers or {}).items() if _SECRET_HEADER.search(k)]
         headers = {"User-Agent": "kvgraph", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         headers.update(extra_headers or {})
-        host = httpx.URL(self.base_url).host
+        host = httpx.URL(self._request_base).host
         # A proxy from the environment would swallow requests to a local server (vLLM on
         # localhost); remote servers keep the usual proxy settings.
         trust_env = not (host in _LOOPBACK_HOSTS or host.startswith("127."))
         self._client = httpx.Client(
+            auth=httpx.BasicAuth(*basic) if basic else None,
             headers=headers,
             timeout=httpx.Timeout(timeout),
             transport=transport,
@@ -206,14 +285,18 @@ class ApiClient:
         return self._api_key is not None
 
     def url(self, path: str) -> str:
+        """The URL of ``path`` as shown in messages (credentials redacted)."""
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _request_url(self, path: str) -> str:
+        return f"{self._request_base}/{path.lstrip('/')}"
 
     def close(self) -> None:
         self._client.close()
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key replaced by ***."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """``text`` with the API key, the URL's credentials and anything credential-like replaced by ***."""
+        return redact_secrets(text, self._secrets)
 
     def quote(self, text: str) -> str:
         """A short excerpt of server text for a message, key removed first (cutting could split the key)."""
@@ -259,7 +342,7 @@ class ApiClient:
         for attempt in range(1, attempts + 1):
             final = attempt == attempts
             try:
-                request = self._client.build_request(method, url, json=payload, headers=headers)
+                request = self._client.build_request(method, self._request_url(path), json=payload, headers=headers)
                 resp = self._client.send(request, stream=stream)
             except httpx.TransportError as e:  # connect errors, timeouts, dropped connections
                 if final:

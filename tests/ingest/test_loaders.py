@@ -14,11 +14,13 @@ import pytest
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.loaders import (
+    PART_CHARS,
     SUPPORTED_EXTENSIONS,
     LoadResult,
     SkippedFile,
     extract_html,
     load_file,
+    load_file_batches,
     load_paths,
     walk,
 )
@@ -100,10 +102,13 @@ def test_bom_encodings_decode_and_bom_is_stripped(tmp_path: Path, encoded: bytes
 
 
 def test_invalid_utf8_names_the_byte_offset(tmp_path: Path) -> None:
-    path = write(tmp_path / "latin1.txt", "line one\ncaf\u00e9 au lait\n".encode("latin-1"))
+    # UTF-8 (the accents before) with one Latin-1 byte: broken UTF-8, not a Latin-1 file
+    # (Latin-1 files are read: tests/ingest/test_encodings.py).
+    data = "line \u00fcn\u00e9\ncaf".encode() + b"\xe9 au lait " + "d\u00e9j\u00e0 vu\n".encode()
+    path = write(tmp_path / "broken.txt", data)
     message = error_of(path)
-    assert "UTF-8" in message
-    assert "byte offset 12" in message  # "line one\n" is 9 bytes, then "caf", then 0xe9
+    assert "UTF-8" in message and "otherwise UTF-8" in message
+    assert "byte offset 14" in message  # "line \u00fcn\u00e9\n" is 11 bytes, then "caf", then 0xe9
     assert "line 2" in message
     assert "e9" in message
 
@@ -137,19 +142,20 @@ def test_missing_file_and_unsupported_extension(tmp_path: Path) -> None:
     assert "not a regular file" in error_of(tmp_path)
 
 
-def test_large_text_file_uses_memory_linear_in_its_size(tmp_path: Path) -> None:
+def test_large_text_file_is_read_in_parts_in_bounded_memory(tmp_path: Path) -> None:
     line = "The quick brown fox jumps over the lazy dog, 0123456789.\r\n"
     path = write(tmp_path / "big.txt", line * 150_000)  # ~9 MB, ASCII: 1 byte per char as bytes and as str
     size = path.stat().st_size
     tracemalloc.start()
     try:
-        [doc] = load_file(path)
+        lengths = [len(doc.text) for batch in load_file_batches(path) for doc in batch]
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(doc.text) == size - 150_000  # every \r\n became \n
-    # bytes + decoded str + one normalised copy is ~3x; per-character Python lists would be >= 8x.
-    assert peak < 4.5 * size, f"peak {peak / size:.1f}x the file size"
+    assert sum(lengths) == size - 150_000  # every \r\n became \n, nothing lost between parts
+    assert len(lengths) == 9 and max(lengths) <= PART_CHARS
+    # A few parts' worth (blocks being decoded, a part being cut), not the file's 9 MB.
+    assert peak < 6 * PART_CHARS, f"peak {peak / PART_CHARS:.1f} parts, {peak / size:.2f}x the file size"
 
 
 # --- Markdown -------------------------------------------------------------------------------------
@@ -464,6 +470,9 @@ def test_load_paths_skips_bad_files_and_continues(tmp_path: Path) -> None:
 
 
 def test_supported_extensions_all_dispatch(tmp_path: Path) -> None:
-    for ext in sorted(SUPPORTED_EXTENSIONS - {".pdf"}):
+    # The text-based types; every other type is loaded from a real file in tests/ingest/test_formats.py.
+    text_based = {".txt", ".text", ".rst", ".log", ".md", ".markdown", ".html", ".htm"}
+    assert text_based <= SUPPORTED_EXTENSIONS
+    for ext in sorted(text_based):
         docs = load_file(write(tmp_path / f"f{ext}", "<p>hello world</p>\n"))
         assert docs and "hello world" in docs[0].text, ext

@@ -1,8 +1,9 @@
 """The main job on sample documents: ingest, then answer questions with citations.
 
-Ingests the repository's ``samples/docs`` (Markdown, HTML, text and a PDF) into a knowledge
-base, asks the questions in ``samples/questions.json`` and prints each answer with its
-numbered sources. When the shared datasets are present it also ingests the Llama 2 paper
+Ingests the sample documents shipped in the package, ``kvgraph/demo_data/docs`` (Markdown,
+HTML, text and a PDF), into a knowledge base, asks the questions in
+``kvgraph/demo_data/questions.json`` and prints each answer with its numbered sources; it
+works from an installed wheel, in any directory. When the shared datasets are present it also ingests the Llama 2 paper
 (one document per page) and asks about safety fine-tuning. A second run re-uses the
 knowledge base: unchanged files are not embedded again.
 """
@@ -16,39 +17,52 @@ from typing import Any
 
 import click
 
+from kvgraph.cli.common import console as _console
+from kvgraph.cli.common import prepare_model, progress_bar
 from kvgraph.kb import KnowledgeBase
-from kvgraph.progress import RichProgress
 
 LLAMA2_QUESTION = "Can you tell me about the key concepts for safety finetuning"
 
 
 def samples_dir() -> Path:
-    # the repository checkout's samples/ (src/kvgraph/cli/demo.py -> ../../../samples)
-    return Path(__file__).resolve().parents[3] / "samples"
+    """The demo's documents (``docs/``) and questions, package data of kvgraph (kvgraph/cli/demo.py -> kvgraph/)."""
+    return Path(__file__).resolve().parents[1] / "demo_data"
+
+
+def _rule(console: Any, title: str = "") -> None:
+    """A horizontal rule on a terminal; a short marked line when piped (a rule would be as wide as the console)."""
+    from rich.rule import Rule
+
+    if console.is_terminal:
+        console.print(Rule(title))
+    else:
+        console.print(f"--- {title}" if title else "---", markup=False, highlight=False)
 
 
 def run_demo(
     kb_dir: Path, datasets: Path | None, n_questions: int | None = None, console: Any = None
 ) -> dict[str, Any]:
-    from rich.console import Console
-    from rich.rule import Rule
-
     from kvgraph.cli.kb import print_answer
 
-    console = console or Console()
+    console = console or _console()
     samples = samples_dir()
     questions = json.loads((samples / "questions.json").read_text(encoding="utf-8"))[:n_questions]
     summary: dict[str, Any] = {"questions": len(questions), "expected_source_cited_first": 0}
     with KnowledgeBase.open(kb_dir) as kb:
-        console.print(Rule(f"ingesting {samples / 'docs'} into {kb_dir}"))
-        report = kb.ingest([samples / "docs"], progress=RichProgress())
+        _rule(console, f"ingesting {samples / 'docs'} into {kb_dir}")
+        prepare_model(kb)
+        progress = progress_bar()
+        try:
+            report = kb.ingest([samples / "docs"], progress=progress)
+        finally:
+            progress.finish()
         console.print(
             f"{report.files_ingested} files ingested, {report.files_unchanged} unchanged: "
             f"{report.documents} documents, {report.chunks} chunks, {report.tokens} tokens "
             f"in {report.seconds:.1f} s"
         )
         for q in questions:
-            console.print(Rule())
+            _rule(console)
             console.print(f"[bold]Q: {q['question']}[/bold]")
             t0 = time.perf_counter()
             answer = kb.ask(q["question"])
@@ -60,7 +74,7 @@ def run_demo(
             console.print(f"[dim]{(time.perf_counter() - t0) * 1000:.0f} ms[/dim]")
         if datasets is not None and (datasets / "llama2").is_dir():
             summary["llama2"] = _llama2(kb, datasets, console)
-    console.print(Rule())
+    _rule(console)
     console.print(
         f"{summary['expected_source_cited_first']}/{summary['questions']} answers cite the expected document first"
     )
@@ -68,15 +82,17 @@ def run_demo(
 
 
 def _llama2(kb: KnowledgeBase, datasets: Path, console: Any) -> dict[str, Any]:
-    from rich.rule import Rule
-
     from kvgraph.cli.kb import print_answer
     from kvgraph.eval.sources import llama2_pages
 
     pages = llama2_pages(datasets)
-    console.print(Rule(f"the Llama 2 paper: {len(pages)} pages"))
+    _rule(console, f"the Llama 2 paper: {len(pages)} pages")
     t0 = time.perf_counter()
-    nodes = kb.add_documents(pages, progress=RichProgress(label="embedding pages"))
+    progress = progress_bar("embedding pages")
+    try:
+        nodes = kb.add_documents(pages, progress=progress)
+    finally:
+        progress.finish()
     console.print(f"{len(nodes)} chunks in {time.perf_counter() - t0:.1f} s (cached after the first run)")
     console.print(f"[bold]Q: {LLAMA2_QUESTION}[/bold]")
     answer = kb.ask(LLAMA2_QUESTION, filters={"file_name": "llama2_paper_pdftext.txt"})

@@ -5,9 +5,18 @@ with int8 weights than through torch (see bench/README.md, "Embedding"), and imp
 onnxruntime costs ~0.1 s against ~4 s for sentence-transformers, which keeps `kvgraph ask`
 fast from a cold start. Retrieval quality is measured in the same benchmark.
 
-The ONNX file is made once per model from the model directory (torch is needed for that
-one export) and cached under ``$KVGRAPH_CACHE_DIR`` (default ``~/.cache/kvgraph``). A model
-directory that already ships ``onnx/model.onnx`` needs no torch at all.
+The ONNX file is prepared once per model and cached under ``$KVGRAPH_CACHE_DIR`` (default
+``~/.cache/kvgraph``): :meth:`OnnxEmbedder.prepare` (or the first embedding) makes it, under a
+lock so that two processes never both do, and reports its steps to a callback. Where it comes
+from, first match wins:
+
+- the model directory's own ``onnx/model.onnx`` (fused by onnxruntime's BERT optimizer);
+- a BERT model (all-MiniLM-L6-v2, its fine-tunes): built from the weights without torch, by
+  :mod:`kvgraph.embed.onnx_build`, in ~3 s; the same graph and weights as the torch route;
+- any other architecture: exported with torch (``pip install 'kvgraph[local]'``), then fused.
+
+int8 files are then quantized with onnxruntime. onnxruntime is imported with its telemetry off
+(:func:`kvgraph.embed.onnx_build.import_onnxruntime`).
 """
 
 from __future__ import annotations
@@ -15,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import tempfile
 import warnings
@@ -26,7 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from kvgraph.embed.onnx_build import (
+    ProgressCallback,
+    Steps,
+    build_bert,
+    import_onnxruntime,
+    pipeline_problem,
+    quantize_int8,
+    unsupported_reason,
+)
 from kvgraph.embed.tokens import HFTokenCounter
+from kvgraph.embed.weights import weight_files
 from kvgraph.errors import InvalidInputError, MissingDependencyError
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -35,6 +53,10 @@ QUANTIZATIONS = ("int8", "fp32")
 # the embedding cache and a knowledge base's model check) never mix vectors of two exports.
 # v2: eager attention export, so onnxruntime fuses attention and int8 covers Q/K/V too.
 EXPORT_VERSION = 2
+# Written by `kvgraph finetune embedder` into the model directory it makes: the base model, the
+# data, the metrics and the weights' sha256. Its hash enters the model name and the export's
+# fingerprint, so two fine-tunes saved under one directory name never share vectors or exports.
+FINETUNE_CARD = "kvgraph_finetune.json"
 
 
 def cache_dir() -> Path:
@@ -122,6 +144,9 @@ class OnnxEmbedder:
             base = self.model_dir.name
         else:  # a name resolved from the Hugging Face cache: name it by the model, not the snapshot hash
             base = str(model_dir).rsplit("/", 1)[-1]
+        weights = str(_read_json(self.model_dir / FINETUNE_CARD).get("weights_sha256") or "")
+        if weights:  # a fine-tuned directory: its name alone does not say which weights are in it
+            base = f"{base}-{weights[:8]}"
         self.model_name = f"{base}@onnx-{quantization}-v{EXPORT_VERSION}"
         self._session: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -150,30 +175,66 @@ class OnnxEmbedder:
     # ------------------------------------------------------------------ model file
 
     def onnx_path(self) -> Path:
-        """Where this model's ONNX file is; made (exported, quantized) on first call."""
+        """Where this model's ONNX file is; prepared (built or exported, then quantized) on first call."""
+        return self.prepare()
+
+    def is_prepared(self) -> bool:
+        """True when the ONNX file is ready, so the first embedding will not stop to prepare it."""
+        return self._ready_file() is not None
+
+    def prepare(self, progress: ProgressCallback | None = None) -> Path:
+        """Make this model's ONNX file once per machine (cached), reporting its steps; returns its path.
+
+        ``progress`` gets a :class:`~kvgraph.embed.onnx_build.PrepareProgress` when each step starts
+        and a last one with ``done == total`` ("ready"); nothing when the file is already there.
+        all-MiniLM-L6-v2 takes ~3 s, without torch (bench/embed_build.py). When another
+        process is preparing the same model, this one waits for it (one report) and uses its file.
+        """
+        ready = self._ready_file()
+        if ready is not None:
+            return ready
+        target = self._cache_file()
+        shipped = self._shipped_file()
+        route = _route(self.model_dir, shipped)
+        steps = Steps(progress, len(_STEPS[route]) + (self.quantization == "int8"), self.model_name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # One process prepares; others wait on the lock and then find the file.
+        with open(target.parent / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                steps.wait()
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.is_file():
+                _build_onnx(self.model_dir, route, shipped, target, self.quantization, steps)
+        steps.finish()
+        return target
+
+    def _shipped_file(self) -> Path | None:
         shipped = self.model_dir / "onnx" / "model.onnx"
-        if shipped.is_file() and self.quantization == "fp32":
-            return shipped
-        target = (
+        return shipped if shipped.is_file() else None
+
+    def _cache_file(self) -> Path:
+        return (
             cache_dir()
             / "models"
             / f"{self.model_name.split('@')[0]}-{self._fingerprint()}-v{EXPORT_VERSION}"
             / f"model-{self.quantization}.onnx"
         )
-        if target.is_file():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # One process exports; others wait on the lock and then find the file.
-        with open(target.parent / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not target.is_file():
-                _build_onnx(self.model_dir, shipped if shipped.is_file() else None, target, self.quantization)
-        return target
+
+    def _ready_file(self) -> Path | None:
+        shipped = self._shipped_file()
+        if shipped is not None and self.quantization == "fp32":
+            return shipped
+        target = self._cache_file()
+        return target if target.is_file() else None
 
     def _fingerprint(self) -> str:
         """Changes when the weights change, so a cached export is never stale."""
         h = hashlib.sha256()
-        for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        shards = [p.name for p in weight_files(self.model_dir)]
+        names = dict.fromkeys(["config.json", "model.safetensors", "pytorch_model.bin", FINETUNE_CARD, *shards])
+        for name in names:
             p = self.model_dir / name
             if p.is_file():
                 st = p.stat()
@@ -184,8 +245,7 @@ class OnnxEmbedder:
 
     def _load(self) -> Any:
         if self._session is None:
-            import onnxruntime as ort
-
+            ort = import_onnxruntime()
             opts = ort.SessionOptions()
             # One thread per run, and `threads` runs at once (see embed()): on this CPU two
             # single-threaded runs side by side embed ~1.3x faster than one two-threaded run.
@@ -242,32 +302,57 @@ class OnnxEmbedder:
         return self._pool
 
 
-def _build_onnx(model_dir: Path, shipped: Path | None, target: Path, quantization: str) -> None:
-    """Export the transformer to ONNX (torch, once), fuse, and quantize to int8 if asked."""
+# The steps of each way to make the fp32 file (quantizing to int8 comes after each).
+_STEPS = {
+    "shipped": ["fusing the model's ONNX graph"],
+    "bert": ["reading the weights", "building the ONNX graph"],
+    "torch": ["exporting the model with torch", "fusing the ONNX graph"],
+}
+
+
+def _route(model_dir: Path, shipped: Path | None) -> str:
+    """How the fp32 graph is made: from the shipped file, built from the weights, or exported with torch."""
+    if shipped is not None:
+        return "shipped"
+    return "bert" if unsupported_reason(model_dir, _read_json(model_dir / "config.json")) is None else "torch"
+
+
+def _check_pipeline(model_dir: Path) -> None:
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        modules = []
+    problem = pipeline_problem(modules, _read_json(model_dir / "1_Pooling" / "config.json"))
+    if problem:
+        raise InvalidInputError(
+            f"{model_dir}: {problem}, which the ONNX embedder does not run; "
+            f"use the embedder sentence-transformers:{model_dir}"
+        )
+
+
+def _build_onnx(
+    model_dir: Path, route: str, shipped: Path | None, target: Path, quantization: str, step: Steps
+) -> None:
+    """Make the fp32 graph (see :func:`_route`), quantize it to int8 if asked, and move it into place."""
+    _check_pipeline(model_dir)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        fp32 = shipped or Path(tmp) / "model-fp32.onnx"
-        if shipped is None:
-            _export_with_torch(model_dir, fp32)
-        fused = Path(tmp) / "model-fused.onnx"
-        _fuse(fp32, fused, model_dir)
-        result = fused
+        result = Path(tmp) / "model-fp32.onnx"
+        if route == "bert":
+            build_bert(model_dir, _read_json(model_dir / "config.json"), result, step)
+        elif route == "shipped" and shipped is not None:
+            step(_STEPS["shipped"][0])
+            _fuse(shipped, result, model_dir)
+        else:
+            step(_STEPS["torch"][0])
+            exported = Path(tmp) / "model-exported.onnx"
+            export_with_torch(model_dir, exported)
+            step(_STEPS["torch"][1])
+            _fuse(exported, result, model_dir)
         if quantization == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # "run pre-processing"
-
-            result = Path(tmp) / "model-int8.onnx"
-            # Per-channel int8 weights of the MatMuls and the fused attention's Q/K/V projection:
-            # ~2x torch's throughput, mean cosine to torch 0.994, SQuAD retrieval unchanged
-            # (bench/README.md, "Embedding").
-            quantize_dynamic(
-                str(fused),
-                str(result),
-                per_channel=True,
-                op_types_to_quantize=["MatMul", "Attention"],
-                weight_type=QuantType.QInt8,
-                extra_options={"DefaultTensorType": 1},  # FLOAT, for outputs of fused ops
-            )
+            step("quantizing to int8")
+            quantized = Path(tmp) / "model-int8.onnx"
+            quantize_int8(result, quantized)
+            result = quantized
         os.replace(result, target)
         fd = os.open(target.parent, os.O_RDONLY)
         try:
@@ -276,21 +361,34 @@ def _build_onnx(model_dir: Path, shipped: Path | None, target: Path, quantizatio
             os.close(fd)
 
 
-def _export_with_torch(model_dir: Path, out: Path) -> None:
+def export_with_torch(model_dir: Path, out: Path) -> None:
+    """The torch route: ``torch.onnx.export`` of the model directory's transformer to ``out`` (fp32, unfused).
+
+    :meth:`OnnxEmbedder.prepare` takes it for architectures that :mod:`kvgraph.embed.onnx_build`
+    does not build; written to ``MODEL_DIR/onnx/model.onnx`` it makes the directory's shipped
+    graph (bench/embed_build.py compares the two routes that way).
+    """
     try:
         import torch
         from transformers import AutoModel
     except ImportError as e:
+        why = unsupported_reason(model_dir, _read_json(model_dir / "config.json"))
         raise MissingDependencyError(
-            "torch and transformers (needed once to export the embedding model to ONNX)", "local"
+            f"torch and transformers (needed once to export {model_dir.name} to ONNX"
+            + (f": {why}" if why else "")
+            + ")",
+            "local",
         ) from e
 
     # Eager attention exports the plain softmax(QK^T)V pattern that onnxruntime's BERT optimizer
     # fuses into one Attention op; the default SDPA export is left unfused and ~1.5x slower.
-    try:
-        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    except (TypeError, ValueError):  # architectures without the option
-        model = AutoModel.from_pretrained(str(model_dir)).eval()
+    from kvgraph.embed.local import transformers_bars_off
+
+    with transformers_bars_off():
+        try:
+            model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+        except (TypeError, ValueError):  # architectures without the option
+            model = AutoModel.from_pretrained(str(model_dir)).eval()
 
     class _LastHidden(torch.nn.Module):
         # A plain positional signature: transformers' forward() takes many optional kwargs.
@@ -326,6 +424,7 @@ def _fuse(src: Path, dst: Path, model_dir: Path) -> None:
     config = _read_json(model_dir / "config.json")
     if config.get("model_type") in ("bert", "roberta", "xlm-roberta", "mpnet"):
         try:
+            import_onnxruntime()
             from onnxruntime.transformers import optimizer
 
             m = optimizer.optimize_model(

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from kvgraph.errors import InvalidInputError, MissingDependencyError
+from kvgraph.errors import InvalidInputError
 
 
 @runtime_checkable
@@ -39,7 +39,9 @@ class HFTokenCounter:
         try:
             from tokenizers import Tokenizer
         except ImportError as e:  # pragma: no cover - tokenizers is a core dependency
-            raise MissingDependencyError("tokenizers", "local") from e
+            from kvgraph.embed.onnx_build import MissingPackageError
+
+            raise MissingPackageError("tokenizers", "counts the model's tokens", "pip install tokenizers") from e
         path = os.fspath(tokenizer_json_path)
         if not os.path.isfile(path):
             raise InvalidInputError(f"tokenizer file {path!r} does not exist; pass the path of a tokenizer.json")

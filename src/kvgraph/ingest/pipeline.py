@@ -3,12 +3,18 @@
 Each file is one unit of work that commits on its own: its nodes replace the file's previous
 nodes in one store commit, then the registry records the file's hash. An interrupted run
 loses at most the file in flight, and the next run picks up where it stopped.
+
+Every ingest and sync starts by cross-checking the registry with the store
+(:func:`~kvgraph.ingest.registry.cross_check`): files whose chunks went missing from the store
+are ingested again, and sync deletes orphaned chunks; each is a warning in the report.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +23,22 @@ from typing import Any, Protocol
 
 from kvgraph.embed.base import Embedder
 from kvgraph.errors import InvalidInputError
-from kvgraph.ingest.loaders import SkippedFile, load_file, walk
-from kvgraph.ingest.registry import FileRecord, Registry
+from kvgraph.ingest.context import embedding_text
+from kvgraph.ingest.loaders import (
+    DEFAULT_MAX_FILE_BYTES,
+    SkippedFile,
+    check_file,
+    display_path,
+    file_key,
+    load_file_batches,
+    open_regular,
+    path_from_display,
+    walk,
+)
+from kvgraph.ingest.registry import NOT_INGESTED, FileRecord, Registry, cross_check
 from kvgraph.schema import Document, Node
+
+log = logging.getLogger(__name__)
 
 
 class Splitter(Protocol):
@@ -38,6 +57,9 @@ class IngestReport:
     embedded: int = 0  # chunks that needed the model (the rest came from the embedding cache)
     seconds: float = 0.0
     skipped: list[SkippedFile] = field(default_factory=list)
+    files_restored: int = 0  # ingested again because their chunks were missing from the store
+    orphans_removed: int = 0  # chunks of documents the registry did not know, deleted by sync
+    warnings: list[str] = field(default_factory=list)  # also logged
 
     @property
     def chunks_per_s(self) -> float:
@@ -53,7 +75,7 @@ class IngestReport:
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # never blocks on a FIFO swapped in after the walk
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -85,9 +107,12 @@ class Ingestor:
         progress: Progress | None = None,
         embed_batch: int = 64,
         force: bool = False,
+        max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
-        """``force`` re-splits files even when unchanged (the chunking settings changed)."""
+        """``force`` re-splits files even when unchanged (the chunking settings changed);
+        files over ``max_file_bytes`` are skipped (setting ``max_file_mb``)."""
         self.force = force
+        self.max_file_bytes = max_file_bytes
         self.store = store
         self.registry = registry
         self.embedder = embedder
@@ -106,13 +131,66 @@ class Ingestor:
     ) -> IngestReport:
         report = IngestReport()
         t0 = time.perf_counter()
-        files = walk(list(paths), include=include or None, exclude=exclude or None)
+        files = walk(
+            list(paths),
+            include=include or None,
+            exclude=exclude or None,
+            skipped=report.skipped,
+            max_file_bytes=self.max_file_bytes,
+        )
         if remember_roots:
             for p in paths:
-                self.registry.add_root(str(Path(p).resolve()), include or [], exclude or [])
-        self._run(files, report)
+                if (root := _root_key(p)) is not None:
+                    self.registry.add_root(root, include or [], exclude or [])
+        restore = self._reconcile(report, remove_orphans=False)
+        walked = {_root_key(f) for f in files} if restore else set()
+        self._run([*files, *(path_from_display(k) for k in restore if k not in walked)], report)
+        self._count_restored(restore, report)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def restore(self) -> IngestReport:
+        """Ingest again only the files whose chunks are missing from the store, and delete orphans (repair)."""
+        report = IngestReport()
+        t0 = time.perf_counter()
+        restore = self._reconcile(report, remove_orphans=True)
+        self._run([path_from_display(k) for k in restore], report)
+        self._count_restored(restore, report)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _reconcile(self, report: IngestReport, remove_orphans: bool) -> list[str]:
+        """Cross-check the registry with the store; returns the files to ingest again (registry keys).
+
+        Their registry records are marked not ingested first, so a crash does not forget them.
+        """
+        check = cross_check(self.store, self.registry)
+        if check.ok:
+            return []
+        restore = [k for k in check.missing_files if path_from_display(k).exists()]
+        for key in restore:
+            self.registry.invalidate(key)
+        for doc_id, missing in check.missing_documents.items():  # cannot be restored: keep what is left
+            left = self.registry.documents().get(doc_id, 0) - missing
+            if left > 0:
+                self.registry.put_documents({doc_id: left})
+            else:
+                self.registry.forget_document(doc_id, 0)
+        store_name = str(getattr(self.store, "path", "store"))
+        lines = check.problems(str(self.registry.path), store_name)
+        if remove_orphans and check.orphans:  # ingest leaves them; sync deletes them
+            for doc_id in check.orphans:
+                report.orphans_removed += int(self.store.delete_ref_doc(doc_id))
+            lines.append(f"{check.orphan_note(store_name)}: deleted {report.orphans_removed}")
+        for line in lines:
+            report.warnings.append(line)
+            log.warning("%s", line)
+        return restore
+
+    def _count_restored(self, restore: list[str], report: IngestReport) -> None:
+        for key in restore:
+            rec = self.registry.get(key)
+            report.files_restored += bool(rec and rec.sha256 != NOT_INGESTED)
 
     def _run(self, files: Iterable[Path], report: IngestReport) -> None:
         files = list(files)
@@ -132,21 +210,32 @@ class Ingestor:
         t0 = time.perf_counter()
         files: dict[str, Path] = {}
         for root, include, exclude in self.registry.roots():
-            if Path(root).exists():
-                for f in walk([root], include=include or None, exclude=exclude or None):
-                    files.setdefault(str(f.resolve()), f)
-        for f in walk(list(extra_paths)) if extra_paths else []:
-            files.setdefault(str(f.resolve()), f)
+            if path_from_display(root).exists():
+                found = walk(
+                    [path_from_display(root)],
+                    include=include or None,
+                    exclude=exclude or None,
+                    skipped=report.skipped,
+                    max_file_bytes=self.max_file_bytes,
+                )
+                for f in found:
+                    files.setdefault(file_key(f), f)
+        extra = list(extra_paths)
+        for f in walk(extra, skipped=report.skipped, max_file_bytes=self.max_file_bytes) if extra else []:
+            files.setdefault(file_key(f), f)
         for p in extra_paths:
-            self.registry.add_root(str(Path(p).resolve()), [], [])
+            if (key := _root_key(p)) is not None:
+                self.registry.add_root(key, [], [])
+        restore = self._reconcile(report, remove_orphans=True)
         known = self.registry.all()
         for rec in known:
-            if not Path(rec.path).exists():
+            if not path_from_display(rec.path).exists():
                 self.remove_file(rec)
                 report.files_removed += 1
             else:
-                files.setdefault(rec.path, Path(rec.path))
+                files.setdefault(rec.path, path_from_display(rec.path))
         self._run(files.values(), report)
+        self._count_restored(restore, report)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -155,55 +244,72 @@ class Ingestor:
 
     def _ingest_file(self, path: Path, report: IngestReport) -> None:
         report.files_seen += 1
-        key = str(path.resolve())
+        name = display_path(path)  # names that are not UTF-8 are shown (and stored) with \xNN escapes
         try:
-            st = path.stat()
-        except OSError as e:
-            report.skipped.append(SkippedFile(str(path), f"cannot stat: {e.strerror or e}"))
-            self.progress.file_done(str(path), 0)
+            st = check_file(path, self.max_file_bytes)  # a regular file within the size limit, or skipped
+            key = file_key(path)
+        except InvalidInputError as e:
+            report.skipped.append(SkippedFile(name, getattr(e, "reason", None) or str(e)))
+            self.progress.file_done(name, 0)
             return
         rec = self.registry.get(key)
         if rec and not self.force and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             report.files_unchanged += 1
-            self.progress.file_done(str(path), 0)
+            self.progress.file_done(name, 0)
             return
         try:
             sha = file_sha256(path)
-        except OSError as e:
-            report.skipped.append(SkippedFile(str(path), f"cannot read: {e.strerror or e}"))
-            self.progress.file_done(str(path), 0)
+        except (OSError, InvalidInputError) as e:
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+            report.skipped.append(SkippedFile(name, f"cannot read: {reason}"))
+            self.progress.file_done(name, 0)
             return
         if rec and not self.force and rec.sha256 == sha:
             self.registry.touch(key, st.st_size, st.st_mtime_ns)
             report.files_unchanged += 1
-            self.progress.file_done(str(path), 0)
+            self.progress.file_done(name, 0)
             return
+        # A big file arrives in batches (parts of about a million characters), each split,
+        # embedded and stored before the next is read, so memory does not grow with the file.
+        # Every check that can refuse the file runs before the first batch: a bad file never
+        # touches what is stored. The first batch replaces the file's previous documents.
+        doc_ids: list[str] = []
+        n_nodes = tokens = 0
+        replace: Sequence[str] = rec.doc_ids if rec else ()
         try:
-            docs = load_file(path)
+            for docs in load_file_batches(path, max_file_bytes=self.max_file_bytes):
+                nodes = self.add_documents(docs, replace_docs=replace)
+                replace = ()
+                doc_ids.extend(d.id for d in docs)
+                n_nodes += len(nodes)
+                tokens += sum(_tokens(n) for n in nodes)
+                del nodes
         except InvalidInputError as e:
-            reason = getattr(e, "reason", None) or str(e)
-            report.skipped.append(SkippedFile(str(path), reason))
-            self.progress.file_done(str(path), 0)
+            if doc_ids:  # the file changed while it was read: drop the half, and retry next time
+                for doc_id in doc_ids:
+                    self.store.delete_ref_doc(doc_id)
+                if rec:
+                    self.registry.remove(key)
+            report.skipped.append(SkippedFile(name, getattr(e, "reason", None) or str(e)))
+            self.progress.file_done(name, 0)
             return
-        nodes = self.add_documents(docs, replace_docs=rec.doc_ids if rec else ())
-        tokens = sum(_tokens(n) for n in nodes)
         self.registry.put(
             FileRecord(
                 path=key,
                 sha256=sha,
                 size=st.st_size,
                 mtime_ns=st.st_mtime_ns,
-                doc_ids=[d.id for d in docs],
-                n_nodes=len(nodes),
+                doc_ids=doc_ids,
+                n_nodes=n_nodes,
                 n_tokens=tokens,
                 ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
         )
         report.files_ingested += 1
-        report.documents += len(docs)
-        report.chunks += len(nodes)
+        report.documents += len(doc_ids)
+        report.chunks += n_nodes
         report.tokens += tokens
-        self.progress.file_done(str(path), len(nodes))
+        self.progress.file_done(name, n_nodes)
 
     # ------------------------------------------------------------------ documents
 
@@ -215,6 +321,13 @@ class Ingestor:
             return nodes  # same documents, same chunk ids: nothing to embed or write
         self.embed_nodes(nodes, self.progress.chunks_embedded)
         self.store.add(nodes, replace_docs=replace)
+        return nodes
+
+    def add_api_documents(self, docs: Sequence[Document]) -> list[Node]:
+        """:meth:`add_documents` for documents given by the caller (not from a file), listed in the registry."""
+        nodes = self.add_documents(docs)
+        per_doc = Counter(n.ref_doc_id for n in nodes)
+        self.registry.put_documents({d.id: per_doc.get(d.id, 0) for d in docs})
         return nodes
 
     def _unchanged(self, docs: Sequence[Document], nodes: Sequence[Node]) -> bool:
@@ -230,7 +343,7 @@ class Ingestor:
         nodes = [n for n in nodes if n.embedding is None]
         for i in range(0, len(nodes), self.embed_batch):
             part = nodes[i : i + self.embed_batch]
-            vecs = self.embedder.embed([n.text for n in part])
+            vecs = self.embedder.embed([embedding_text(n) for n in part])  # the text, after its context header
             for n, v in zip(part, vecs):
                 n.embedding = v
             if on_batch:
@@ -242,6 +355,14 @@ def remove_file(store: Any, registry: Registry, rec: FileRecord) -> int:
     removed = sum(store.delete_ref_doc(doc_id) for doc_id in rec.doc_ids)
     registry.remove(rec.path)
     return int(removed)
+
+
+def _root_key(path: str | Path) -> str | None:
+    """A root's registry key (resolved, display text), or None for a symlink loop (the walk reported it)."""
+    try:
+        return file_key(Path(path))
+    except InvalidInputError:
+        return None
 
 
 def _tokens(n: Node) -> int:

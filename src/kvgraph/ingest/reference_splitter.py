@@ -8,6 +8,11 @@
 
 Every node keeps its document's ``ref_doc_id``, so replacing or deleting a document
 replaces or deletes its references with it, in the same store commit.
+
+As for plain chunks, tiny Markdown sections are merged first (``min_section_chars``) and, with
+``context_headers``, children carry their document's ``title > heading path`` header, which
+the pipeline embeds before their text (:mod:`kvgraph.ingest.context`). Parents are returned,
+not searched, and extractive summaries and questions are embedded as they are.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class ReferenceSplitter:
         llm: LLM | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         progress: Callable[[MetadataProgress], None] | None = None,
+        context_headers: bool = False,
+        min_section_chars: int = 0,
     ) -> None:
         if kind not in REFERENCE_KINDS[1:]:
             raise InvalidInputError(f"references must be one of {', '.join(REFERENCE_KINDS[1:])}, got {kind!r}")
@@ -57,9 +64,15 @@ class ReferenceSplitter:
         self.llm = llm
         self.cache_path = cache_path
         self.progress = progress
+        self.context_headers = context_headers
+        self.min_section_chars = min_section_chars
 
     def split_many(self, docs: Iterable[Document]) -> list[Node]:
         docs = list(docs)
+        if self.min_section_chars > 0:
+            from kvgraph.ingest.loaders.markdown import merge_small_sections
+
+            docs = merge_small_sections(docs, self.min_section_chars)
         if self.kind == "metadata":
             nodes = parent_chunks(docs, self.counter, self.parent_size, self.overlap)
         else:
@@ -73,4 +86,11 @@ class ReferenceSplitter:
                 cache_path=self.cache_path,
                 progress=self.progress,
             )
+        if self.context_headers:
+            from kvgraph.ingest.context import HEADER_KEY, chunk_header
+
+            for node in nodes:
+                header = chunk_header(node.metadata) if node.metadata.get("role") == "child" else ""
+                if header:
+                    node.metadata[HEADER_KEY] = header
         return nodes

@@ -20,7 +20,7 @@ import httpx
 
 from kvgraph.errors import LLMError, LLMUnavailableError
 from kvgraph.llm.base import ChatMessage
-from kvgraph.transport import ApiClient, Usage, iter_sse_data, json_text
+from kvgraph.transport import ApiClient, Usage, iter_sse_data, json_text, redact_url
 
 log = logging.getLogger("kvgraph.llm")
 
@@ -57,7 +57,8 @@ class OpenAICompatibleLLM:
     exponential backoff (``backoff_base`` seconds doubling up to ``backoff_max``, with jitter)
     or the server's ``Retry-After`` (capped at ``retry_after_max``). Other 4xx fail at once.
     ``usage`` accumulates the token counts the server reports. The API key is sent as a bearer
-    token only when given, and never appears in messages, logs or ``repr``.
+    token only when given, and never appears in messages, logs or ``repr``; neither do credentials
+    in the base URL (``base_url`` shows them as ``***``).
     """
 
     def __init__(
@@ -335,8 +336,9 @@ def llm_from_env(env: Mapping[str, str] | None = None, **kwargs: Any) -> OpenAIC
         return None
     model = get(ENV_MODEL)
     if model is None:
+        shown = redact_url(base_url.rstrip("/"))
         raise LLMUnavailableError(
-            f"an LLM server is configured ({base_url}) but {ENV_MODEL} is not set: set it to a model the "
-            f"server serves (GET {base_url.rstrip('/')}/models lists them)"
+            f"an LLM server is configured ({shown}) but {ENV_MODEL} is not set: set it to a model the "
+            f"server serves (GET {shown}/models lists them)"
         )
     return OpenAICompatibleLLM(base_url, model, api_key=get(ENV_API_KEY, "OPENAI_API_KEY"), **kwargs)

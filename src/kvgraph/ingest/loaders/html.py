@@ -12,7 +12,9 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from kvgraph.ingest.loaders.common import UnreadableFileError, base_metadata, clean_text, read_text
+from kvgraph.ingest.loaders.common import base_metadata, clean_text, read_text
+from kvgraph.ingest.loaders.files import UnreadableFileError, display_path
+from kvgraph.ingest.loaders.pages import page_from_name
 from kvgraph.schema import Document
 
 # Dropped with everything inside them. <title> is collected separately for the metadata.
@@ -206,11 +208,15 @@ def extract_html(markup: str) -> tuple[str, str | None]:
 
 
 def load_html(path: Path) -> list[Document]:
-    """One Document with the page's main text; ``title`` from <title> or the first <h1>."""
+    """One Document with the page's main text; ``title`` from <title> or the first <h1>; ``page`` when
+    the file name says it is one page of a document (``page-023.html``)."""
     text, title = extract_html(read_text(path))
     if not text.strip():
         raise UnreadableFileError(path, "no text content in the HTML (only markup, scripts or navigation)")
     metadata = base_metadata(path, "html")
     if title:
         metadata["title"] = title
-    return [Document(id=str(path), text=text, metadata=metadata)]
+    page = page_from_name(path)  # a page of a converted document: page-023.html (kvgraph.ingest.loaders.pages)
+    if page is not None:
+        metadata["page"] = page
+    return [Document(id=display_path(path), text=text, metadata=metadata)]

@@ -1,5 +1,9 @@
 """PDF files via pypdfium2: one document per page that has text.
 
+Pages are extracted one at a time and only their text is kept; the loader returns every
+page's text at once (PDF text is a small fraction of the file), and the ingest pipeline then
+splits, embeds and stores the pages in batches of at most ``PART_CHARS`` characters.
+
 PDFium reports glyphs without a Unicode mapping (e.g. small-caps title fonts) as NUL or
 U+FFFE; those are stripped with the other control characters, since they carry no text
 and break tokenizers. A PDF with no text on any page is rejected as having no text
@@ -10,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvgraph.ingest.loaders.common import UnreadableFileError, base_metadata, clean_text
+from kvgraph.ingest.loaders.common import base_metadata, clean_text
+from kvgraph.ingest.loaders.files import UnreadableFileError, display_path, open_regular
 from kvgraph.schema import Document
 
 
@@ -34,10 +39,16 @@ def load_pdf(path: Path) -> list[Document]:
     base = base_metadata(path, "pdf")
     if base["file_size"] == 0:
         raise UnreadableFileError(path, "empty file")
+    # Opened through a checked descriptor, never by name: a FIFO swapped in cannot block PDFium.
+    handle = open_regular(path)
     try:
-        pdf = pdfium.PdfDocument(str(path))
+        pdf = pdfium.PdfDocument(handle, autoclose=True)
     except pdfium.PdfiumError as exc:
+        handle.close()
         raise UnreadableFileError(path, _open_error(exc)) from None
+    except BaseException:
+        handle.close()
+        raise
     docs: list[Document] = []
     try:
         total = len(pdf)
@@ -60,7 +71,7 @@ def load_pdf(path: Path) -> list[Document]:
                 page.close()
             if text:  # image-only pages (figures, blank pages) are not documents
                 meta = {**base, "page": index + 1}
-                docs.append(Document(id=f"{path}#page={index + 1}", text=text, metadata=meta))
+                docs.append(Document(id=f"{display_path(path)}#page={index + 1}", text=text, metadata=meta))
     finally:
         pdf.close()
     if not docs:

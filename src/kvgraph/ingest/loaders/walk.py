@@ -8,7 +8,8 @@ root that was given (with ``/`` separators):
 * a pattern ending in ``/`` matches a directory and everything under it (``build/``).
 
 Hidden files and directories (``.git``, ``.kvgraph``, ``.venv``...) are skipped, and
-excluded directories are not descended into.
+excluded directories are not descended into. Entries that are not regular files are
+never opened: they are reported (see :func:`walk`) and left out.
 """
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ from pathlib import Path
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.loaders.common import SUPPORTED_EXTENSIONS
+from kvgraph.ingest.loaders.files import (
+    DEFAULT_MAX_FILE_BYTES,
+    SkippedFile,
+    UnreadableFileError,
+    check_file,
+    display_path,
+    file_key,
+)
 
-PathLike = str | os.PathLike[str]
+PathLike = str | bytes | os.PathLike[str]
 
 
 @lru_cache(maxsize=256)
@@ -76,25 +85,51 @@ def _matches(rel: str, patterns: list[str]) -> bool:
 
 
 def _as_list(paths: PathLike | Iterable[PathLike]) -> list[Path]:
-    if isinstance(paths, (str, os.PathLike)):
-        return [Path(paths)]
-    return [Path(p) for p in paths]
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        return [Path(os.fsdecode(paths))]
+    return [Path(os.fsdecode(p)) for p in paths]
 
 
-def _walk_dir(root: Path, include: list[str] | None, exclude: list[str], include_hidden: bool) -> list[Path]:
+def _skip(skipped: list[SkippedFile] | None, path: Path, reason: str) -> None:
+    if skipped is not None:
+        skipped.append(SkippedFile(display_path(path), reason))
+
+
+def _walk_dir(
+    root: Path,
+    include: list[str] | None,
+    exclude: list[str],
+    include_hidden: bool,
+    skipped: list[SkippedFile] | None,
+    max_file_bytes: int | None,
+) -> list[Path]:
     found: list[tuple[str, Path]] = []
-    # followlinks=False: symlinked directories are not entered, which rules out cycles.
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        # Pruning in place stops os.walk from descending into hidden or excluded directories.
-        dirnames[:] = sorted(
-            d for d in dirnames if (include_hidden or not d.startswith(".")) and not _matches(prefix + d, exclude)
-        )
-        for name in filenames:
+    # An explicit stack instead of recursion: a tree thousands of levels deep is walked too.
+    # Symlinked directories are not entered (that rules out cycles); symlinked files are.
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        here, prefix = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            _skip(skipped, here, f"cannot read directory: {exc.strerror or exc}")
+            continue
+        subdirs: list[tuple[Path, str]] = []
+        for entry in entries:
+            name = entry.name
             rel = prefix + name
-            if not include_hidden and name.startswith("."):
+            hidden = not include_hidden and name.startswith(".")
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                # Pruning here keeps hidden and excluded directories from being read at all.
+                if not hidden and not _matches(rel, exclude):
+                    subdirs.append((here / name, rel + "/"))
+                continue
+            if hidden:
                 continue
             if include is not None:
                 if not _matches(rel, include):
@@ -103,7 +138,15 @@ def _walk_dir(root: Path, include: list[str] | None, exclude: list[str], include
                 continue
             if _matches(rel, exclude):
                 continue
+            if entry.is_symlink() and os.path.isdir(entry.path):
+                continue  # a symlinked directory: not entered, as before
+            try:
+                check_file(here / name, max_file_bytes)
+            except UnreadableFileError as exc:
+                _skip(skipped, here / name, exc.reason)
+                continue
             found.append((rel, here / name))
+        stack.extend(sorted(subdirs, reverse=True))
     found.sort(key=lambda item: item[0])
     return [p for _, p in found]
 
@@ -114,6 +157,8 @@ def walk(
     exclude: list[str] | None = None,
     *,
     include_hidden: bool = False,
+    skipped: list[SkippedFile] | None = None,
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> list[Path]:
     """The files to load under ``paths``, as absolute paths, in a deterministic order.
 
@@ -123,23 +168,38 @@ def walk(
     reports unsupported ones). A file named directly is always returned unless it
     matches ``exclude`` (checked against its name). Raises InvalidInputError for a path
     that does not exist. Each file is returned once even if reached from two roots.
+
+    Only regular files (or symlinks to them) of at most ``max_file_bytes`` are returned;
+    nothing is opened to find out. Named pipes, devices, sockets, symlink loops, broken
+    symlinks, unreadable directories and files over the limit are left out and, when a
+    ``skipped`` list is given, appended to it with the reason.
     """
     exclude = list(exclude or [])
     include = list(include) if include is not None else None
     for pattern in [*exclude, *(include or [])]:
         glob_regex(pattern)  # reject bad patterns before walking anything
     result: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for given in _as_list(paths):
         root = given.expanduser().absolute()
         if root.is_dir():
-            files = _walk_dir(root, include, exclude, include_hidden)
-        elif root.exists():
-            files = [] if _matches(root.name, exclude) else [root]
+            files = _walk_dir(root, include, exclude, include_hidden, skipped, max_file_bytes)
+        elif os.path.lexists(root):
+            files = []
+            if not _matches(root.name, exclude):
+                try:
+                    check_file(root, max_file_bytes)
+                    files = [root]
+                except UnreadableFileError as exc:
+                    _skip(skipped, root, exc.reason)
         else:
-            raise InvalidInputError(f"{given}: no such file or directory")
+            raise InvalidInputError(f"{display_path(given)}: no such file or directory")
         for f in files:
-            key = f.resolve()
+            try:
+                key = file_key(f)
+            except UnreadableFileError as exc:  # replaced by a symlink loop since it was checked
+                _skip(skipped, f, exc.reason)
+                continue
             if key not in seen:
                 seen.add(key)
                 result.append(f)
