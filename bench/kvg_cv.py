@@ -18,8 +18,9 @@ their held-out figure is their plain score.
 Efficiency: the base retrievers' hits (dense, and hybrid with alpha 0.5; 30 each, as in
 ``kvg_hotpotqa.py``) and the question entities are computed once per question; each config ranks
 all 100 questions once (``KnowledgeGraphRetriever.rank`` on the cached hits, recall from
-``kvgraph.eval.metrics.evaluate_retrieval``); fold selection is numpy arithmetic on the cached
-per-question recalls. The baselines come from ``kvgraph.eval.runner.run_retrieval``.
+``kvgraph.eval.metrics.evaluate_retrieval``); fold selection and the paired bootstrap are
+``kvgraph.eval.crossval`` on the cached per-question recalls. The baselines come from
+``kvgraph.eval.runner.run_retrieval``.
 
 ``--variants`` (default on) also cross-validates the retriever's variant options
 (``KnowledgeGraphRetriever(specificity=, combine=, title_seeds=, keep_base_hits=, ...)``):
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from kvgraph.docgraph.build import DocGraph  # noqa: E402
+from kvgraph.eval import crossval  # noqa: E402
 from kvgraph.eval.datasets import read_hotpotqa_subset  # noqa: E402
 from kvgraph.eval.metrics import evaluate_retrieval  # noqa: E402
 from kvgraph.eval.runner import ranked_passages, run_retrieval  # noqa: E402
@@ -178,56 +180,33 @@ class Scorer:
 
 
 # ---------------------------------------------------------------------------------------------- CV arithmetic
-
-
-def make_folds(n: int, k: int, seed: int) -> list[np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    return [np.sort(f) for f in np.array_split(perm, k)]
+# Folds, nested selection and the paired bootstrap are kvgraph.eval.crossval's; these adapt them to this
+# report's two metrics (recall@2, recall@5; objective: their sum) and its JSON layout.
 
 
 def cross_validate(
     r2: np.ndarray, r5: np.ndarray, folds: list[np.ndarray], names: list[str]
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Nested selection: per fold, argmax of mean(R@2 + R@5) on the other folds; pooled held-out per question."""
-    n = r2.shape[1]
-    objective = r2 + r5  # (configs, questions)
-    held2, held5 = np.full(n, np.nan), np.full(n, np.nan)
-    chosen = []
-    for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(n), test)
-        train_means = objective[:, train].mean(axis=1)
-        best = int(np.argmax(train_means))  # first in grid order on ties
-        ties = int(np.sum(np.isclose(train_means, train_means[best])))
-        held2[test], held5[test] = r2[best, test], r5[best, test]
-        chosen.append(
-            {
-                "fold": f,
-                "n_test": int(test.size),
-                "config": names[best],
-                "train_r2_plus_r5": round(50 * float(train_means[best]), 2),  # mean of (R@2+R@5)/2, in %
-                "tied_configs_on_train": ties,
-                "test_recall@2": round(100 * float(r2[best, test].mean()), 1),
-                "test_recall@5": round(100 * float(r5[best, test].mean()), 1),
-            }
-        )
-    assert not np.isnan(held2).any()
-    return held2, held5, chosen
+    cv = crossval.cross_validate({"recall@2": r2, "recall@5": r5}, names, folds)
+    chosen = [
+        {
+            "fold": c.fold,
+            "n_test": c.n_test,
+            "config": c.config,
+            "train_r2_plus_r5": round(50 * c.train_objective, 2),  # mean of (R@2+R@5)/2, in %
+            "tied_configs_on_train": c.tied_configs,
+            "test_recall@2": round(100 * c.test_means["recall@2"], 1),
+            "test_recall@5": round(100 * c.test_means["recall@5"], 1),
+        }
+        for c in cv.choices
+    ]
+    return cv.held_out["recall@2"], cv.held_out["recall@5"], chosen
 
 
 def paired(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, Any]:
     """``a - b`` per question: mean (in recall points), bootstrap 95% CI, questions better / worse / equal."""
-    d = 100 * (a - b)
-    idx = rng.integers(0, d.size, size=(resamples, d.size))
-    boot = d[idx].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {
-        "mean_diff": round(float(d.mean()), 2),
-        "ci95": [round(float(lo), 2), round(float(hi), 2)],
-        "p_boot_le_0": round(float(np.mean(boot <= 0)), 4),
-        "better": int(np.sum(d > 0)),
-        "worse": int(np.sum(d < 0)),
-        "equal": int(np.sum(d == 0)),
-    }
+    return crossval.paired_bootstrap(a, b, rng, resamples).to_dict()
 
 
 def score_family(
@@ -350,7 +329,7 @@ def main() -> None:
                 families[label] = score_family(scorer, fam_grid, label)
             timings["variants_s"] = time.perf_counter() - t0
 
-    folds = make_folds(n, args.folds, args.seed)
+    folds = crossval.make_folds(n, args.folds, args.seed)
     held2, held5, chosen = cross_validate(r2, r5, folds, names)
     rec["KVG CV-tuned"] = {2: held2, 5: held5}
     objective = (r2 + r5).mean(axis=1)
@@ -406,7 +385,7 @@ def main() -> None:
     for label, (fnames, f2, f5) in fams.items():
         means = []
         for r in range(args.repeats):
-            v2, v5, _ = cross_validate(f2, f5, make_folds(n, args.folds, args.seed + r), fnames)
+            v2, v5, _ = cross_validate(f2, f5, crossval.make_folds(n, args.folds, args.seed + r), fnames)
             means.append((pct(v2), pct(v5)))
         arr = np.array(means)
         repeated[label] = {

@@ -149,3 +149,15 @@ def test_evaluate_retrieval_bad_input() -> None:
         evaluate_retrieval({}, {"q": "abc"})
     with pytest.raises(InvalidInputError, match="unknown metric"):
         evaluate_retrieval({}, {"q": ["a"]}).column("recall@3")
+
+
+def test_subset_recomputes_means_over_the_chosen_queries() -> None:
+    report = evaluate_retrieval(
+        {"a": ["x"], "b": ["y"], "c": ["z", "x"]}, {"a": ["x"], "b": ["x"], "c": ["x"]}, ks=(1, 2)
+    )
+    part = report.subset(["b", "c"])
+    assert [row.qid for row in part.rows] == ["b", "c"]
+    assert part.means["hit_rate@1"] == 0.0 and part.means["hit_rate@2"] == 0.5 and part.means["mrr@2"] == 0.25
+    assert report.means["hit_rate@1"] == pytest.approx(1 / 3)  # the full report is untouched
+    with pytest.raises(InvalidInputError, match="none of the given query ids"):
+        report.subset(["nope"])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from kvgraph.cli.common import activity, console, prepare_model, progress_bar, quiet
+
 
 def _ks(text: str) -> list[int]:
     try:
@@ -28,15 +30,25 @@ def register(main: click.Group) -> None:
         "--format",
         "fmt",
         required=True,
-        type=click.Choice(["beir", "hipporag", "llamaindex", "llamaindex-qa", "squad"]),
-        help="beir folder, HippoRAG questions (+ _corpus.json), LlamaIndex RAG or QA JSON, SQuAD JSON.",
+        type=click.Choice(["beir", "hipporag", "llamaindex", "llamaindex-qa", "squad", "pages"]),
+        help="beir folder, HippoRAG questions (+ _corpus.json), LlamaIndex RAG or QA JSON, SQuAD JSON, "
+        "or questions with gold pages of a shared text (bench/data/llama2_dev_questions.json).",
     )
     @click.option(
         "--retrievers",
         default="bm25,dense,hybrid",
         show_default=True,
-        help="Comma-separated: dense, bm25, hybrid, hybrid_alpha (passage KB); base, base_bm25, base_hybrid, "
-        "chunk_refs, chunk_refs_hybrid, metadata_refs, metadata_refs_hybrid, *_with_parents (node references).",
+        help="Comma-separated specs NAME[:key=value,...]: kvgraph (KnowledgeBase search; any setting, e.g. "
+        "kvgraph:mode=hybrid,references=both), graph (kb.graph walk, e.g. graph:damping=0.5); dense, bm25, "
+        "hybrid, hybrid_alpha (passage KB); base, chunk_refs, metadata_refs and their _bm25/_hybrid/"
+        "_with_parents variants (node references). A list value is written a+b.",
+    )
+    @click.option(
+        "--set",
+        "assignments",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A knowledge-base setting for every kvgraph/graph retriever (repeatable; a spec's own options win).",
     )
     @click.option("-k", "ks", default="1,5,10", show_default=True, help="Cut-offs, comma-separated.")
     @click.option(
@@ -46,38 +58,59 @@ def register(main: click.Group) -> None:
         help="Columns to show: hit_rate, mrr, recall, precision, ndcg.",
     )
     @click.option("--max-items", type=int, default=None, help="SQuAD: only the first N articles.")
-    @click.option("--work-dir", type=click.Path(file_okay=False), default=None, help="Where the eval KB is kept.")
-    @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write JSON, CSV and a PNG chart here.")
+    @click.option(
+        "--datasets", "datasets_dir", type=click.Path(file_okay=False), default=None, help="Shared datasets folder."
+    )
+    @click.option("--work-dir", type=click.Path(file_okay=False), default=None, help="Where the eval KBs are kept.")
+    @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write JSON, CSV and an SVG chart.")
     def retrieval(
         dataset_path: str,
         fmt: str,
         retrievers: str,
+        assignments: tuple[str, ...],
         ks: str,
         metrics: str,
         max_items: int | None,
+        datasets_dir: str | None,
         work_dir: str | None,
         out: str | None,
     ) -> None:
         """Hit rate, MRR, recall, precision and nDCG at k for each retriever, side by side."""
-        from kvgraph.eval.runner import RETRIEVERS, metric_keys, print_table, read_dataset, run_retrieval, save_reports
+        from kvgraph.errors import InvalidInputError
+        from kvgraph.eval.runner import (
+            metric_keys,
+            print_table,
+            read_dataset,
+            resolve_retrievers,
+            run_retrieval,
+            save_reports,
+        )
+        from kvgraph.eval.specs import parse_assignments
 
         k_values = _ks(ks)
-        names = [r.strip() for r in retrievers.split(",") if r.strip()]
-        unknown = [r for r in names if r not in RETRIEVERS]
-        if unknown or not names:
-            raise click.BadParameter(
-                f"unknown retriever(s) {unknown}; available: {', '.join(RETRIEVERS)}", param_hint="--retrievers"
-            )
-        dataset = read_dataset(dataset_path, fmt, max_items=max_items)
+        try:
+            settings = parse_assignments(assignments)
+        except InvalidInputError as e:
+            raise click.BadParameter(str(e), param_hint="--set") from None
+        try:  # every spec checked before the run, which can take minutes
+            resolve_retrievers([retrievers], settings)
+        except InvalidInputError as e:
+            raise click.BadParameter(str(e), param_hint="--retrievers") from None
         wanted = [m.strip() for m in metrics.split(",") if m.strip()]
         bad = [m for m in wanted if m not in ("hit_rate", "mrr", "recall", "precision", "ndcg")]
-        if bad:  # checked before the run, which can take minutes
+        if bad:
             raise click.BadParameter(f"unknown metric(s) {bad}", param_hint="--metrics")
+        dataset = read_dataset(dataset_path, fmt, max_items=max_items, datasets=datasets_dir)
         click.echo(f"{dataset.name}: {len(dataset.queries)} queries over {len(dataset.passages)} passages")
-        run = run_retrieval(dataset, names, k_values, work_dir=work_dir)
+        run = run_retrieval(dataset, [retrievers], k_values, work_dir=work_dir, progress=not quiet(), settings=settings)
         keys = metric_keys(k_values, wanted)
         title = f"{dataset.name} ({len(dataset.queries)} queries)"
-        print_table(run, keys, title)
+        screen = console()  # the terminal's width, or unwrapped when piped
+        print_table(run, keys, title, console=screen)
+        tags = sorted({t for q in dataset.queries for t in q.tags})
+        for tag in tags:
+            n = sum(tag in q.tags for q in dataset.queries)
+            print_table(run, keys, f"{dataset.name}: the {n} {tag} questions", console=screen, tag=tag)
         if out:
             for p in save_reports(run, keys, Path(out), title):
                 click.echo(f"wrote {p}")
@@ -129,16 +162,21 @@ def register(main: click.Group) -> None:
         from kvgraph.eval.answers import evaluate_answers
         from kvgraph.eval.runner import passages_as_documents, read_dataset
         from kvgraph.kb import KnowledgeBase
-        from kvgraph.progress import RichProgress
 
         dataset = read_dataset(dataset_path, fmt, max_items=max_items if fmt == "squad" else None)
         if max_items and fmt != "squad":
             dataset.queries = dataset.queries[:max_items]
         kb_dir = Path(work_dir or Path(".kvgraph-eval") / f"{dataset.name}-answers")
         with KnowledgeBase.open(kb_dir) as kb:
-            kb.add_documents(passages_as_documents(dataset), progress=RichProgress(label="embedding passages"))
+            prepare_model(kb)
+            progress = progress_bar("embedding passages")
+            try:
+                kb.add_documents(passages_as_documents(dataset), progress=progress)
+            finally:
+                progress.finish()
             llm = kb.llm()
-            report = evaluate_answers(kb, dataset, llm=llm, k=k)
+            with activity(f"answering {len(dataset.queries)} questions"):
+                report = evaluate_answers(kb, dataset, llm=llm, k=k)
         click.echo(
             f"{dataset.name}: {len(report.rows)} questions, answers by {'LLM' if llm else 'extractive answerer'}"
         )

@@ -14,6 +14,8 @@ Formats:
 - :func:`read_hipporag`: HippoRAG's multi-hop question and corpus JSON pair
   (:func:`read_hotpotqa_subset` for the shared copy).
 - :func:`read_squad`: SQuAD v1.1 JSON (:func:`read_squad_dev` for the shared copy).
+- :func:`read_page_questions`: hand-written questions with gold *pages* of a page-separated text
+  in the shared datasets (``bench/data/llama2_dev_questions.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kvgraph.errors import InvalidInputError
-from kvgraph.eval.sources import datasets_root
+from kvgraph.eval.sources import datasets_root, paged_text
 
 PathLike = str | os.PathLike[str]
 
@@ -61,13 +64,15 @@ class Query:
     """One evaluation question.
 
     ``relevant`` holds the ids of *all* its gold passages (multi-hop recall needs every one of them),
-    in the order the dataset gives them; ``answers`` holds reference answers, possibly none.
+    in the order the dataset gives them; ``answers`` holds reference answers, possibly none;
+    ``tags`` are labels a report can split by (the Llama 2 dev set's ``paraphrase``, ``numeric``...).
     """
 
     id: str
     text: str
     relevant: list[str]
     answers: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +83,9 @@ class EvalDataset:
     passages: list[Passage]
     queries: list[Query]
     meta: dict[str, Any] = field(default_factory=dict)
+    # "documents": passages are added as documents (one per passage); "files": each passage is
+    # written to its own Markdown file and ingested like a user's folder (the Llama 2 pages)
+    ingest: str = "documents"
 
     def gold(self) -> dict[str, list[str]]:
         """Query id -> gold passage ids, the form :func:`kvgraph.eval.metrics.evaluate_retrieval` takes."""
@@ -349,73 +357,180 @@ def read_beir(folder: PathLike, split: str = "test") -> EvalDataset:
 # HippoRAG (HotpotQA / 2WikiMultiHopQA / MuSiQue)
 
 
-def _hipporag_corpus(corpus: Any, path: Path) -> tuple[list[Passage], dict[str, list[str]]]:
-    """Passages and title -> passage ids, from either corpus layout HippoRAG has used."""
-    passages: list[Passage] = []
-    by_title: dict[str, list[str]] = {}
+def _text_key(text: str) -> str:
+    """A passage text without any whitespace: HotpotQA joins sentences with ``""``, 2Wiki with ``" "``."""
+    return "".join(text.split())
 
-    def add(title: str, text: str) -> None:
-        ids = by_title.setdefault(title, [])
-        # ids are titles (unique in HippoRAG 1 corpora); a repeated title gets "#2", "#3", ... and
-        # gold given by title then means every passage of that title
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+@dataclass
+class _Corpus:
+    """The passages of a HippoRAG corpus and the indexes that resolve a gold paragraph to *one* of them."""
+
+    passages: list[Passage] = field(default_factory=list)
+    by_title: dict[str, list[str]] = field(default_factory=dict)
+    by_title_text: dict[tuple[str, str], str] = field(default_factory=dict)
+    by_text: dict[str, list[str]] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def add(self, title: str, text: str) -> None:
+        ids = self.by_title.setdefault(title, [])
+        # ids are titles (unique in HippoRAG's HotpotQA corpora); a repeated title (MuSiQue has
+        # several paragraphs per title) gets "#2", "#3", ... in corpus order
         pid = title if not ids else f"{title}#{len(ids) + 1}"
         ids.append(pid)
-        passages.append(Passage(id=pid, text=text, title=title))
+        self.passages.append(Passage(id=pid, text=text, title=title))
+        key = (title, _text_key(text))
+        if key in self.by_title_text:
+            self.duplicates += 1  # the same paragraph twice: gold names the first copy
+        else:
+            self.by_title_text[key] = pid
+        self.by_text.setdefault(key[1], []).append(pid)
 
+
+def _hipporag_corpus(corpus: Any, path: Path) -> _Corpus:
+    """Passages and their lookup indexes, from either corpus layout HippoRAG has used."""
+    out = _Corpus()
     if isinstance(corpus, dict):
         # HippoRAG 1: {title: [sentence, ...]}; sentences carry their own leading spaces
         for title, body in corpus.items():
             where = f"corpus[{title!r}]"
-            add(title, body if isinstance(body, str) else "".join(_str_list(body, path, where)))
+            out.add(title, body if isinstance(body, str) else "".join(_str_list(body, path, where)))
     elif isinstance(corpus, list):
-        # HippoRAG 2: [{"title", "text", "idx"?}, ...]
+        # HippoRAG 2 and its MuSiQue / 2Wiki files: [{"title", "text", "idx"?}, ...]
         for i, entry in enumerate(corpus):
-            add(_get(entry, "title", str, path, f"[{i}]"), _get(entry, "text", str, path, f"[{i}]"))
+            out.add(_get(entry, "title", str, path, f"[{i}]"), _get(entry, "text", str, path, f"[{i}]"))
     else:
         _fail(path, f"the corpus should be an object (title -> sentences) or an array, not {_json_type(corpus)}")
-    return passages, by_title
+    return out
 
 
-def _gold_titles(q: dict[str, Any], path: Path, where: str) -> list[str]:
-    if "supporting_facts" in q:  # HotpotQA, 2Wiki: [[title, sentence_index], ...]
-        titles = []
+def _sentences(body: Any, path: Path, where: str) -> str:
+    """A context paragraph's text: a string, or its sentences joined (the key ignores whitespace)."""
+    return body if isinstance(body, str) else " ".join(_str_list(body, path, where))
+
+
+def _gold_paragraphs(q: dict[str, Any], path: Path, where: str) -> list[tuple[str, str | None]]:
+    """The question's gold paragraphs as ``(title, text)``; ``text`` is None when only the title is known.
+
+    Follows HippoRAG's ``get_gold_docs``: HotpotQA and 2Wiki name gold *titles* in
+    ``supporting_facts`` and the paragraph is the ``context`` entry of that title; MuSiQue lists
+    ``paragraphs`` with ``is_supporting`` (a paragraph without the flag counts as supporting, as in
+    HippoRAG's own query files) and the text in ``paragraph_text`` or ``text``; NQ-style items list
+    ``contexts`` with ``is_supporting``.
+    """
+    if "supporting_facts" in q:
+        titles: list[str] = []
+        needed: dict[str, int] = {}  # title -> sentences its paragraph must have (largest cited index + 1)
         for j, fact in enumerate(_get(q, "supporting_facts", list, path, where)):
             fwhere = f"{where}.supporting_facts[{j}]"
             if not isinstance(fact, list) or not fact:
                 _fail(path, f"{fwhere} should be a [title, sentence_index] array, not {_json_type(fact)}")
-            titles.append(_as(fact[0], str, path, f"{fwhere}[0]"))
-        return _dedup(titles)
-    if "paragraphs" in q:  # MuSiQue: [{"title", "paragraph_text", "is_supporting"}, ...]
-        paras = _get(q, "paragraphs", list, path, where)
-        return _dedup(
-            [
-                _get(para, "title", str, path, f"{where}.paragraphs[{j}]")
-                for j, para in enumerate(paras)
-                if _as(para, dict, path, f"{where}.paragraphs[{j}]").get("is_supporting")
-            ]
-        )
+            title = _as(fact[0], str, path, f"{fwhere}[0]")
+            titles.append(title)
+            if len(fact) > 1 and isinstance(fact[1], int) and not isinstance(fact[1], bool):
+                needed[title] = max(needed.get(title, 0), fact[1] + 1)
+        context = q.get("context")
+        if context is None:
+            return [(t, None) for t in _dedup(titles)]
+        texts: dict[str, list[tuple[str, int]]] = {}
+        for j, entry in enumerate(_as(context, list, path, f"{where}.context")):
+            cwhere = f"{where}.context[{j}]"
+            if not isinstance(entry, list) or len(entry) != 2:
+                _fail(path, f"{cwhere} should be a [title, sentences] array")
+            title = _as(entry[0], str, path, f"{cwhere}[0]")
+            n = 1 if isinstance(entry[1], str) else len(_as(entry[1], list, path, f"{cwhere}[1]"))
+            texts.setdefault(title, []).append((_sentences(entry[1], path, f"{cwhere}[1]"), n))
+        found: list[tuple[str, str | None]] = []
+        for t in _dedup(titles):
+            candidates = texts.get(t, [])
+            if len(candidates) > 1:  # a title twice in one context: the cited sentence must exist in it
+                candidates = [c for c in candidates if c[1] >= needed.get(t, 0)] or candidates
+            # a gold title missing from the context is still gold: resolved by title alone
+            found += [(t, text) for text, _ in candidates] if candidates else [(t, None)]
+        return found
+    for key in ("paragraphs", "contexts"):
+        if key in q:
+            out: list[tuple[str, str | None]] = []
+            for j, para in enumerate(_get(q, key, list, path, where)):
+                pwhere = f"{where}.{key}[{j}]"
+                _as(para, dict, path, pwhere)
+                supporting = para.get("is_supporting", key == "paragraphs")
+                if supporting is False or (key == "contexts" and not supporting):
+                    continue
+                title = _get(para, "title", str, path, pwhere)
+                body = para.get("paragraph_text", para.get("text"))
+                out.append((title, None if body is None else _as(body, str, path, f"{pwhere}.paragraph_text")))
+            return out
     _fail(path, f"{where} has neither 'supporting_facts' nor 'paragraphs' (the gold passages)")
 
 
+@dataclass
+class _GoldStats:
+    missing: int = 0  # gold paragraphs in no corpus passage (kept as ids: they lower recall)
+    by_overlap: int = 0  # text differed from every passage; matched to the same-title passage it overlaps most
+    ambiguous: int = 0  # only a title was known and several passages have it: all of them count
+
+
+def _resolve(corpus: _Corpus, title: str, text: str | None, stats: _GoldStats) -> list[str]:
+    """The corpus passage a gold paragraph *is*: by title and text, never every passage of a title."""
+    same_title = corpus.by_title.get(title, [])
+    if text is not None:
+        key = _text_key(text)
+        pid = corpus.by_title_text.get((title, key))
+        if pid is not None:
+            return [pid]
+        by_text = corpus.by_text.get(key, [])
+        if len(by_text) == 1:  # the title is spelled differently in the corpus
+            return by_text
+        if len(same_title) == 1:
+            return same_title
+        if same_title:
+            stats.by_overlap += 1
+            words = _words(text)
+            texts = {p.id: p.text for p in corpus.passages if p.title == title}
+
+            def overlap(pid: str) -> float:
+                other = _words(texts[pid])
+                return len(words & other) / max(len(words | other), 1)
+
+            return [max(same_title, key=overlap)]
+    elif same_title:
+        if len(same_title) > 1:
+            stats.ambiguous += 1
+        return list(same_title)
+    stats.missing += 1
+    return [title]
+
+
 def read_hipporag(questions_path: PathLike, corpus_path: PathLike) -> EvalDataset:
-    """Read a HippoRAG multi-hop dataset: a question list and its passage corpus.
+    """Read a HippoRAG multi-hop dataset (HotpotQA, 2WikiMultiHopQA, MuSiQue): questions and their corpus.
 
-    Questions (HotpotQA format) are ``[{"_id", "question", "answer", "supporting_facts": [[title, i]],
-    ...}]``; MuSiQue-style ``"paragraphs": [{"title", "is_supporting"}]`` and an ``"id"`` key are
-    accepted too. The corpus is ``{title: [sentence, ...]}`` (HippoRAG 1) or ``[{"title", "text"}]``
-    (HippoRAG 2). Following the dataset's README, a passage's id and title are its title and its text
-    is ``"".join(sentences)`` (index :attr:`Passage.full_text` for ``title + " " + text``).
+    HippoRAG ships ``NAME.json`` (questions) and ``NAME_corpus.json`` (passages). Questions are
+    HotpotQA / 2Wiki items ``{"_id", "question", "answer", "supporting_facts": [[title, i]],
+    "context": [[title, sentences]]}`` or MuSiQue items ``{"id", "question", "answer",
+    "answer_aliases", "paragraphs": [{"idx", "title", "paragraph_text", "is_supporting"}]}``. The
+    corpus is ``{title: [sentence, ...]}`` (HippoRAG 1) or ``[{"title", "text", "idx"}]``. Following
+    the HotpotQA README, a passage's title is its title and its text ``"".join(sentences)``; its id
+    is the title, with ``#2``, ``#3``... when a title repeats (index :attr:`Passage.full_text`).
 
-    ``relevant`` holds *every* supporting passage (2 per HotpotQA question): multi-hop recall@k counts
-    how many of them are in the top k. ``answers`` is ``[answer]`` plus any ``answer_aliases``.
-    ``meta`` counts question types and levels, and gold titles missing from the corpus (kept as ids,
-    so they lower recall rather than vanish).
+    **Gold is by passage identity, not by title** (as HippoRAG's evaluation, which compares
+    ``title + text``): a gold paragraph is the corpus passage with its title and text (whitespace
+    ignored), so a title with several paragraphs gives a question only the one it needs. When the
+    text matches no passage, the passage with that text under another title, then the only
+    passage of that title, then the same-title passage sharing the most words is taken; when a
+    question names only a title (no context), every passage of that title counts, and ``meta``
+    says how often. ``relevant`` holds *every* gold passage (2 per HotpotQA question, 2-4 per
+    MuSiQue question); ``answers`` is ``[answer]`` plus any ``answer_aliases``.
     """
     qpath, cpath = Path(questions_path), Path(corpus_path)
-    passages, by_title = _hipporag_corpus(_read_json(cpath, "HippoRAG corpus JSON"), cpath)
+    corpus = _hipporag_corpus(_read_json(cpath, "HippoRAG corpus JSON"), cpath)
     raw = _as(_read_json(qpath, "HippoRAG questions JSON"), list, qpath, "the top level")
     queries: list[Query] = []
-    missing = 0
+    stats = _GoldStats()
     for i, q in enumerate(raw):
         where = f"[{i}]"
         _as(q, dict, qpath, where)
@@ -425,25 +540,27 @@ def read_hipporag(questions_path: PathLike, corpus_path: PathLike) -> EvalDatase
         answers = [answer] if isinstance(answer, str) else _str_list(answer, qpath, f"{where}.answer")
         answers += _str_list(q.get("answer_aliases") or [], qpath, f"{where}.answer_aliases")
         relevant: list[str] = []
-        for title in _gold_titles(q, qpath, where):
-            ids = by_title.get(title)
-            missing += ids is None
-            relevant += ids or [title]
+        for title, text in _gold_paragraphs(q, qpath, where):
+            relevant += _resolve(corpus, title, text, stats)
         text = _get(q, "question", str, qpath, where)
-        queries.append(Query(id=qid, text=text, relevant=relevant, answers=_dedup([a for a in answers if a])))
+        queries.append(Query(id=qid, text=text, relevant=_dedup(relevant), answers=_dedup([a for a in answers if a])))
     _check_unique_queries(queries, qpath)
     meta = {
         "format": "hipporag",
         "path": str(qpath),
         "corpus_path": str(cpath),
         "queries": len(queries),
-        "passages": len(passages),
+        "passages": len(corpus.passages),
+        "repeated_titles": sum(len(ids) > 1 for ids in corpus.by_title.values()),
+        "duplicate_passages": corpus.duplicates,
         "gold_per_query": dict(sorted(Counter(len(q.relevant) for q in queries).items())),
         "types": dict(Counter(str(q.get("type")) for q in raw if "type" in q)),
         "levels": dict(Counter(str(q.get("level")) for q in raw if "level" in q)),
-        "gold_not_in_corpus": missing,
+        "gold_not_in_corpus": stats.missing,
+        "gold_matched_by_word_overlap": stats.by_overlap,
+        "gold_by_ambiguous_title": stats.ambiguous,
     }
-    return EvalDataset(name=qpath.stem, passages=passages, queries=queries, meta=meta)
+    return EvalDataset(name=qpath.stem, passages=corpus.passages, queries=queries, meta=meta)
 
 
 def read_hotpotqa_subset(root: PathLike | None = None) -> EvalDataset:
@@ -522,3 +639,69 @@ def read_squad_dev(root: PathLike | None = None, max_articles: int | None = None
     ds = read_squad(path, max_articles=max_articles)
     ds.name = "squad-dev-v1.1"
     return ds
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions with gold pages (the hand-written Llama 2 dev set)
+
+PAGE_KINDS = ("factual", "conceptual", "numeric")
+
+
+def page_id(page: int) -> str:
+    """The passage id of a 1-based page number: ``page-007``; also the stem of its file when ingested."""
+    return f"page-{page:03d}"
+
+
+def read_page_questions(path: PathLike, root: PathLike | None = None) -> EvalDataset:
+    """Read questions whose gold answers are *pages* of a page-separated text in the shared datasets.
+
+    Layout: ``{"name", "source": "llama2/llama2_paper_pdftext.txt", "questions": [{"id",
+    "question", "gold_pages": [23], "kind": "factual|conceptual|numeric", "paraphrase": bool,
+    "answer"?}]}``. ``source`` is relative to the datasets folder (``root``, else
+    ``KVGRAPH_DATASETS``, else ``../shared/datasets``) and is split into pages at ``---`` lines,
+    so the repository holds only the questions. Passages are the pages (id :func:`page_id`);
+    ``ingest`` is ``"files"``: the runner writes one Markdown file per page and ingests the folder,
+    as a new user would, and a retrieved chunk counts for the page its file (or ``page`` metadata)
+    names. Query ``tags`` are the ``kind`` and ``paraphrase`` when true.
+    """
+    p = Path(path)
+    data = _read_json(p, "page questions JSON")
+    _as(data, dict, p, "the top level")
+    source = _get(data, "source", str, p, "the top level")
+    pages = paged_text(datasets_root(root) / source)
+    passages = [Passage(id=page_id(n), text=text) for n, text in pages if text.strip()]
+    known = {ps.id for ps in passages}
+    queries: list[Query] = []
+    for i, q in enumerate(_get(data, "questions", list, p, "the top level")):
+        where = f"questions[{i}]"
+        qid = _id(_get(q, "id", (str, int), p, where), p, f"{where}.id")
+        gold = _get(q, "gold_pages", list, p, where)
+        relevant = []
+        for j, page in enumerate(gold):
+            _as(page, int, p, f"{where}.gold_pages[{j}]")
+            if page_id(page) not in known:
+                _fail(p, f"{where}.gold_pages[{j}]: {source} has no text on page {page} ({len(pages)} pages)")
+            relevant.append(page_id(page))
+        if not relevant:
+            _fail(p, f"{where}.gold_pages is empty: every question needs a gold page")
+        kind = _get(q, "kind", str, p, where)
+        if kind not in PAGE_KINDS:
+            _fail(p, f"{where}.kind should be one of {', '.join(PAGE_KINDS)}, not {kind!r}")
+        tags = [kind] + (["paraphrase"] if _as(q.get("paraphrase", False), bool, p, f"{where}.paraphrase") else [])
+        answer = _as(q.get("answer") or "", str, p, f"{where}.answer")
+        text = _get(q, "question", str, p, where).strip()
+        if not text:
+            _fail(p, f"{where}.question is empty")
+        queries.append(Query(qid, text, _dedup(relevant), [answer] if answer else [], tags))
+    _check_unique_queries(queries, p)
+    meta = {
+        "format": "pages",
+        "path": str(p),
+        "source": source,
+        "pages": len(passages),
+        "queries": len(queries),
+        "tags": dict(Counter(t for q in queries for t in q.tags)),
+        "gold_per_query": dict(sorted(Counter(len(q.relevant) for q in queries).items())),
+    }
+    name = str(data.get("name") or p.stem)
+    return EvalDataset(name=name, passages=passages, queries=queries, meta=meta, ingest="files")

@@ -150,6 +150,16 @@ class RetrievalReport:
             raise InvalidInputError(f"unknown metric {key!r}; have {', '.join(self.means)}")
         return np.fromiter((row.scores[key] for row in self.rows), dtype=np.float64, count=len(self.rows))
 
+    def subset(self, qids: Collection[str]) -> RetrievalReport:
+        """The report restricted to the rows of ``qids`` (means recomputed; e.g. the paraphrased questions)."""
+        wanted = set(qids)
+        rows = [row for row in self.rows if row.qid in wanted]
+        if not rows:
+            raise InvalidInputError("none of the given query ids is in this report")
+        keys = list(self.means)
+        means = {key: float(np.mean([row.scores[key] for row in rows])) for key in keys}
+        return RetrievalReport(ks=self.ks, rows=rows, means=means)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ks, counts, means, the id lists above, and one dict per row."""
         return {

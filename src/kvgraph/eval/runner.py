@@ -1,14 +1,15 @@
 """Run many retrievers over one dataset and report them side by side.
 
-Retrievers are chosen by name from :data:`RETRIEVERS` (see :mod:`kvgraph.eval.retrievers`:
-the passage-KB retrievers ``dense``, ``bm25``, ``hybrid``, ``hybrid_alpha`` and the
-node-reference retrievers ``base``, ``chunk_refs``, ``metadata_refs`` and their variants), or
-passed as ``extra`` callables. For the passage-KB retrievers the dataset's passages are
-ingested into a knowledge base (one document per passage, so a passage longer than a chunk
-becomes several chunks that map back to it); the node-reference retrievers build their own
-indexes beside it. Every query is run through every retriever and the ranked passage ids are
-scored with :mod:`kvgraph.eval.metrics`. Everything is kept in ``work_dir``, so a second run
-with the same passages embeds nothing.
+Retrievers are named by spec (:mod:`kvgraph.eval.specs`: ``kvgraph``, ``kvgraph:mode=hybrid``,
+``graph:damping=0.5``, ``bm25``, ``chunk_refs``...; see :mod:`kvgraph.eval.retrievers`), or
+passed as ``extra`` callables. The product retrievers (``kvgraph``, ``graph``) ingest the
+dataset's passages the way a user would and query them through the knowledge base's own
+retrieval (``KnowledgeBase.retriever``, ``kb.graph.retriever``); the passage-KB retrievers
+search the same store directly; the node-reference retrievers build their own indexes beside
+it. Every query is run through every retriever and the ranked passage ids are scored with
+:mod:`kvgraph.eval.metrics`. Everything is kept in ``work_dir``, so a second run with the same
+passages embeds nothing. With ``progress``, ingestion, graph builds and queries show progress
+on stderr.
 """
 
 from __future__ import annotations
@@ -16,25 +17,36 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kvgraph.errors import InvalidInputError
-from kvgraph.eval.datasets import EvalDataset, read_beir, read_hipporag, read_llamaindex_qa, read_llamaindex_rag
+from kvgraph.eval.datasets import (
+    EvalDataset,
+    read_beir,
+    read_hipporag,
+    read_llamaindex_qa,
+    read_llamaindex_rag,
+    read_page_questions,
+)
 from kvgraph.eval.datasets import read_squad as _read_squad
 from kvgraph.eval.metrics import RetrievalReport, evaluate_retrieval
 from kvgraph.eval.retrievers import (
     LEXICAL,
+    PRODUCT,
     RETRIEVERS,
     EvalContext,
     Ranker,
     RetrieverFactory,
     passages_as_documents,
     ranked_passages,
+    resolve,
 )
+from kvgraph.eval.specs import RetrieverSpec, parse_retrievers
 
 __all__ = [
     "FORMATS",
@@ -46,14 +58,25 @@ __all__ = [
     "passages_as_documents",
     "ranked_passages",
     "read_dataset",
+    "resolve_retrievers",
     "run_retrieval",
 ]
 
-FORMATS = ("beir", "hipporag", "llamaindex", "llamaindex-qa", "squad")
+FORMATS = ("beir", "hipporag", "llamaindex", "llamaindex-qa", "squad", "pages")
+QUERY_BATCH = 16  # queries ranked between two progress updates
 
 
-def read_dataset(path: str | os.PathLike[str], fmt: str, max_items: int | None = None) -> EvalDataset:
-    """Read a dataset in one of :data:`FORMATS` (a file, or a folder for beir and hipporag)."""
+def read_dataset(
+    path: str | os.PathLike[str],
+    fmt: str,
+    max_items: int | None = None,
+    datasets: str | os.PathLike[str] | None = None,
+) -> EvalDataset:
+    """Read a dataset in one of :data:`FORMATS` (a file, or a folder for beir and hipporag).
+
+    ``pages`` reads questions with gold pages (:func:`kvgraph.eval.datasets.read_page_questions`),
+    whose text comes from the ``datasets`` folder (default ``KVGRAPH_DATASETS`` or ``../shared/datasets``).
+    """
     p = Path(path)
     if fmt == "beir":
         return read_beir(p)
@@ -71,6 +94,8 @@ def read_dataset(path: str | os.PathLike[str], fmt: str, max_items: int | None =
         return read_llamaindex_qa(p)
     if fmt == "squad":
         return _read_squad(p, max_articles=max_items)
+    if fmt == "pages":
+        return read_page_questions(p, datasets)
     raise InvalidInputError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
@@ -82,60 +107,123 @@ class RetrievalRun:
     # per retriever: seconds spent building (or reopening) its index in this run, and whether it was built
     index_seconds: dict[str, float] = field(default_factory=dict)
     index_built: dict[str, bool] = field(default_factory=dict)
+    # per retriever: means over the queries carrying each tag (e.g. "paraphrase"), for datasets with tags
+    tag_means: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
-def run_retrieval(
-    dataset: EvalDataset,
-    retrievers: Sequence[str],
-    ks: Sequence[int] = (1, 5, 10),
-    work_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
-    extra: dict[str, Callable[[str, int], list[str]]] | None = None,
-) -> RetrievalRun:
-    """Score each named retriever (see :data:`RETRIEVERS`, or ``extra`` callables) on ``dataset``.
+def resolve_retrievers(
+    retrievers: Sequence[str | RetrieverSpec],
+    settings: Mapping[str, str] | None = None,
+    extra: Mapping[str, Callable[[str, int], list[str]]] | None = None,
+) -> list[tuple[str, RetrieverFactory | None]]:
+    """``(label, factory)`` per retriever, in order; ``None`` for an ``extra`` callable. Checks everything first.
 
-    An ``extra`` callable takes ``(query_text, k)`` and returns ranked passage ids.
+    A string may hold several comma-separated specs; ``settings`` (``--set``) go to ``kvgraph`` and
+    ``graph``. Unknown names are reported together ("unknown retriever(s) [...]"), bad options by spec.
     """
-    from kvgraph.kb import KnowledgeBase
-
-    unknown = [r for r in retrievers if r not in RETRIEVERS and r not in (extra or {})]
+    specs: list[RetrieverSpec] = []
+    for r in retrievers:
+        if isinstance(r, RetrieverSpec):
+            specs.append(r)
+        elif extra and r in extra:
+            specs.append(RetrieverSpec(r))
+        else:
+            specs += parse_retrievers(r)
+    unknown = [s.name for s in specs if s.name not in RETRIEVERS and not (extra and s.name in extra)]
     if unknown:
         raise InvalidInputError(
             f"unknown retriever(s) {unknown}; available: {', '.join([*RETRIEVERS, *(extra or {})])}"
         )
+    out: list[tuple[str, RetrieverFactory | None]] = []
+    for spec in specs:
+        if extra and spec.name in extra and not spec.options:
+            out.append((spec.name, None))
+        else:
+            out.append(resolve(spec, settings))
+    labels = [label for label, _ in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise InvalidInputError(f"retriever(s) {dup} named more than once")
+    return out
+
+
+def run_retrieval(
+    dataset: EvalDataset,
+    retrievers: Sequence[str | RetrieverSpec],
+    ks: Sequence[int] = (1, 5, 10),
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    extra: dict[str, Callable[[str, int], list[str]]] | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> RetrievalRun:
+    """Score each retriever (specs, see :func:`resolve_retrievers`, or ``extra`` callables) on ``dataset``.
+
+    An ``extra`` callable takes ``(query_text, k)`` and returns ranked passage ids. Reports are
+    keyed by the retriever's label (its spec, with ``settings`` merged in where they apply).
+    """
+    from kvgraph.kb import KnowledgeBase
+
+    resolved = resolve_retrievers(retrievers, settings, extra)
     k_max = max(ks)
     kb_dir = Path(work_dir) if work_dir else Path(".kvgraph-eval") / _slug(dataset.name)
     run = RetrievalRun(dataset.name)
     texts = [q.text for q in dataset.queries]
+    qids = [q.id for q in dataset.queries]
+    tags = sorted({t for q in dataset.queries for t in q.tags})
     with KnowledgeBase.open(kb_dir, expand_neighbors=False) as kb:
-        ctx = EvalContext(dataset, k_max, kb_dir, kb)
+        ctx = EvalContext(dataset, k_max, kb_dir, kb, progress=progress)
         try:
-            if any(r in RETRIEVERS and r not in LEXICAL for r in retrievers):
+            names = {label.split(":", 1)[0] for label, factory in resolved if factory is not None}
+            if names - LEXICAL - PRODUCT:
                 ctx.query_vectors(texts)  # once for all retrievers, outside their timings
-            for name in retrievers:
-                if name in RETRIEVERS:
+            for label, factory in resolved:
+                if factory is not None:
                     built_before = dict(ctx.index_seconds)
                     t0 = time.perf_counter()
-                    rank = RETRIEVERS[name](ctx)
-                    run.index_seconds[name] = time.perf_counter() - t0
+                    rank = factory(ctx)
+                    run.index_seconds[label] = time.perf_counter() - t0
                     new = [i for i in ctx.index_seconds if i not in built_before]
-                    run.index_built[name] = any(ctx.index_built.get(i, False) for i in new)
+                    run.index_built[label] = any(ctx.index_built.get(i, False) for i in new)
                 else:
-                    fn = (extra or {})[name]
+                    fn = (extra or {})[label]
 
                     def rank(batch: Sequence[str], fn: Callable[[str, int], list[str]] = fn) -> list[list[str]]:
                         return [fn(text, k_max) for text in batch]
 
                 t0 = time.perf_counter()
-                results = dict(zip((q.id for q in dataset.queries), rank(texts)))
-                run.seconds[name] = time.perf_counter() - t0
-                run.reports[name] = evaluate_retrieval(results, dataset.gold(), ks=tuple(ks))
+                ranked = _rank_all(rank, texts, label, progress)
+                run.seconds[label] = time.perf_counter() - t0
+                report = evaluate_retrieval(dict(zip(qids, ranked)), dataset.gold(), ks=tuple(ks))
+                run.reports[label] = report
+                for tag in tags:
+                    tagged = [q.id for q in dataset.queries if tag in q.tags and q.relevant]
+                    if tagged:
+                        run.tag_means.setdefault(label, {})[tag] = report.subset(tagged).means
                 if progress:
-                    index = f" (index {run.index_seconds[name]:.1f} s)" if name in run.index_seconds else ""
-                    print(f"  {name}: {len(texts)} queries in {run.seconds[name]:.1f} s{index}")
+                    index = f" (index {run.index_seconds[label]:.1f} s)" if label in run.index_seconds else ""
+                    print(f"  {label}: {len(texts)} queries in {run.seconds[label]:.1f} s{index}", file=sys.stderr)
         finally:
             ctx.close()
     return run
+
+
+def _rank_all(rank: Ranker, texts: Sequence[str], label: str, progress: bool) -> list[list[str]]:
+    """``rank(texts)``, in batches under a progress bar when ``progress`` and stderr is a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not progress or not console.is_terminal or len(texts) <= QUERY_BATCH:
+        return rank(texts)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out: list[list[str]] = []
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"querying {label}", total=len(texts))
+        for i in range(0, len(texts), QUERY_BATCH):
+            out += rank(texts[i : i + QUERY_BATCH])
+            bar.update(task, advance=min(QUERY_BATCH, len(texts) - i))
+    return out
 
 
 def _slug(name: str) -> str:
@@ -146,7 +234,10 @@ def metric_keys(ks: Sequence[int], metrics: Sequence[str]) -> list[str]:
     return [f"{m}@{k}" for m in metrics for k in ks]
 
 
-def print_table(run: RetrievalRun, keys: Sequence[str], title: str, console: Any = None) -> None:
+def print_table(
+    run: RetrievalRun, keys: Sequence[str], title: str, console: Any = None, tag: str | None = None
+) -> None:
+    """The means of ``keys`` per retriever, with queries/s and index seconds; ``tag``: only the tagged queries."""
     from rich.console import Console
     from rich.table import Table
 
@@ -154,17 +245,29 @@ def print_table(run: RetrievalRun, keys: Sequence[str], title: str, console: Any
     t.add_column("retriever", style="bold")
     for key in keys:
         t.add_column(key, justify="right")
-    t.add_column("queries/s", justify="right")
-    t.add_column("index s", justify="right")
+    if tag is None:
+        t.add_column("queries/s", justify="right")
+        t.add_column("index s", justify="right")
     for name, rep in run.reports.items():
-        qps = rep.n_queries / run.seconds[name] if run.seconds.get(name) else float("nan")
-        index = f"{run.index_seconds[name]:.1f}" if name in run.index_seconds else "-"
-        t.add_row(name, *(f"{rep.means.get(key, float('nan')):.3f}" for key in keys), f"{qps:.0f}", index)
-    (console or Console()).print(t)
+        means = rep.means if tag is None else run.tag_means.get(name, {}).get(tag, {})
+        cells = [f"{means.get(key, float('nan')):.3f}" for key in keys]
+        if tag is None:
+            qps = rep.n_queries / run.seconds[name] if run.seconds.get(name) else float("nan")
+            index = f"{run.index_seconds[name]:.1f}" if name in run.index_seconds else "-"
+            cells += [f"{qps:.0f}", index]
+        t.add_row(name, *cells)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped into a log: no terminal width to fit, so keep every column whole
+            console = Console(width=max(console.width, 160))
+    console.print(t)
 
 
 def save_reports(run: RetrievalRun, keys: Sequence[str], out_dir: str | os.PathLike[str], title: str) -> list[Path]:
-    """JSON (with per-query rows), CSV (means) and a bar chart PNG when matplotlib is installed."""
+    """``retrieval.json`` (means, per-tag means and every query's ranked ids), ``retrieval.csv`` (means)
+    and ``retrieval.svg`` (a grouped bar chart of ``keys``, :mod:`kvgraph.eval.chart`)."""
+    from kvgraph.eval.chart import grouped_bar_svg
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "retrieval.json", out / "retrieval.csv"]
@@ -172,6 +275,7 @@ def save_reports(run: RetrievalRun, keys: Sequence[str], out_dir: str | os.PathL
     data = {
         name: {
             **rep.to_dict(),
+            "tag_means": run.tag_means.get(name, {}),
             "seconds": round(run.seconds.get(name, 0.0), 3),
             "index_seconds": round(run.index_seconds.get(name, 0.0), 3),
             "index_built": run.index_built.get(name, False),
@@ -184,35 +288,6 @@ def save_reports(run: RetrievalRun, keys: Sequence[str], out_dir: str | os.PathL
         w.writerow(["retriever", *keys])
         for name, rep in reports.items():
             w.writerow([name, *(f"{rep.means.get(k, float('nan')):.4f}" for k in keys)])
-    png = bar_chart(reports, keys, out / "retrieval.png", title)
-    if png is not None:
-        paths.append(png)
+    series = {name: [rep.means.get(k, float("nan")) for k in keys] for name, rep in reports.items()}
+    paths.append(grouped_bar_svg(list(keys), series, out / "retrieval.svg", title))
     return paths
-
-
-def bar_chart(reports: dict[str, RetrievalReport], keys: Sequence[str], path: Path, title: str) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    import numpy as np
-
-    names = list(reports)
-    x = np.arange(len(keys))
-    width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) + 2), 4))
-    for i, name in enumerate(names):
-        vals = [reports[name].means.get(k, 0.0) for k in keys]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=name)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, keys)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

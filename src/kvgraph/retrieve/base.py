@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.schema import Node, NodeWithScore
+from kvgraph.text import replace_surrogates
 
 if TYPE_CHECKING:  # kept out of the import: kvgraph.store loads the whole embedded store
     from kvgraph.embed.base import Embedder
@@ -47,7 +48,7 @@ def check_query(query: object, k: object) -> tuple[str, int]:
         raise InvalidInputError(f"query must be a non-empty string, got {query!r}")
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-    return query, k
+    return replace_surrogates(query), k
 
 
 def _results(store: VectorStore, **query: Any) -> list[NodeWithScore]:

@@ -1,0 +1,89 @@
+"""An offline second stage: rerank candidates by their best-matching sentence.
+
+A 254-token chunk's single vector averages everything in it, so a chunk whose one sentence
+answers the question can rank below a chunk that is vaguely about the topic throughout.
+:class:`SentenceReranker` embeds each candidate's sentences (with the local model, no
+cross-encoder weights needed) and scores a candidate by
+``weight * minmax(first-stage score) + (1 - weight) * minmax(max cosine(question, sentence))``.
+
+It costs one embedding per sentence of the candidates (about ten per chunk) the first time a
+chunk is a candidate; the vectors are kept in memory for later queries (up to ``cache_chunks``
+chunks) and go through the knowledge base's embedding cache when it is writable. On the dev
+sets it helps single-document questions at hit@1 and hurts multi-hop recall (docs/eval.md),
+so it is a setting (``rerank = "sentences"``), not a default.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kvgraph.errors import InvalidInputError
+from kvgraph.retrieve.base import check_query
+from kvgraph.schema import NodeWithScore
+from kvgraph.text import split_sentences
+
+if TYPE_CHECKING:
+    from kvgraph.embed.base import Embedder
+
+__all__ = ["SentenceReranker", "chunk_sentences"]
+
+MIN_WORDS = 4  # shorter "sentences" (a table cell, a heading) say too little to match on
+
+
+def chunk_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` worth matching (at least MIN_WORDS words); the whole text if none is."""
+    found = [text[a:b].strip() for a, b in split_sentences(text)]
+    return [s for s in found if len(s.split()) >= MIN_WORDS] or [text]
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    span = float(x.max() - x.min()) if len(x) else 0.0
+    return (x - x.min()) / span if span > 1e-12 else np.ones_like(x)
+
+
+class SentenceReranker:
+    """Reorders candidates by ``weight`` * first stage + (1 - ``weight``) * best sentence (see above)."""
+
+    def __init__(self, embedder: Embedder, weight: float = 0.7, cache_chunks: int = 10_000) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise InvalidInputError(f"weight must be between 0 and 1, got {weight!r}")
+        self.embedder = embedder
+        self.weight = float(weight)
+        self.cache_chunks = cache_chunks
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _sentence_vectors(self, nodes: Sequence[NodeWithScore]) -> list[np.ndarray]:
+        todo = [h.node for h in nodes if h.node.id not in self._vectors]
+        if todo:
+            parts = [chunk_sentences(n.text) for n in todo]
+            flat = [s for p in parts for s in p]
+            vecs = np.asarray(self.embedder.embed(flat), dtype=np.float32)
+            at = 0
+            for node, p in zip(todo, parts):
+                v = vecs[at : at + len(p)]
+                at += len(p)
+                self._vectors[node.id] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        out = []
+        for h in nodes:
+            self._vectors.move_to_end(h.node.id)
+            out.append(self._vectors[h.node.id])
+        while len(self._vectors) > self.cache_chunks:
+            self._vectors.popitem(last=False)
+        return out
+
+    def rerank(self, query: str, nodes: Sequence[NodeWithScore], k: int) -> list[NodeWithScore]:
+        query, k = check_query(query, k)
+        if not nodes:
+            return []
+        q = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        best = np.array([float((v @ q).max()) for v in self._sentence_vectors(nodes)])
+        first = np.array([h.score for h in nodes], dtype=np.float64)
+        score = self.weight * _minmax(first) + (1.0 - self.weight) * _minmax(best)
+        order = np.argsort(-score, kind="stable")[:k]
+        return [replace(nodes[int(i)], score=float(score[int(i)])) for i in order]
