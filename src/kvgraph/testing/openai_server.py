@@ -3,6 +3,12 @@
 Speaks ``/v1/chat/completions`` (JSON and SSE streaming), ``/v1/embeddings`` and ``/v1/models``
 the way OpenAI and vLLM do, and can be programmed to misbehave: fail the first requests,
 demand a key, answer slowly, send malformed JSON, reject fields. Every request is recorded.
+
+It also speaks the Files and Fine-tuning endpoints (``/v1/files`` with multipart uploads,
+``/v1/fine_tuning/jobs``, its ``/events`` and ``/cancel``): a job moves one state each time it is
+read (validating_files, queued, running for ``job_running_polls`` reads, then succeeded), checks
+its training file (every line a JSON object with ``messages``) like the real service, and can be
+told to fail (``job_failure``). A succeeded job's model is served by chat completions from then on.
 """
 
 from __future__ import annotations
@@ -11,10 +17,14 @@ import hashlib
 import json
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 Reply = Callable[[list[dict[str, Any]]], str]
 
@@ -73,6 +83,12 @@ class FakeOpenAIServer:
     # Tool calling: given a chat request body that offers ``tools``, return (function name, arguments)
     # to answer with that tool call instead of text, or None to answer with ``reply`` as usual.
     tool_reply: Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None] | None = None
+    # Files and fine-tuning jobs, by id (see the module docstring).
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    job_running_polls: int = 2  # reads a job spends "running" before it ends
+    job_failure: dict[str, str] | None = None  # {"code", "message"}: jobs that reach the end fail with it
+    fine_tunable: tuple[str, ...] | None = None  # base models a job may start from (None: every served model)
     requests: list[RecordedRequest] = field(default_factory=list)
     _failures: list[tuple[int, str | None]] = field(default_factory=list)
     _httpd: ThreadingHTTPServer | None = None
@@ -136,6 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type") or ""
+        if content_type.startswith("multipart/form-data"):
+            return self._handle(_multipart(content_type, raw))
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -170,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._chat(body)
         if route == ("POST", "/v1/embeddings"):
             return self._embeddings(body)
+        if self.path.startswith(("/v1/files", "/v1/fine_tuning/")):
+            return self._fine_tuning(body)
         return self._error(404, f"no route {self.command} {self.path}", {})
 
     # -- endpoints ------------------------------------------------------------------------
@@ -280,6 +301,125 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
+    # -- files and fine-tuning -----------------------------------------------------------
+
+    def _fine_tuning(self, body: Any) -> None:
+        fake = self.fake
+        path, _, query = self.path.partition("?")
+        parts = path.strip("/").split("/")[1:]  # without "v1"
+        with fake._lock:
+            if parts == ["files"] and self.command == "POST":
+                return self._upload(body)
+            if parts == ["files"] and self.command == "GET":
+                return self._json({"object": "list", "data": [_public(f) for f in fake.files.values()]})
+            if len(parts) == 2 and parts[0] == "files" and self.command == "GET":
+                found = fake.files.get(parts[1])
+                if found is None:
+                    return self._error(404, f"No such File object: {parts[1]}", {})
+                return self._json(_public(found))
+            if parts == ["fine_tuning", "jobs"] and self.command == "POST":
+                return self._create_job(body)
+            if len(parts) >= 3 and parts[:2] == ["fine_tuning", "jobs"]:
+                job = fake.jobs.get(parts[2])
+                if job is None:
+                    return self._error(404, f"No fine-tuning job found with id {parts[2]}", {})
+                if len(parts) == 3 and self.command == "GET":
+                    self._advance(job)
+                    return self._json(_public(job))
+                if parts[3:] == ["events"] and self.command == "GET":
+                    limit = int((parse_qs(query).get("limit") or ["20"])[0])
+                    events = list(reversed(job["_events"]))[:limit]
+                    return self._json({"object": "list", "data": events, "has_more": len(job["_events"]) > limit})
+                if parts[3:] == ["cancel"] and self.command == "POST":
+                    if job["status"] in ("succeeded", "failed", "cancelled"):
+                        return self._error(400, f"Job {job['id']} has already ended ({job['status']})", {})
+                    job["status"] = "cancelled"
+                    _event(job, "Job cancelled")
+                    return self._json(_public(job))
+        return self._error(404, f"no route {self.command} {self.path}", {})
+
+    def _upload(self, body: Any) -> None:
+        fake = self.fake
+        if not isinstance(body, dict) or not isinstance(body.get("file"), dict):
+            return self._error(400, "'file' is a required multipart field", {})
+        if body.get("purpose") != "fine-tune":
+            return self._error(400, f"Invalid purpose {body.get('purpose')!r}: use 'fine-tune'", {})
+        file_id = f"file-{len(fake.files) + 1}"
+        content = body["file"]["content"]
+        fake.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": body["file"]["filename"],
+            "purpose": "fine-tune",
+            "_content": content,
+        }
+        return self._json(_public(fake.files[file_id]))
+
+    def _create_job(self, body: Any) -> None:
+        fake = self.fake
+        if not isinstance(body, dict) or not body.get("training_file") or not body.get("model"):
+            return self._error(400, "'training_file' and 'model' are required", {})
+        for key in ("training_file", "validation_file"):
+            if body.get(key) and body[key] not in fake.files:
+                return self._error(400, f"invalid {key}: {body[key]} does not exist", {})
+        allowed = fake.fine_tunable if fake.fine_tunable is not None else tuple(fake.models)
+        if body["model"] not in allowed:
+            return self._error(400, f"Model {body['model']} is not available for fine-tuning or does not exist.", {})
+        job_id = f"ftjob-{len(fake.jobs) + 1:04d}"
+        job: dict[str, Any] = {
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "model": body["model"],
+            "created_at": int(time.time()),
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "suffix": body.get("suffix"),
+            "status": "validating_files",
+            "fine_tuned_model": None,
+            "trained_tokens": None,
+            "error": None,
+            "_polls": 0,
+            "_events": [],
+        }
+        _event(job, f"Validating training file: {body['training_file']}")
+        fake.jobs[job_id] = job
+        return self._json(_public(job))
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        """One step of a job's life per read, as if time passed on the service."""
+        fake = self.fake
+        status = job["status"]
+        if status == "validating_files":
+            problem = _training_file_problem(fake.files[job["training_file"]]["_content"])
+            if problem is not None:
+                job["status"] = "failed"
+                job["error"] = {"code": "invalid_training_file", "message": problem, "param": "training_file"}
+                _event(job, f"Training file validation failed: {problem}")
+            else:
+                job["status"] = "queued"
+                _event(job, "Files validated, moving job to queued state")
+        elif status == "queued":
+            job["status"] = "running"
+            _event(job, "Fine-tuning job started")
+        elif status == "running":
+            job["_polls"] += 1
+            _event(job, f"Step {job['_polls']}/{fake.job_running_polls}: training loss={1.0 / job['_polls']:.3f}")
+            if job["_polls"] >= fake.job_running_polls:
+                if fake.job_failure is not None:
+                    job["status"] = "failed"
+                    job["error"] = {**fake.job_failure, "param": None}
+                    _event(job, f"Fine-tuning job failed: {fake.job_failure.get('message')}")
+                else:
+                    suffix = job.get("suffix") or "custom"
+                    job["status"] = "succeeded"
+                    job["fine_tuned_model"] = f"ft:{job['model']}:kvgraph:{suffix}:{job['id'][-4:]}"
+                    content = fake.files[job["training_file"]]["_content"]
+                    job["trained_tokens"] = len(content.split())
+                    fake.models.append(job["fine_tuned_model"])
+                    _event(job, "The job has successfully completed")
+
     # -- responses ------------------------------------------------------------------------
 
     def _json(self, obj: Any, status: int = 200, extra: dict[str, str] | None = None) -> None:
@@ -296,3 +436,58 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as {name: text} and, for file fields, {name: {"filename", "content"}}."""
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields: dict[str, Any] = {}
+    if not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if not isinstance(name, str):
+            continue
+        if filename is not None:
+            fields[name] = {"filename": filename, "content": data.decode("utf-8", "replace"), "bytes": len(data)}
+        else:
+            fields[name] = data.decode("utf-8", "replace")
+    return fields
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as the API shows it (without the server's own "_" fields)."""
+    return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+def _event(job: dict[str, Any], message: str) -> None:
+    job["_events"].append(
+        {
+            "object": "fine_tuning.job.event",
+            "id": f"ftevent-{job['id']}-{len(job['_events']) + 1}",
+            "created_at": int(time.time()),
+            "level": "info",
+            "message": message,
+        }
+    )
+
+
+def _training_file_problem(content: str) -> str | None:
+    """What the service would reject in a chat training file, or None."""
+    lines = [line for line in content.splitlines() if line.strip()]
+    if not lines:
+        return "the file is empty"
+    for n, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return f"line {n} is not valid JSON"
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return f"line {n} has no 'messages' list"
+        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+            return f"line {n} has no assistant message"
+    return None
