@@ -1,14 +1,22 @@
-"""Neo4j behind the GraphStore protocol, through the official ``neo4j`` driver (imported lazily).
+"""A Bolt server (Neo4j, ArcadeDB) behind the GraphStore protocol, through the official ``neo4j`` driver.
 
-Read-only queries pass the same guard as with Ladybug and then run in a read transaction
-(``session.execute_read``), so the server refuses writes too. Timeouts use the driver's
-``Query(text, timeout=...)``, which the server enforces. A node key is Neo4j's ``elementId``.
-Neo4j is schema-free, so Cypher import scripts run as they are.
+Read-only queries pass the same allow-list guard as with Ladybug (statements, clauses, functions
+such as ``apoc.*`` and procedures off the list are refused, as are oversized queries) and then run
+in a read transaction (``session.execute_read``). Neo4j refuses writes there too; ArcadeDB does
+not, so for it the guard is the barrier (:mod:`kvgraph.graphdb.dialect` lists every difference).
+No sandbox process: the engine runs in the server, whose own memory and transaction limits apply.
+Timeouts: Neo4j enforces ``unit_of_work(timeout=...)``; for servers that do not, kvgraph stops
+waiting after the timeout, raises QueryTimeoutError and drops that connection (the server may
+still finish the query). A node key is the server's ``elementId``. Bolt servers are schema-free,
+so Cypher import scripts run as they are; the schema is sampled from the data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,17 +29,19 @@ from kvgraph.graphdb.base import (
     EdgeList,
     GraphError,
     GraphSchema,
-    PropertyInfo,
     QueryResult,
     QueryTimeoutError,
+    WriteRejectedError,
 )
 from kvgraph.graphdb.cypher_import import analyze_script
+from kvgraph.graphdb.dialect import BoltDialect, detect, sampled_schema
 from kvgraph.graphdb.guard import DEFAULT_MAX_HOPS, check_read_only
 from kvgraph.graphdb.types import check_name, quote
+from kvgraph.transport import redact_secrets, redact_url, url_secrets
 
 
 class Neo4jGraphStore:
-    """A :class:`~kvgraph.graphdb.base.GraphStore` on a Neo4j server."""
+    """A :class:`~kvgraph.graphdb.base.GraphStore` on a server that speaks Bolt and Cypher."""
 
     def __init__(
         self,
@@ -52,18 +62,31 @@ class Neo4jGraphStore:
         self.database = database
         self.read_only = read_only
         self.max_hops = max_hops
-        auth = (user or "neo4j", password or "") if (user or password) else None
-        try:
-            self._driver = neo4j.GraphDatabase.driver(uri, auth=auth)
-            self._driver.verify_connectivity()
-        except Exception as e:  # the password never appears: only the URI and the driver's reason
-            raise GraphError(
-                f"cannot connect to Neo4j at {uri} as {user or 'neo4j'}: {type(e).__name__}: {e}"
-            ) from None
+        self._auth = (user or "neo4j", password or "") if (user or password) else None
+        self._user = user or "neo4j"
+        self._lock = threading.Lock()
         self._closed = False
+        self._driver = self._connect()
+        self.dialect: BoltDialect = detect(self._driver.get_server_info().agent or "")
+        self._indexed: set[tuple[str, str]] = set()
+
+    def _connect(self) -> Any:
+        try:
+            driver = self._neo4j.GraphDatabase.driver(self.uri, auth=self._auth)
+            driver.verify_connectivity()
+        except Exception as e:  # the password never appears: only the URI and the driver's reason
+            secrets = [*url_secrets(self.uri), *([self._auth[1]] if self._auth else [])]
+            raise GraphError(
+                redact_secrets(
+                    f"cannot connect to the Bolt server at {redact_url(self.uri)} as {self._user}: "
+                    f"{type(e).__name__}: {e}",
+                    secrets,
+                )
+            ) from None
+        return driver
 
     def __repr__(self) -> str:
-        return f"Neo4jGraphStore({self.uri!r}, database={self.database!r}, read_only={self.read_only})"
+        return f"Neo4jGraphStore({redact_url(self.uri)!r}, database={self.database!r}, read_only={self.read_only})"
 
     def close(self) -> None:
         if not self._closed:
@@ -90,14 +113,25 @@ class Neo4jGraphStore:
         if self._closed:
             raise StoreClosedError(f"{self!r} was closed")
         if read_only:
-            check_read_only(cypher, self.max_hops)
+            check_read_only(cypher, self.max_hops, params=params)
         elif self.read_only:
             raise ReadOnlyError(f"{self.uri}: a write query needs a writable graph store (it was opened read-only)")
+        return self._run(cypher, params, write=not read_only, timeout_s=timeout_s, max_rows=max_rows)
+
+    def _run(
+        self,
+        cypher: str,
+        params: Mapping[str, Any] | None,
+        *,
+        write: bool,
+        timeout_s: float | None,
+        max_rows: int | None,
+    ) -> QueryResult:
+        """Run trusted (or already guarded) Cypher in a read or write transaction."""
         neo4j = self._neo4j
-        q = neo4j.Query(cypher, timeout=timeout_s) if timeout_s else neo4j.Query(cypher)
 
         def work(tx: Any) -> QueryResult:
-            res = tx.run(q, dict(params or {}))
+            res = tx.run(cypher, dict(params or {}))
             columns = list(res.keys())
             rows: list[list[Any]] = []
             truncated = False
@@ -108,53 +142,71 @@ class Neo4jGraphStore:
                 rows.append([_plain(v) for v in rec.values()])
             return QueryResult(columns, rows, truncated)
 
-        try:
-            with self._driver.session(database=self.database) as session:
-                result: QueryResult = session.execute_read(work) if read_only else session.execute_write(work)
-                return result
-        except neo4j.exceptions.ClientError as e:
-            code = e.code or ""
-            if "Timeout" in code or "TransactionTimedOut" in code:
-                raise QueryTimeoutError(f"query ran past its timeout of {timeout_s} s: {cypher}") from None
-            if "Syntax" in code or "Statement" in code:
-                raise CypherSyntaxError(f"{e.message}\nQuery: {cypher}") from None
-            if "WriteOnReadOnlyAccess" in code or "Forbidden" in code:
-                from kvgraph.graphdb.base import WriteRejectedError
+        if timeout_s and self.dialect.server_timeouts:
+            work = neo4j.unit_of_work(timeout=timeout_s)(work)
+        driver = self._driver
 
-                raise WriteRejectedError(f"{e.message}\nQuery: {cypher}") from None
-            raise GraphError(f"{e.message}\nQuery: {cypher}") from None
+        def run() -> QueryResult:
+            with driver.session(database=self.database) as session:
+                result: QueryResult = session.execute_write(work) if write else session.execute_read(work)
+                return result
+
+        try:
+            if not timeout_s or self.dialect.server_timeouts:
+                return run()
+            return self._run_with_deadline(run, timeout_s, cypher)
         except neo4j.exceptions.Neo4jError as e:
-            raise GraphError(f"{e}\nQuery: {cypher}") from None
+            raise _graph_error(e, cypher, timeout_s) from None
+        except neo4j.exceptions.DriverError as e:
+            raise GraphError(f"{self.uri}: {type(e).__name__}: {e}\nQuery: {cypher}") from None
+
+    def _run_with_deadline(self, run: Callable[[], QueryResult], timeout_s: float, cypher: str) -> QueryResult:
+        """For servers that ignore transaction timeouts: wait at most ``timeout_s``, then give up on
+        the connection (a fresh driver serves the next query; the old one closes when the query ends)."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvgraph-bolt")
+        future = pool.submit(run)
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            with self._lock:
+                stale, self._driver = self._driver, self._connect()
+            future.add_done_callback(lambda _f: stale.close())
+            raise QueryTimeoutError(f"query ran past its timeout of {timeout_s} s: {cypher}") from None
+        finally:
+            pool.shutdown(wait=False)
+
+    def _read(self, cypher: str, params: Mapping[str, Any] | None = None) -> list[list[Any]]:
+        """A trusted read of kvgraph's own (schema, nodes, edges): no guard, no row limit."""
+        return self._run(cypher, params, write=False, timeout_s=None, max_rows=None).rows
 
     def explain(self, cypher: str, params: Mapping[str, Any] | None = None) -> None:
-        self.query("EXPLAIN " + cypher, params, read_only=True, max_rows=0)
+        check_read_only(cypher, self.max_hops, params=params)
+        self._run("EXPLAIN " + cypher, params, write=False, timeout_s=DEFAULT_TIMEOUT_S, max_rows=0)
 
     def schema(self) -> GraphSchema:
-        s = GraphSchema()
-        for r in self.query("CALL db.schema.nodeTypeProperties()", max_rows=None).records():
-            for label in r["nodeLabels"] or []:
-                props = s.node_labels.setdefault(label, [])
-                if r["propertyName"] and all(p.name != r["propertyName"] for p in props):
-                    props.append(PropertyInfo(r["propertyName"], "/".join(r["propertyTypes"] or [])))
-        for r in self.query("CALL db.schema.relTypeProperties()", max_rows=None).records():
-            rel = r["relType"].strip(":`")
-            props = s.rel_types.setdefault(rel, [])
-            if r["propertyName"] and all(p.name != r["propertyName"] for p in props):
-                props.append(PropertyInfo(r["propertyName"], "/".join(r["propertyTypes"] or [])))
-        res = self.query(
-            "MATCH (a)-[r]->(b) RETURN DISTINCT type(r) AS t, labels(a)[0] AS a, labels(b)[0] AS b", max_rows=None
-        )
-        for t, a, b in res.rows:
-            s.rel_endpoints.setdefault(t, []).append((a, b))
-        return s
+        return sampled_schema(lambda q, p: self._read(q, p))
 
     # ------------------------------------------------------------------ writes
 
+    def _write(self, cypher: str, params: Mapping[str, Any] | None = None, max_rows: int | None = None) -> QueryResult:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.uri}: a write needs a writable graph store (it was opened read-only)")
+        return self.query(cypher, params, read_only=False, timeout_s=None, max_rows=max_rows)
+
     def import_cypher(self, script: str) -> int:
         plan = analyze_script(script)
+        if not plan.statements:
+            raise InvalidInputError("import script is empty")
         for stmt in plan.statements:
-            self.query(stmt, read_only=False, timeout_s=None, max_rows=0)
+            self._write(stmt, max_rows=0)
         return len(plan.statements)
+
+    def _ensure_key_index(self, label: str, key: str) -> None:
+        if (label, key) not in self._indexed:
+            # a server without Cypher index DDL still MERGEs, by label scan
+            with contextlib.suppress(GraphError):
+                self._write(self.dialect.key_index(label, key), max_rows=0)
+            self._indexed.add((label, key))
 
     def upsert_nodes(self, label: str, rows: Sequence[Mapping[str, Any]], key: str = "id") -> list[str]:
         check_name(label, "node label")
@@ -162,12 +214,13 @@ class Neo4jGraphStore:
         for i, row in enumerate(rows):
             if row.get(key) is None:
                 raise InvalidInputError(f"{label} row {i}: the key property {key!r} is missing or null")
-        res = self.query(
+        if not rows:
+            return []
+        self._ensure_key_index(label, key)
+        res = self._write(
             f"UNWIND $rows AS r MERGE (n:{quote(label)} {{{quote(key)}: r.{quote(key)}}}) SET n += r "
             "RETURN elementId(n)",
             {"rows": [dict(r) for r in rows]},
-            read_only=False,
-            max_rows=None,
         )
         return [r[0] for r in res.rows]
 
@@ -176,11 +229,10 @@ class Neo4jGraphStore:
         batch = [{"s": s, "d": d, "p": dict(p or {})} for s, d, p in edges]
         if not batch:
             return 0
-        res = self.query(
+        res = self._write(
             "UNWIND $rows AS r MATCH (a) WHERE elementId(a) = r.s MATCH (b) WHERE elementId(b) = r.d "
             f"MERGE (a)-[e:{quote(rel_type)}]->(b) SET e += r.p RETURN count(e)",
             {"rows": batch},
-            read_only=False,
         )
         n = int(res.scalar())
         if n != len(batch):
@@ -188,10 +240,8 @@ class Neo4jGraphStore:
         return n
 
     def delete_nodes(self, node_keys: Sequence[str]) -> int:
-        res = self.query(
-            "MATCH (n) WHERE elementId(n) IN $ks DETACH DELETE n RETURN count(*)",
-            {"ks": list(node_keys)},
-            read_only=False,
+        res = self._write(
+            "MATCH (n) WHERE elementId(n) IN $ks DETACH DELETE n RETURN count(*)", {"ks": list(node_keys)}
         )
         return int(res.scalar())
 
@@ -203,27 +253,34 @@ class Neo4jGraphStore:
 
     def nodes(self, label: str, properties: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
         check_name(label, "node label")
-        res = self.query(f"MATCH (n:{quote(label)}) RETURN elementId(n), properties(n)", max_rows=None, timeout_s=None)
-        out = []
-        for k, props in res.rows:
-            out.append((k, props if properties is None else {p: props.get(p) for p in properties}))
-        return out
+        rows = self._read(f"MATCH (n:{quote(label)}) RETURN elementId(n), properties(n)")
+        return [(k, props if properties is None else {p: props.get(p) for p in properties}) for k, props in rows]
 
     def edges(self, rel_types: Sequence[str] | None = None) -> EdgeList:
-        nodes = self.query("MATCH (n) RETURN elementId(n), labels(n)[0]", max_rows=None, timeout_s=None).rows
+        nodes = self._read("MATCH (n) RETURN elementId(n), labels(n)[0]")
         keys = [r[0] for r in nodes]
         labels = [r[1] for r in nodes]
         index = {k: i for i, k in enumerate(keys)}
         where = "WHERE type(r) IN $types " if rel_types is not None else ""
-        rows = self.query(
-            f"MATCH (a)-[r]->(b) {where}RETURN elementId(a), elementId(b), type(r)",
-            {"types": list(rel_types or [])},
-            max_rows=None,
-            timeout_s=None,
-        ).rows
+        rows = self._read(
+            f"MATCH (a)-[r]->(b) {where}RETURN elementId(a), elementId(b), type(r)", {"types": list(rel_types or [])}
+        )
         src = np.array([index[r[0]] for r in rows], dtype=np.int64)
         dst = np.array([index[r[1]] for r in rows], dtype=np.int64)
         return EdgeList(keys=keys, labels=labels, src=src, dst=dst, types=[r[2] for r in rows])
+
+
+def _graph_error(e: Any, cypher: str, timeout_s: float | None) -> GraphError:
+    """The driver's error as kvgraph's: syntax, timeout, refused write, or the engine's reason."""
+    code = e.code or ""
+    message = e.message or str(e)
+    if "Timeout" in code or "TransactionTimedOut" in code:
+        return QueryTimeoutError(f"query ran past its timeout of {timeout_s} s: {cypher}")
+    if "Syntax" in code or "Statement" in code:
+        return CypherSyntaxError(f"{message}\nQuery: {cypher}")
+    if "WriteOnReadOnlyAccess" in code or "Forbidden" in code:
+        return WriteRejectedError(f"{message}\nQuery: {cypher}")
+    return GraphError(f"{message}\nQuery: {cypher}")
 
 
 def _plain(v: Any) -> Any:
