@@ -33,8 +33,11 @@ from llama_index.core.vector_stores.types import (
 )
 
 from kvgraph.embed import Embedder
+from kvgraph.embed.hashing import HashingEmbedder
 from kvgraph.errors import InvalidFilterError, InvalidInputError
 from kvgraph.integrations.llama_index import KvgraphEmbedding, KvgraphVectorStore, to_kvgraph_filters
+from kvgraph.kb import KnowledgeBase
+from kvgraph.schema import Document as KvgraphDocument
 from kvgraph.store import EmbeddedVectorStore
 
 # id, text, ref doc, metadata
@@ -610,6 +613,69 @@ def test_embedding_wrapper_matches_the_kvgraph_embedder(embedder: Embedder, embe
     assert embed_model.model_name == embedder.model_name
     with pytest.raises(InvalidInputError, match="Embedder"):
         KvgraphEmbedding(object())  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- one embedding model per store
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    """A knowledge base with the passages ingested (its own embedder: the default model)."""
+    with KnowledgeBase.open(tmp_path_factory.mktemp("li-kb") / "kb") as kb:
+        kb.add_documents([KvgraphDocument(id=pid, text=text, metadata=dict(md)) for pid, text, _, md in PASSAGES[:4]])
+        yield kb
+
+
+def test_knowledge_base_refuses_vectors_of_another_model(kb: KnowledgeBase, nodes: list[TextNode]) -> None:
+    recorded = kb.store.get_meta("embedding_model")
+    assert recorded == kb.embedder.model_name
+    before = kb.store.count()
+    with pytest.raises(InvalidInputError) as err:
+        KvgraphVectorStore(kb, KvgraphEmbedding(HashingEmbedder(384)))
+    assert recorded in str(err.value) and "hashing-384" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(InvalidInputError, match="hashing-384"):
+        KvgraphVectorStore(kb, embedding_model="hashing-384")
+    # an adapter not told its model may read, but not write
+    unnamed = KvgraphVectorStore(kb)
+    with pytest.raises(InvalidInputError, match=f"embedding_model='{recorded}'"):
+        unnamed.add(nodes[4:])
+    assert kb.store.count() == before
+    hit = unnamed.query(VectorStoreQuery(query_embedding=nodes[2].embedding, similarity_top_k=1))
+    assert hit.nodes is not None and "Jupiter" in hit.nodes[0].get_content()
+
+
+def test_knowledge_base_takes_its_own_models_vectors(kb: KnowledgeBase) -> None:
+    embed_model = KvgraphEmbedding(kb.embedder)
+    vector_store = KvgraphVectorStore(kb, embed_model)
+    assert vector_store.embedding_model == kb.embedder.model_name
+    index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)
+    saturn = TextNode(id_="saturn", text="Saturn's rings are made of ice and rock.", metadata={"topic": "science"})
+    index.insert_nodes([saturn])
+    try:
+        assert kb.search("What are the rings of Saturn made of?", k=1)[0].node.id == "saturn"
+        kb.refresh()  # the knowledge base reopens its store; the adapter follows it
+        assert [n.node_id for n in vector_store.get_nodes(["saturn"])] == ["saturn"]
+    finally:
+        vector_store.delete_nodes(["saturn"])
+
+
+def test_a_bare_store_takes_the_first_named_model(tmp_path: Path, nodes: list[TextNode], embedder: Embedder) -> None:
+    path = tmp_path / "bare"
+    with KvgraphVectorStore(path) as unnamed:
+        unnamed.add(nodes[:1])  # no model recorded, none stated: nothing to check against
+        assert unnamed.client.get_meta("embedding_model") is None
+    with KvgraphVectorStore(path, KvgraphEmbedding(embedder)) as named:
+        named.add(nodes[1:2])
+        assert named.client.get_meta("embedding_model") == embedder.model_name
+    with pytest.raises(InvalidInputError, match="hashing-384"):
+        KvgraphVectorStore(path, KvgraphEmbedding(HashingEmbedder(384)))
+    with KvgraphVectorStore(path) as unnamed:
+        with pytest.raises(InvalidInputError, match="not told"):
+            unnamed.add(nodes[2:3])
+        assert unnamed.client.count() == 2
+    with KvgraphVectorStore(path, embedding_model=embedder.model_name) as by_name:
+        by_name.add(nodes[2:3])
+        assert by_name.client.count() == 3
 
 
 # ---------------------------------------------------------------- imports

@@ -15,16 +15,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kvgraph.embed.base import Embedder
 from kvgraph.errors import InvalidFilterError, InvalidInputError, MissingDependencyError
-from kvgraph.schema import Metadata, Node, validate_metadata
+from kvgraph.integrations.metadata import flat_metadata
+from kvgraph.integrations.store_binding import StoreBinding, declared_model_name
+from kvgraph.schema import Metadata, Node
 from kvgraph.store.base import QueryMode
 from kvgraph.store.base import VectorStoreQuery as KvgraphQuery
 from kvgraph.store.embedded import EmbeddedVectorStore
+
+if TYPE_CHECKING:
+    from kvgraph.kb.knowledge_base import KnowledgeBase
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -136,29 +141,8 @@ def _filters_to_dict(filters: MetadataFilters) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- nodes
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars to Python scalars, tuples to lists; anything else unchanged (validated later)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [v.item() if isinstance(v, np.generic) else v for v in value]
-    return value
-
-
 def _flat_metadata(metadata: dict[str, Any], node_id: str) -> Metadata:
-    for key in metadata:
-        if key in RESERVED_METADATA_KEYS:
-            raise InvalidInputError(
-                f"node {node_id!r}: metadata key {key!r} is reserved by kvgraph's LlamaIndex adapter; rename it"
-            )
-    flat = {k: _plain(v) for k, v in metadata.items()}
-    try:
-        return validate_metadata(flat, node_id)
-    except InvalidInputError as e:
-        raise InvalidInputError(
-            f"{e}. kvgraph stores flat metadata: flatten nested values (e.g. 'a.b' keys) "
-            "or convert them to strings (json.dumps) before indexing"
-        ) from None
+    return flat_metadata(metadata, node_id, reserved=RESERVED_METADATA_KEYS)
 
 
 def _relationship_name(rel: NodeRelationship) -> str:
@@ -257,13 +241,20 @@ def to_llama_node(node: Node) -> TextNode:
 class KvgraphVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store backed by kvgraph's :class:`~kvgraph.store.EmbeddedVectorStore`.
 
-    ``KvgraphVectorStore(store)`` wraps an open store (the caller closes it);
+    ``KvgraphVectorStore(kb, embed_model)`` writes into a knowledge base's store;
+    ``KvgraphVectorStore(store)`` wraps an open store (the caller closes both);
     ``KvgraphVectorStore(path, **open_kwargs)`` opens one with ``EmbeddedVectorStore.open``
     (``dim``, ``metric``, ``read_only``, ...) and :meth:`close` closes it.
 
+    ``embed_model`` (or ``embedding_model``, its name) says which model made the vectors that
+    will be added; it must be the model the store records (a knowledge base's embedder), else
+    InvalidInputError names both. A store that records a model refuses additions from an
+    adapter that was not told its model; a store that records none takes the first named one.
+
     The store keeps text, metadata and relationships, so ``VectorStoreIndex.from_vector_store``
     works and LlamaIndex needs no docstore. Every write is committed durably when it returns.
-    Query modes: ``default`` (dense), ``sparse`` / ``text_search`` (BM25 on ``query_str``),
+    Query modes: ``default`` (dense; with no query embedding, the nodes that match the filters),
+    ``sparse`` / ``text_search`` (BM25 on ``query_str``),
     ``hybrid`` (``alpha``: 1 = dense only, 0 = BM25 only; reciprocal-rank fusion when unset),
     ``mmr`` (``mmr_threshold`` from the query or ``vector_store_kwargs``; 1 = relevance only).
     ``vector_store_kwargs`` may also carry ``mmr_prefetch_k`` / ``mmr_prefetch_factor``,
@@ -274,31 +265,27 @@ class KvgraphVectorStore(BasePydanticVectorStore):
     is_embedding_query: bool = True
     flat_metadata: bool = True
     path: str = ""
+    embedding_model: str | None = None
 
-    _store: EmbeddedVectorStore = PrivateAttr()
-    _owns_store: bool = PrivateAttr(default=False)
+    _binding: StoreBinding = PrivateAttr()
 
-    def __init__(self, store: EmbeddedVectorStore | str | os.PathLike[str], **open_kwargs: Any) -> None:
-        if isinstance(store, EmbeddedVectorStore):
-            if open_kwargs:
-                raise InvalidInputError(
-                    f"open options {sorted(open_kwargs)} only apply when KvgraphVectorStore is given a path"
-                )
-            opened, owns = store, False
-        elif isinstance(store, (str, os.PathLike)):
-            opened, owns = EmbeddedVectorStore.open(store, **open_kwargs), True
-        else:
-            raise InvalidInputError(
-                f"KvgraphVectorStore takes an EmbeddedVectorStore or a path, got {type(store).__name__}"
-            )
+    def __init__(
+        self,
+        store: KnowledgeBase | EmbeddedVectorStore | str | os.PathLike[str],
+        embed_model: BaseEmbedding | None = None,
+        *,
+        embedding_model: str | None = None,
+        **open_kwargs: Any,
+    ) -> None:
+        model = embedding_model or (declared_model_name(embed_model) if embed_model is not None else None)
+        binding = StoreBinding(store, model, adapter="KvgraphVectorStore", open_kwargs=open_kwargs)
         try:
-            super().__init__(path=str(opened.path))  # type: ignore[call-arg]  # pydantic field, untyped __init__
+            binding.check_model(writing=False)  # a model other than the store's is refused at once
+            super().__init__(path=str(binding.store.path), embedding_model=model)  # type: ignore[call-arg]  # pydantic field, untyped __init__
         except BaseException:
-            if owns:
-                opened.close()
+            binding.close()
             raise
-        self._store = opened
-        self._owns_store = owns
+        self._binding = binding
 
     @classmethod
     def class_name(cls) -> str:
@@ -306,13 +293,12 @@ class KvgraphVectorStore(BasePydanticVectorStore):
 
     @property
     def client(self) -> EmbeddedVectorStore:
-        """The wrapped kvgraph store."""
-        return self._store
+        """The wrapped kvgraph store (a knowledge base's current one)."""
+        return self._binding.store
 
     def close(self) -> None:
-        """Close the store if this adapter opened it (from a path); a store passed in is left open."""
-        if self._owns_store:
-            self._store.close()
+        """Close the store if this adapter opened it (from a path); a store or knowledge base passed in is left open."""
+        self._binding.close()
 
     def __enter__(self) -> KvgraphVectorStore:
         return self
@@ -323,18 +309,23 @@ class KvgraphVectorStore(BasePydanticVectorStore):
     # ---- writing
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Insert or replace (same id) the nodes in one all-or-nothing commit; returns their ids."""
+        """Insert or replace (same id) the nodes in one all-or-nothing commit; returns their ids.
+
+        Raises InvalidInputError, writing nothing, when the store's embedding model is not the
+        adapter's (see the class docstring).
+        """
         converted = [to_kvgraph_node(n) for n in nodes]  # validate every node before writing any
         if not converted:
             return []
-        return self._store.add(converted)
+        self._binding.check_model(writing=True)
+        return self.client.add(converted)
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         return await asyncio.to_thread(self.add, nodes, **kwargs)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of document ``ref_doc_id``."""
-        self._store.delete_ref_doc(ref_doc_id)
+        self.client.delete_ref_doc(ref_doc_id)
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
@@ -353,7 +344,7 @@ class KvgraphVectorStore(BasePydanticVectorStore):
             raise InvalidInputError("delete_nodes() needs node_ids or filters; use clear() to delete every node")
         ids = list(node_ids) if filters is None and node_ids is not None else self._matching_ids(node_ids, filters)
         if ids:
-            self._store.delete(ids)
+            self.client.delete(ids)
 
     async def adelete_nodes(
         self,
@@ -367,7 +358,7 @@ class KvgraphVectorStore(BasePydanticVectorStore):
         """Delete every node (space is reclaimed by ``client.vacuum()``)."""
         ids = self._matching_ids(None, None)
         if ids:
-            self._store.delete(ids)
+            self.client.delete(ids)
 
     async def aclear(self) -> None:
         await asyncio.to_thread(self.clear)
@@ -401,7 +392,7 @@ class KvgraphVectorStore(BasePydanticVectorStore):
                 ids.sort(key=position.__getitem__)
             else:
                 ids.sort()
-        return [to_llama_node(n) for n in self._store.get(ids) if n is not None]
+        return [to_llama_node(n) for n in self.client.get(ids) if n is not None]
 
     async def aget_nodes(
         self,
@@ -414,15 +405,26 @@ class KvgraphVectorStore(BasePydanticVectorStore):
         """Ids of every live node in ``node_ids`` (if given) that matches ``filters``."""
         if node_ids is not None and not node_ids:
             return []
-        ids = self._store.ids(filters=to_kvgraph_filters(filters))
+        ids = self.client.ids(filters=to_kvgraph_filters(filters))
         if node_ids is None:
             return list(ids)
         wanted = set(node_ids)
         return [i for i in ids if i in wanted]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Run a LlamaIndex query on the kvgraph store; results are ``TextNode`` with scores."""
-        result = self._store.query(self._kvgraph_query(query, kwargs))
+        """Run a LlamaIndex query on the kvgraph store; results are ``TextNode`` with scores.
+
+        A ``default`` or ``mmr`` query without ``query_embedding`` is a filter-only query: the
+        first ``similarity_top_k`` nodes (in insertion order) that match ``filters`` and are in
+        ``node_ids`` / ``doc_ids``, without similarities. With none of those either it raises
+        InvalidInputError.
+        """
+        q = self._kvgraph_query(query, kwargs)
+        if q.query_embedding is None and q.mode in (QueryMode.DENSE, QueryMode.MMR):
+            return self._filter_only(query, q)
+        if q.query_embedding is not None:
+            self._binding.check_model(writing=False)  # a knowledge base may have switched models since
+        result = self.client.query(q)
         return VectorStoreQueryResult(
             nodes=[to_llama_node(n) for n in result.nodes],
             similarities=list(result.similarities),
@@ -431,6 +433,22 @@ class KvgraphVectorStore(BasePydanticVectorStore):
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         return await asyncio.to_thread(self.query, query, **kwargs)
+
+    def _filter_only(self, query: VectorStoreQuery, q: KvgraphQuery) -> VectorStoreQueryResult:
+        if query.filters is None and q.node_ids is None and q.doc_ids is None:
+            raise InvalidInputError(
+                "query has no query_embedding and nothing to filter by; give an embedding (or query_str in "
+                "sparse mode), or filters / node_ids / doc_ids to list the nodes that match"
+            )
+        k = q.similarity_top_k
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise InvalidInputError(f"similarity_top_k must be a positive integer, got {k!r}")
+        ids = self.client.ids(filters=q.filters, doc_ids=q.doc_ids)
+        if q.node_ids is not None:
+            wanted = set(q.node_ids)
+            ids = [i for i in ids if i in wanted]
+        nodes = [to_llama_node(n) for n in self.client.get(ids[:k]) if n is not None]
+        return VectorStoreQueryResult(nodes=nodes, similarities=None, ids=[n.node_id for n in nodes])
 
     def _kvgraph_query(self, query: VectorStoreQuery, kwargs: dict[str, Any]) -> KvgraphQuery:
         unknown = set(kwargs) - _QUERY_KWARGS
