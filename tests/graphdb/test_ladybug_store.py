@@ -199,11 +199,16 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
 
 
 def test_reader_keeps_its_snapshot_while_another_process_writes(tmp_path: Path) -> None:
-    """Measured on Ladybug 0.22: a writer may open while a reader is open; the reader sees what it opened."""
+    """Measured on Ladybug 0.22: a writer may open while a reader is open; the reader keeps its snapshot.
+
+    Untrusted reads run in the store's sandbox process, whose read-only handle opens on the first
+    query: the snapshot is taken there (and the store's own handle, for schema and node lists, at open).
+    """
     path = tmp_path / "g"
     small_graph(path).close()
     reader = LadybugGraphStore.open(path, read_only=True)
     try:
+        assert reader.query("MATCH (n:Entity) RETURN count(n)").scalar() == 2
         code = (
             "from kvgraph.graphdb.ladybug import LadybugGraphStore as S\n"
             f"s = S.open({str(path)!r}); s.upsert_nodes('Entity', [{{'id': f'n{{i}}'}} for i in range(500)]); s.close()"

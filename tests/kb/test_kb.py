@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from kbdocs import TOWER, make_docs
 
+from kbdocs import TOWER, make_docs
 from kvgraph.config import CONFIG_FILE
 from kvgraph.errors import InvalidFilterError, InvalidInputError, KvgraphError
 from kvgraph.kb import KnowledgeBase
@@ -26,7 +26,8 @@ def test_ingest_search_and_citations(tmp_path: Path, docs: Path) -> None:
         assert report.files_ingested == 4 and not report.skipped
         # markdown sections + 1 text + 1 html + 2 pdf pages
         assert report.documents == 2 + 1 + 1 + 2
-        assert report.chunks >= report.documents and report.tokens > 50
+        # tiny Markdown sections are merged with their neighbours, so a chunk may hold two documents
+        assert report.chunks >= report.files_ingested and report.tokens > 50
         assert report.embedded == report.chunks
 
         hits = kb.search("which wifi channels don't overlap", k=3)
@@ -36,7 +37,9 @@ def test_ingest_search_and_citations(tmp_path: Path, docs: Path) -> None:
         assert "char_start" in top.metadata and top.ref_doc_id.endswith("#page=2")
 
         hits = kb.search("how often should compost be turned", k=1)
-        assert hits[0].node.metadata["heading_path"].endswith("Turning")
+        # both sections are under the merge size: one chunk, under the file's title
+        assert "Turn the pile every two weeks" in hits[0].node.text
+        assert hits[0].node.metadata["heading_path"].startswith("Composting")
 
         # filters pass through: restricted to the PDF, the compost question finds PDF pages only
         hits = kb.search("how often should compost be turned", k=5, filters={"file_type": "pdf"})
@@ -121,14 +124,15 @@ def test_bad_files_are_reported_and_skipped_without_damage(tmp_path: Path, docs:
         (bad / "good.md").write_text("# Rivers\n\nThe Danube flows through ten countries.\n")
         report = kb.ingest([bad])
         reasons = {Path(s.path).name: s.reason for s in report.skipped}
-        assert set(reasons) == {"empty.txt", "binary.txt", "latin1.txt", "garbage.pdf", "scan.pdf"}
+        assert set(reasons) == {"empty.txt", "binary.txt", "garbage.pdf", "scan.pdf"}
         assert "no text layer" in reasons["scan.pdf"]
-        assert "UTF-8" in reasons["latin1.txt"] or "utf-8" in reasons["latin1.txt"].lower()
-        assert report.files_ingested == 1
-        assert kb.store.count() == count + 1
+        assert report.files_ingested == 2  # good.md, and latin1.txt decoded by its detected charset
+        assert kb.store.count() == count + 2
+        latin = kb.search("caf\xe9 cr\xe8me", k=1, mode="sparse")
+        assert latin and "caf\xe9 cr\xe8me" in latin[0].node.text
         with pytest.raises(InvalidInputError, match="does-not-exist"):
             kb.ingest([tmp_path / "does-not-exist"])
-        assert kb.store.count() == count + 1
+        assert kb.store.count() == count + 2
 
 
 def test_settings_file_env_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

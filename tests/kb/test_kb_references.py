@@ -17,7 +17,7 @@ from kvgraph.kb import KnowledgeBase
 from kvgraph.progress import RichProgress, llm_cost
 from kvgraph.retrieve import RetrievedNode
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kvgraph" / "demo_data" / "docs"
 SMALL = {"parent_size": 300, "child_sizes": [64, 128], "chunk_overlap": 16}
 
 

@@ -10,14 +10,17 @@ stats) open read-only and can run while an ingest is in progress.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kvgraph.config import CONFIG_FILE, Settings, load_settings, write_settings
-from kvgraph.errors import InvalidInputError, KvgraphError
+from kvgraph.errors import CorruptionError, InvalidInputError, KvgraphError
+from kvgraph.fileio import disk_full_errors
 from kvgraph.filters import FilterSpec
 from kvgraph.ingest.pipeline import Ingestor, IngestReport, Progress
 from kvgraph.ingest.registry import Registry
@@ -35,14 +38,20 @@ if TYPE_CHECKING:
     from kvgraph.answer.synthesize import Answerer, StreamingAnswer
     from kvgraph.embed.base import Embedder
     from kvgraph.embed.cache import EmbeddingCache
+    from kvgraph.embed.onnx_build import PrepareProgress
     from kvgraph.ingest.reference_splitter import ReferenceSplitter
     from kvgraph.ingest.splitter import SentenceSplitter
+    from kvgraph.kb.backends import KBStore
+    from kvgraph.kb.conversations import Exchange, FollowUp
     from kvgraph.kb.graph import KBGraph
+    from kvgraph.kb.integrity import KBCheck, RepairReport
     from kvgraph.llm.base import LLM
     from kvgraph.llm.openai_compat import OpenAICompatibleLLM
     from kvgraph.retrieve.base import Retriever
     from kvgraph.retrieve.rerank import Reranker
     from kvgraph.store.embedded import EmbeddedVectorStore
+
+log = logging.getLogger(__name__)
 
 
 class KnowledgeBase:
@@ -52,7 +61,7 @@ class KnowledgeBase:
         self.path = path
         self.settings = settings
         self.read_only = read_only
-        self._store: EmbeddedVectorStore | None = None
+        self._store: KBStore | None = None
         self._registry: Registry | None = None
         self._embedder: Embedder | None = None
         self._cache: EmbeddingCache | None = None
@@ -62,6 +71,9 @@ class KnowledgeBase:
         self._llm_key: tuple[tuple[str, str], ...] | None = None
         self._llm_clients: list[OpenAICompatibleLLM] = []
         self._closed = False
+        # Parts that could not be opened ("store", "registry"): using them raises the error; check() and
+        # repair() still work (see kvgraph.kb.integrity).
+        self.open_errors: dict[str, KvgraphError] = {}
 
     @classmethod
     def open(
@@ -77,8 +89,13 @@ class KnowledgeBase:
         (kvgraph graph import), using the store raises InvalidInputError saying nothing was ingested.
         """
         kb_path = Path(path) if path is not None else default_kb_path()
+        from kvgraph.kb.reembed import recover
+
+        recover(kb_path, read_only=read_only)  # a re-embed killed mid-switch is finished (or discarded) first
         if read_only:
-            if not (kb_path / STORE_DIR).exists() and not _has_graph(kb_path):
+            if not (kb_path / STORE_DIR).exists() and not _has_graph(kb_path) and not _on_servers(kb_path, overrides):
+                if (kb_path / REGISTRY_FILE).exists():
+                    raise _no_kb(kb_path)  # files were ingested: the store went missing
                 raise InvalidInputError(
                     f"no knowledge base at {kb_path}: nothing ingested (kvgraph --kb {kb_path} ingest PATH) "
                     f"and no graph here yet (kvgraph --kb {kb_path} graph import FILE)"
@@ -92,16 +109,42 @@ class KnowledgeBase:
         kb._open_store()
         return kb
 
-    def _open_store(self) -> None:
-        from kvgraph.store import EmbeddedVectorStore
+    @staticmethod
+    def supported_extensions() -> frozenset[str]:
+        """The file extensions ingest reads (lower case, with the dot): ``.pdf``, ``.md``, ``.docx``...
 
-        if self.read_only and not (self.path / STORE_DIR).exists():
+        Word, PowerPoint and Excel files need ``pip install 'kvgraph[formats]'``; without it they
+        are still listed, and skipped at ingest with a reason saying so.
+        """
+        from kvgraph.ingest.loaders import supported_extensions
+
+        return supported_extensions()
+
+    def _open_store(self) -> None:
+        from kvgraph.kb.backends import is_remote_store, open_store
+        from kvgraph.kb.integrity import reconcile_on_open
+
+        self.open_errors = {}
+        if self.read_only and not (self.path / STORE_DIR).exists() and not is_remote_store(self.settings):
             return  # nothing ingested yet (a graph-only knowledge base, or none): .store says so when used
         try:
-            self._store = EmbeddedVectorStore.open(self.path / STORE_DIR, read_only=self.read_only)
-            self._registry = Registry(self.path / REGISTRY_FILE, read_only=self.read_only)
+            try:
+                self._store = open_store(self.path, self.settings, self.read_only)
+            except CorruptionError as e:
+                self.open_errors["store"] = e
+            try:
+                self._registry = Registry(self.path / REGISTRY_FILE, read_only=self.read_only)
+            except CorruptionError as e:
+                self.open_errors["registry"] = e
         except PermissionError as e:
             raise InvalidInputError(f"knowledge base {self.path}: permission denied ({e.filename})") from None
+        if self._store is not None and self._registry is not None:
+            try:
+                reconcile_on_open(self.store, self._registry, self.read_only)  # warns when they disagree
+            except CorruptionError as e:  # a registry record that no longer decodes
+                self._registry.close()
+                self._registry = None
+                self.open_errors["registry"] = e
 
     def close(self) -> None:
         """Close the store, the registry, the graph and any LLM client; the object is unusable after."""
@@ -125,22 +168,42 @@ class KnowledgeBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def refresh(self) -> None:
+        """Reopen the store, the file registry and the graph so that a long-lived handle (a read-only
+        one beside a writer, as in ``kvgraph serve``) sees everything committed since it opened.
+
+        Loaded models, the answerer and LLM clients are kept. Call it from the thread that uses
+        the handle, between requests.
+        """
+        self._require_open()
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        for obj in (self._store, self._registry):
+            if obj is not None:
+                obj.close()
+        self._store = self._registry = None
+        self._open_store()
+
     # ------------------------------------------------------------------ parts
 
     @property
     def store(self) -> EmbeddedVectorStore:
-        """The vector store of chunks (and node references)."""
+        """The vector store of chunks (and node references): embedded, or on the server of ``store_uri``."""
         if self._store is None:
             self._require_open()
-            raise _no_kb(self.path)
-        return self._store
+            raise self.open_errors.get("store") or _no_kb(self.path)
+        # Typed as the embedded store for the modules written before other backends (kb.graph's
+        # GraphHost, the integrations): a Postgres store has every member they use, which the
+        # contract suite (tests/contract/) checks. Widen their annotations to KBStore to drop this.
+        return cast("EmbeddedVectorStore", self._store)
 
     @property
     def registry(self) -> Registry:
         """Which files were ingested, with their hashes and documents."""
         if self._registry is None:
             self._require_open()
-            raise _no_kb(self.path)
+            raise self.open_errors.get("registry") or _no_kb(self.path)
         return self._registry
 
     def _require_open(self) -> None:
@@ -172,22 +235,48 @@ class KnowledgeBase:
                 self._embedder = CachedEmbedder(inner, self._cache)
         return self._embedder
 
+    def prepare_embedder(self, progress: Callable[[PrepareProgress], None] | None = None) -> bool:
+        """Prepare the embedding model before the first embedding needs it (the ONNX file, once per machine).
+
+        Returns True when it had to be prepared, reporting its steps to ``progress`` (see
+        :meth:`kvgraph.embed.onnx.OnnxEmbedder.prepare`); False when it was ready, or when the
+        embedder needs no preparation (a server, the hashing embedder). Interfaces call it first to
+        say what the pause is about.
+        """
+        embedder = self.embedder
+        inner: Any = getattr(embedder, "inner", embedder)  # through the embedding cache's wrapper
+        is_prepared = getattr(inner, "is_prepared", None)
+        if is_prepared is None or is_prepared():
+            return False
+        inner.prepare(progress=progress)
+        return True
+
     def _ingestor(self, progress: Progress | None) -> Ingestor:
         self.require_writable()
         self._check_model()
         self._rechunk_if_changed(progress)
-        return Ingestor(self.store, self.registry, self.embedder, self._splitter(progress), progress=progress)
+        return Ingestor(
+            self.store,
+            self.registry,
+            self.embedder,
+            self._splitter(progress),
+            progress=progress,
+            max_file_bytes=self.settings.max_file_mb << 20,
+        )
 
     def _chunking(self) -> str:
         """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
         s = self.settings
         keys = {
-            "none": ("chunk_size",),
-            "chunk": ("parent_size", "child_sizes"),
+            "none": ("chunk_size", "context_headers"),
+            "chunk": ("parent_size", "child_sizes", "context_headers"),
             "metadata": ("parent_size", "n_questions", "reference_writer"),
-            "both": ("parent_size", "child_sizes", "n_questions", "reference_writer"),
+            "both": ("parent_size", "child_sizes", "n_questions", "reference_writer", "context_headers"),
         }[s.references]
-        layout = {k: getattr(s, k) for k in ("references", "chunk_overlap", *keys)}
+        layout: dict[str, Any] = {k: getattr(s, k) for k in ("references", "chunk_overlap", *keys)}
+        from kvgraph.ingest.loaders.markdown import MIN_SECTION_CHARS
+
+        layout["markdown_sections"] = f"merged-{MIN_SECTION_CHARS}"  # how Markdown files become documents
         return json.dumps(layout, sort_keys=True)
 
     def stored_references(self) -> str:
@@ -203,8 +292,38 @@ class KnowledgeBase:
             return
         if stored is not None and self.registry.all():
             splitter = self._splitter(progress)
-            Ingestor(self.store, self.registry, self.embedder, splitter, progress=progress, force=True).sync()
+            Ingestor(
+                self.store,
+                self.registry,
+                self.embedder,
+                splitter,
+                progress=progress,
+                force=True,
+                max_file_bytes=self.settings.max_file_mb << 20,
+            ).sync()
+            self._save_layout()
+            self.store.set_meta(CHUNKING_META, current)
+            self.graph.refresh()  # every chunk is new: a document graph built on the old ones is rebuilt
+            return
+        self._save_layout()
         self.store.set_meta(CHUNKING_META, current)
+
+    def _save_layout(self) -> None:
+        """Write the node-shaping settings to kvgraph.toml where they came from elsewhere (the environment,
+        an argument of open()), once the stored nodes have that layout.
+
+        The file then says how the stored nodes were built, so the next run without the variable does
+        not silently split everything back (docs/configuration.md). Written before the layout marker:
+        a crash in between only repeats the re-split.
+        """
+        layout = json.loads(self._chunking())
+        on_file = load_settings(self.path, env={})
+        changed = {k: v for k, v in layout.items() if hasattr(on_file, k) and getattr(on_file, k) != v}
+        if not changed:
+            return
+        path = write_settings(self.path, dataclasses.replace(on_file, **changed))
+        saved = ", ".join(f"{k} = {json.dumps(v)}" for k, v in changed.items())
+        log.warning("%s: saved %s, the layout the stored nodes now have", path, saved)
 
     def _splitter(self, progress: Progress | None = None) -> SentenceSplitter | ReferenceSplitter:
         from kvgraph.ingest.splitter import SentenceSplitter
@@ -215,9 +334,17 @@ class KnowledgeBase:
                 f"embedder {self.settings.embedder!r} has no local tokenizer to count chunk tokens; "
                 "use a local model (onnx-int8, onnx-fp32, sentence-transformers)"
             )
+        from kvgraph.ingest.loaders.markdown import MIN_SECTION_CHARS
+
         s = self.settings
         if s.references == "none":
-            return SentenceSplitter(counter_of(), s.chunk_size, s.chunk_overlap)
+            return SentenceSplitter(
+                counter_of(),
+                s.chunk_size,
+                s.chunk_overlap,
+                context_headers=s.context_headers,
+                min_section_chars=MIN_SECTION_CHARS,
+            )
         from kvgraph.ingest.reference_splitter import ReferenceSplitter
 
         llm = None
@@ -237,6 +364,8 @@ class KnowledgeBase:
             cache_path=self.path / REFERENCES_CACHE_FILE,
             # LLM-written references cost money and time: a progress display that can show it does
             progress=getattr(progress, "llm_progress", None) if llm is not None else None,
+            context_headers=s.context_headers,
+            min_section_chars=MIN_SECTION_CHARS,
         )
 
     def require_writable(self) -> None:
@@ -266,23 +395,54 @@ class KnowledgeBase:
         include: list[str] | None = None,
         exclude: list[str] | None = None,
         progress: Progress | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> IngestReport:
-        """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
+        """Ingest files and directories; unchanged files are skipped, changed ones replaced.
+
+        ``engine="ray"`` loads, splits and embeds on the workers of a Ray cluster (``address``, or a
+        local one) and commits here in batches (:mod:`kvgraph.ingest.distributed`).
+        """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        report = self._ingestor(progress).ingest_paths(
-            [Path(p) for p in paths],
-            include=include if include is not None else self.settings.include,
-            exclude=exclude if exclude is not None else self.settings.exclude,
-        )
-        if report.files_ingested:
-            self.graph.refresh()
+        if engine not in ("local", "ray"):
+            raise InvalidInputError(f"engine must be local or ray, got {engine!r}")
+        if engine == "ray":
+            from kvgraph.ingest.distributed import RayOptions, ingest_with_ray
+            from kvgraph.kb.backends import ray_pipeline
+
+            pipeline = ray_pipeline(self.settings)
+            with disk_full_errors(self.path):
+                self._ingestor(progress)  # the checks of a local ingest: writable, same model, same chunking
+                report = ingest_with_ray(
+                    self.store,
+                    self.registry,
+                    [Path(p) for p in paths],
+                    pipeline,
+                    include=include if include is not None else self.settings.include,
+                    exclude=exclude if exclude is not None else self.settings.exclude,
+                    max_file_bytes=self.settings.max_file_mb * 2**20,
+                    progress=progress,
+                    options=RayOptions(address=address),
+                )
+                if report.files_ingested:
+                    self.graph.refresh()
+            return report
+        with disk_full_errors(self.path):
+            report = self._ingestor(progress).ingest_paths(
+                [Path(p) for p in paths],
+                include=include if include is not None else self.settings.include,
+                exclude=exclude if exclude is not None else self.settings.exclude,
+            )
+            if report.files_ingested:
+                self.graph.refresh()
         return report
 
     def add_documents(self, docs: Sequence[Document], progress: Progress | None = None) -> list[Node]:
         """Split, embed and store already-loaded documents (re-adding a document id replaces it)."""
-        nodes = self._ingestor(progress).add_documents(docs)
-        self.graph.refresh()
+        with disk_full_errors(self.path):
+            nodes = self._ingestor(progress).add_api_documents(docs)  # listed in the registry too
+            self.graph.refresh()
         return nodes
 
     def sync(self, paths: Sequence[str | os.PathLike[str]] = (), progress: Progress | None = None) -> IngestReport:
@@ -291,17 +451,19 @@ class KnowledgeBase:
         A document graph (``kvgraph graph build``) is rebuilt when chunks changed; deleted chunks
         never come back from graph retrieval even before that (they are looked up in the store).
         """
-        report = self._ingestor(progress).sync([Path(p) for p in paths])
-        if report.files_ingested or report.files_removed:
-            self.graph.refresh()
+        with disk_full_errors(self.path):
+            report = self._ingestor(progress).sync([Path(p) for p in paths])
+            if report.files_ingested or report.files_removed or report.files_restored or report.orphans_removed:
+                self.graph.refresh()
         return report
 
     def delete(self, doc: str | os.PathLike[str]) -> int:
         """Delete a file (by path) or a document (by id) and every node derived from it."""
+        from kvgraph.ingest.loaders import file_key
         from kvgraph.ingest.pipeline import remove_file
 
         self.require_writable()
-        key = str(Path(doc).resolve())
+        key = file_key(Path(doc))
         rec = self.registry.get(key)
         if rec is not None:  # a file: no model needed to delete it
             removed = remove_file(self.store, self.registry, rec)
@@ -310,7 +472,58 @@ class KnowledgeBase:
         removed = self.store.delete_ref_doc(str(doc))
         if removed == 0:
             raise InvalidInputError(f"{doc}: no such file or document in knowledge base {self.path}")
+        self.registry.forget_document(str(doc), int(removed))  # or the next ingest would restore it
         return int(removed)
+
+    def check(self) -> KBCheck:
+        """Check every part of the knowledge base (``kvgraph check``): checksums, the registry against the
+        store, caches, the document graph, the graph database. Reads only; see :mod:`kvgraph.kb.integrity`.
+        """
+        from kvgraph.kb.integrity import check_kb
+
+        return check_kb(self.path)
+
+    def repair(self, progress: Progress | None = None) -> RepairReport:
+        """Rebuild every derived file and ingest again what is missing (``kvgraph repair``).
+
+        Damaged files are set aside as ``<name>.damaged-<time>``, never deleted; the report lists
+        what was done and what a check still finds (see :mod:`kvgraph.kb.integrity`).
+        """
+        from kvgraph.kb.integrity import repair_kb
+
+        self.require_writable()
+        with disk_full_errors(self.path):
+            return repair_kb(self, lambda: self._ingestor(progress))
+
+    def reembed(self, embedder: str, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Re-embed every node with ``embedder`` (a spec or a model directory) and switch to it atomically.
+
+        The new store is built beside the old one and swapped in with the settings file (and the
+        document graph, rebuilt from the new vectors): a crash leaves the old or the new knowledge
+        base, never a mix (see :mod:`kvgraph.kb.reembed`). ``progress(done, total)`` counts nodes.
+        Returns the report as a dict; the knowledge base stays open, now on the new model.
+        """
+        from kvgraph.kb.reembed import recover, reembed
+
+        self.require_writable()
+        self._check_model()  # refuse to start from a store whose vectors do not match its settings
+        for obj in (self._store, self._registry, self._cache):
+            if obj is not None:
+                obj.close()
+        if self._graph is not None:
+            self._graph.close()
+        self._store = self._registry = self._cache = None
+        self._graph = self._embedder = self._answerer = None
+        try:
+            report = reembed(self.path, embedder, threads=self.settings.embed_threads, progress=progress)
+        finally:
+            try:
+                recover(self.path)  # an error after the commit: finish the switch now
+            finally:
+                self.settings = load_settings(self.path, {**dataclasses.asdict(self.settings), "embedder": None})
+                if (self.path / STORE_DIR).exists():  # never create an empty store in its place
+                    self._open_store()
+        return report.to_dict()
 
     # ------------------------------------------------------------------ reading
 
@@ -351,7 +564,11 @@ class KnowledgeBase:
         references = self.stored_references() != "none"
         if references:  # search the small nodes; parents are what recursion returns
             filters = And((parse_filter(filters), parse_filter(search_filter())))
-        retriever: Retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
+        retriever: Retriever
+        if mode == "hybrid" and alpha is None and embedder is not None:
+            retriever = self._fusion_retriever(embedder, filters)
+        else:  # an explicit alpha keeps the store's min-max fusion with that weight
+            retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
         if references:
             retriever = RecursiveRetriever(retriever, self.store)
         rerank = self.settings.rerank
@@ -359,11 +576,29 @@ class KnowledgeBase:
             retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=self.settings.rerank_fetch_k)
         return retriever
 
+    def _fusion_retriever(self, embedder: Embedder, filters: FilterSpec) -> Retriever:
+        """Hybrid search as the settings say: adaptive fusion, feedback, and LLM query expansion."""
+        from kvgraph.retrieve.fusion import FusionRetriever
+
+        s = self.settings
+        fusion = FusionRetriever(
+            self.store, embedder, filters, method=s.fusion, alpha=s.fusion_alpha, feedback=s.query_feedback
+        )
+        if s.query_expansion == "none":
+            return fusion
+        from kvgraph.retrieve.expansion import ExpandedRetriever
+
+        return ExpandedRetriever(fusion, self.require_llm(f"query_expansion = {s.query_expansion}"), s.query_expansion)
+
     def _reranker(self, spec: str) -> Reranker:
         from kvgraph.retrieve import CrossEncoderReranker, MMRReranker
 
         if spec == "mmr":
             return MMRReranker(self.embedder)
+        if spec == "sentences":
+            from kvgraph.retrieve.sentences import SentenceReranker
+
+            return SentenceReranker(self.embedder)
         return CrossEncoderReranker(spec.split(":", 1)[1])
 
     def answerer(self) -> Answerer:
@@ -447,6 +682,17 @@ class KnowledgeBase:
         done: Answer = answerer.answer(question, hits)
         return StreamingAnswer(iter([done.text]), lambda _text: done)
 
+    def condense(self, message: str, history: Sequence[Exchange]) -> FollowUp:
+        """The standalone question for a follow-up ``message`` after ``history`` (oldest turn first).
+
+        With an LLM the model rewrites it from the conversation; offline the previous question's
+        entities are appended (see :mod:`kvgraph.kb.conversations`). Pass the result's
+        ``question`` to :meth:`ask` or :meth:`ask_stream`.
+        """
+        from kvgraph.kb.conversations import condense_question
+
+        return condense_question(message, history, self.llm())
+
     def _context(self, question: str, k: int | None, filters: FilterSpec, mode: str | None) -> list[NodeWithScore]:
         hits = self.search(question, k=k, filters=filters, mode=mode)
         if self.settings.expand_neighbors:
@@ -460,14 +706,22 @@ class KnowledgeBase:
         return [r.__dict__ for r in self.registry.all()]
 
     def stats(self) -> dict[str, Any]:
-        """Counts (files, documents, chunks, tokens), settings that shape the nodes, and disk use."""
+        """Counts, settings that shape the nodes, and disk use.
+
+        ``documents`` counts those from files (``documents_from_files``) and those added with
+        :meth:`add_documents` (``documents_added``); ``tokens`` are the ingested files'.
+        """
         files = self.registry.all()
         st = self.store.stats()
         references = self.stored_references()
+        from_files = {d for r in files for d in r.doc_ids}
+        added = [d for d in self.store.doc_counts() if d not in from_files]  # add_documents, not a file
         return {
             "path": str(self.path),
             "files": len(files),
-            "documents": sum(len(r.doc_ids) for r in files),
+            "documents": len(from_files) + len(added),
+            "documents_from_files": len(from_files),
+            "documents_added": len(added),
             "chunks": self.store.count(),
             "tokens": sum(r.n_tokens for r in files),
             "embedder": self.settings.embedder,
@@ -507,5 +761,19 @@ def _has_graph(path: Path) -> bool:
     return graph_path(path).exists() or bool(os.environ.get("KVGRAPH_NEO4J_URI"))
 
 
-def _no_kb(path: Path) -> InvalidInputError:
+def _on_servers(path: Path, overrides: dict[str, Any]) -> bool:
+    """A knowledge base whose vectors or graph live on a server has no store/ or graph/ directory."""
+    if not (path / CONFIG_FILE).exists():
+        return False
+    s = load_settings(path, overrides)
+    return bool(s.store_uri or s.graph_uri)
+
+
+def _no_kb(path: Path) -> KvgraphError:
+    if (path / REGISTRY_FILE).exists() and not (path / STORE_DIR).exists():
+        return CorruptionError(
+            path / STORE_DIR,
+            "missing, though the file registry lists ingested files: run kvgraph sync (or kvgraph repair) "
+            "to ingest them again",
+        )
     return InvalidInputError(f"no knowledge base at {path}: ingest documents first (kvgraph --kb {path} ingest PATH)")
