@@ -70,7 +70,7 @@ class OpenAIFineTuning:
 
     def _redact(self, text: str) -> str:
         """``text`` without the API key, the base URL's credentials or anything credential-like."""
-        return redact_secrets(text, [self._key, *url_secrets(self.base_url)])
+        return redact_secrets(text, [self._key or "", *url_secrets(self.base_url)])
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}/{path.lstrip('/')}"
