@@ -7,6 +7,7 @@ from pathlib import Path
 
 from server_support import SAMPLES, sse_events, wait_job
 
+from kvgraph.kb import KnowledgeBase
 from kvgraph.testing.pdf import write_pdf
 
 
@@ -33,6 +34,9 @@ def test_openapi_schema_is_served_and_docs_pages_that_need_a_cdn_are_not(serve, 
     assert page.status_code == 200
     assert "http" not in page.text.replace('lang="en"', "")  # no absolute URL: nothing from another host
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    # the file picker offers every kind the upload route takes, and only those
+    accept = page.text.split('id="upload-input"', 1)[1].split('accept="', 1)[1].split('"', 1)[0]
+    assert set(accept.split(",")) == set(KnowledgeBase.supported_extensions())
 
 
 def test_search_returns_scored_hits_with_sources_pages_and_filters(serve, sample_kb: Path) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
@@ -22,7 +22,14 @@ from kvgraph.server import api, chat, evals, graph, openai_api
 from kvgraph.server.config import ServerConfig
 from kvgraph.server.engine import Engine
 from kvgraph.server.errors import ApiError, install
-from kvgraph.server.security import BodyLimit, RedactKey, SecurityHeaders, key_matches, presented_key
+from kvgraph.server.security import (
+    UPLOAD_EXTENSIONS,
+    BodyLimit,
+    RedactKey,
+    SecurityHeaders,
+    key_matches,
+    presented_key,
+)
 
 log = logging.getLogger("kvgraph.server")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -81,9 +88,13 @@ def create_app(config: ServerConfig, engine: Engine | None = None) -> FastAPI:
     for router in (api.router, chat.router, graph.router, evals.router, openai_api.router):
         app.include_router(router, dependencies=keyed)
 
+    # the page's file picker offers exactly the kinds the upload route takes (the loaders' list)
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace("__UPLOAD_ACCEPT__", ",".join(sorted(UPLOAD_EXTENSIONS)))
+
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return HTMLResponse(page)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
