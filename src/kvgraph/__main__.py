@@ -2,4 +2,4 @@
 
 from kvgraph.cli.main import main
 
-main()
+main(prog_name="kvgraph")  # usage lines and shell completion (_KVGRAPH_COMPLETE) say kvgraph

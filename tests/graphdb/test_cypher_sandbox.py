@@ -86,6 +86,18 @@ def test_the_sandbox_returns_what_the_engine_returns_in_process(tmp_path: Path) 
         here.close()
 
 
+def test_a_relative_store_path_is_the_callers_not_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_graph(tmp_path / "g")
+    monkeypatch.chdir(tmp_path)  # the worker runs in its own home: "g" must still mean tmp_path/g
+    boxed = LadybugGraphStore.open("g", read_only=True)
+    try:
+        assert boxed.query("MATCH (n:Entity) RETURN count(n)").rows[0][0] > 0
+    finally:
+        boxed.close()
+
+
 def test_reads_see_every_committed_write_of_their_store(tmp_path: Path) -> None:
     s = LadybugGraphStore.open(tmp_path / "g")
     try:

@@ -296,7 +296,9 @@ class CypherSandbox:
         cypher_limits: CypherLimits = DEFAULT_LIMITS,
         limits: SandboxLimits = DEFAULT_SANDBOX_LIMITS,
     ) -> None:
-        self.db_dir = Path(db_dir)
+        # absolute: the worker runs in its own empty home directory, where a relative path
+        # (the default knowledge base ./.kvgraph) would name nothing
+        self.db_dir = Path(db_dir).absolute()
         self.max_hops = max_hops
         self.cypher_limits = cypher_limits
         self.limits = limits
