@@ -86,9 +86,7 @@ def test_the_sandbox_returns_what_the_engine_returns_in_process(tmp_path: Path) 
         here.close()
 
 
-def test_a_relative_store_path_is_the_callers_not_the_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_relative_store_path_is_the_callers_not_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small_graph(tmp_path / "g")
     monkeypatch.chdir(tmp_path)  # the worker runs in its own home: "g" must still mean tmp_path/g
     boxed = LadybugGraphStore.open("g", read_only=True)
