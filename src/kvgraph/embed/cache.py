@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,9 @@ class EmbeddingCache:
         self.unusable: str | None = None
         self._full_warned = False
         self.db: sqlite3.Connection | None = None
+        # one connection, shared by the threads of a process (server readers, parallel asks): its
+        # transactions must not interleave ("cannot start a transaction within a transaction")
+        self._lock = threading.RLock()
         try:
             if read_only:  # for checks: nothing is created or changed
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -89,6 +93,10 @@ class EmbeddingCache:
 
     def get_many(self, model: str, keys: Sequence[bytes], dim: int) -> dict[bytes, np.ndarray]:
         """The intact cached vectors of ``keys`` (damaged, unchecked and wrong-sized rows are left out)."""
+        with self._lock:
+            return self._get_many(model, keys, dim)
+
+    def _get_many(self, model: str, keys: Sequence[bytes], dim: int) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         rejected = 0
         try:
@@ -119,21 +127,25 @@ class EmbeddingCache:
         for k, v in items:
             blob = np.ascontiguousarray(v, dtype=np.float32).tobytes()
             rows.append((model, k, blob, row_crc(model, k, blob)))
-        try:
-            with self.db:
-                self.db.execute("BEGIN")
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO embeddings (model, key, vec, crc) VALUES (?, ?, ?, ?)", rows
-                )
-        except sqlite3.DatabaseError as e:
-            self._give_up(e)
+        with self._lock:
+            if self.db is None:
+                return
+            try:
+                with self.db:
+                    self.db.execute("BEGIN")
+                    self.db.executemany(
+                        "INSERT OR REPLACE INTO embeddings (model, key, vec, crc) VALUES (?, ?, ?, ?)", rows
+                    )
+            except sqlite3.DatabaseError as e:
+                self._give_up(e)
 
     def count(self, model: str | None = None) -> int:
-        if self.db is None:
-            return 0
-        if model is None:
-            return int(self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
-        return int(self.db.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+        with self._lock:
+            if self.db is None:
+                return 0
+            if model is None:
+                return int(self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+            return int(self.db.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
     def check(self, drop_damaged: bool = False) -> dict[str, Any]:
         """Check every row: counts of rows, damaged rows and rows without a checksum.
@@ -141,6 +153,10 @@ class EmbeddingCache:
         ``drop_damaged`` deletes the damaged and unchecked rows (they are never reused anyway).
         Raises CorruptionError naming the file when it cannot be read at all.
         """
+        with self._lock:
+            return self._check(drop_damaged)
+
+    def _check(self, drop_damaged: bool) -> dict[str, Any]:
         if self.db is None:
             raise CorruptionError(
                 self.path, f"embedding cache unusable ({self.unusable}); delete it or run kvgraph repair"
@@ -175,9 +191,10 @@ class EmbeddingCache:
         }
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None
+        with self._lock:
+            if self.db is not None:
+                self.db.close()
+                self.db = None
 
 
 class CachedEmbedder:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Registry:
         self.path = Path(path)
         self.created = not self.path.exists()
         self.upgraded = False
+        self._lock = threading.RLock()
         with self._errors():
             if read_only:
                 if self.created:
@@ -105,9 +107,14 @@ class Registry:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """A damaged file as CorruptionError naming it, a full disk as DiskFullError."""
+        """A damaged file as CorruptionError naming it, a full disk as DiskFullError.
+
+        Also serialises the threads of a process on the one connection: Python's sqlite3 can
+        crash when threads use one connection at the same time (tests/embed/test_cache_threads.py).
+        """
         try:
-            yield
+            with self._lock:
+                yield
         except sqlite3.DatabaseError as e:
             if is_disk_full(e):
                 raise disk_full_error(self.path, e) from e
@@ -125,7 +132,8 @@ class Registry:
             yield self.db
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
     def get(self, path: str) -> FileRecord | None:
         with self._errors():
