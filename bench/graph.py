@@ -6,7 +6,8 @@ loaded with the engine's own bulk ``COPY`` (the load is not what this measures).
 
 Competitors, measured in this process on the same database files:
 
-* Cypher: kvgraph's ``LadybugGraphStore.query`` (read-only guard, timeout, plain-Python rows)
+* Cypher: kvgraph's ``LadybugGraphStore.query`` (read-only guard, timeout, plain-Python rows; in
+  this process, ``sandbox=False``: bench/cypher_sandbox.py measures the sandbox process)
   against the raw ``ladybug`` connection, and against ``kuzu`` 0.11.3 when installed.
   Queries: a filtered count, a 1-hop join with GROUP BY, and ``*1..3`` paths from one seed.
 * Knowledge-vector-graph retrieval over a :class:`~kvgraph.docgraph.build.DocGraph` of the same
@@ -111,7 +112,8 @@ def bench_cypher(tmp: Path, n_nodes: int, src: np.ndarray, dst: np.ndarray, reps
     load_s = load(ladybug, lb_dir / DB_FILE, nodes_csv, edges_csv)
     print(f"ladybug bulk load: {load_s:.1f} s", file=sys.stderr)
     engines: dict[str, Callable[[str, dict[str, Any]], Any]] = {}
-    store = LadybugGraphStore.open(lb_dir, read_only=True)
+    # in-process, as the raw engine runs: the sandbox process's cost is bench/cypher_sandbox.py's subject
+    store = LadybugGraphStore.open(lb_dir, read_only=True, sandbox=False)
     engines["kvgraph (LadybugGraphStore)"] = lambda q, p: store.query(q, p, timeout_s=60).rows
     raw_db = ladybug.Database(str(lb_dir / DB_FILE), read_only=True)
     raw = ladybug.Connection(raw_db)
@@ -203,9 +205,13 @@ def bench_kvg(n_nodes: int, n_edges: int, reps: int) -> list[dict[str, Any]]:
     build_s = time.perf_counter() - t0
     n_chunks = graph.count("chunk")
     rows = []
-    for label, hops in (("kvgraph KVG retriever, 3 hops", 3), ("kvgraph KVG retriever, whole graph", None)):
+    for label, hops, max_edges in (
+        ("kvgraph KVG retriever, 3 hops, <= 200k edges read (default)", 3, 200_000),
+        ("kvgraph KVG retriever, 3 hops, no work bound", 3, None),
+        ("kvgraph KVG retriever, whole graph", None, None),
+    ):
         t0 = time.perf_counter()
-        retriever = KnowledgeGraphRetriever(SeedRetriever(n_chunks), graph, hops=hops)
+        retriever = KnowledgeGraphRetriever(SeedRetriever(n_chunks), graph, hops=hops, max_edges=max_edges)
         setup_s = time.perf_counter() - t0
         p50, p99, _ = timed(lambda r=retriever: r.retrieve("query", 10), reps)
         rows.append({"retriever": label, "p50_ms": p50, "p99_ms": p99, "setup_s": setup_s})
@@ -228,6 +234,275 @@ def bench_kvg(n_nodes: int, n_edges: int, reps: int) -> list[dict[str, Any]]:
     return rows
 
 
+def scale_documents(n: int) -> tuple[list[Any], list[str]]:
+    """About ``n`` one-chunk documents and questions: HotpotQA's 994 passages, then SQuAD dev sentences.
+
+    The HotpotQA passages keep the multi-hop material the graph is for; SQuAD's paragraphs are cut
+    into single sentences (titled with their article) to reach 10k chunks from the shared datasets.
+    """
+    import re
+
+    from kvgraph.eval.datasets import read_hotpotqa_subset, read_squad_dev
+    from kvgraph.schema import Document
+
+    hotpot, squad = read_hotpotqa_subset(), read_squad_dev()
+    docs = [Document(id=f"h:{p.id}", text=p.full_text, metadata={"title": p.title}) for p in hotpot.passages][:n]
+    for p in squad.passages:
+        for j, sentence in enumerate(re.split(r"(?<=[.!?])\s+", p.text)):
+            if len(docs) >= n:
+                break
+            if len(sentence) > 20:
+                docs.append(Document(id=f"s:{p.id}:{j}", text=sentence, metadata={"title": p.title}))
+    questions = [q.text for q in hotpot.queries] + [q.text for q in squad.queries[:100]]
+    return docs, questions
+
+
+def scale_kb(path: Path, n: int) -> Path:
+    """A knowledge base of about ``n`` chunks at ``path`` (reused when it exists; embeddings are cached)."""
+    from kvgraph.kb import KnowledgeBase
+
+    docs, _ = scale_documents(n)
+    with KnowledgeBase.open(path, expand_neighbors=False) as kb:
+        if kb.store.count() < len(docs) if (path / "store").exists() else True:
+            kb.add_documents(docs)
+    return path
+
+
+def timed_queries(run: Callable[[str], Any], questions: list[str]) -> dict[str, float]:
+    run(questions[0])  # warm
+    times = []
+    for q in questions[1:]:
+        t0 = time.perf_counter()
+        run(q)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))]}
+
+
+def bench_kb_scale(sizes: list[int], work_dir: Path, n_questions: int) -> list[dict[str, Any]]:
+    """Graph mode in knowledge bases of ``sizes`` chunks: build (kNN exact vs HNSW), cold and warm queries."""
+    from kvgraph.docgraph import cache
+    from kvgraph.docgraph.knn import knn_pairs, knn_recall
+    from kvgraph.kb import KnowledgeBase
+
+    rows = []
+    for n in sizes:
+        path = scale_kb(work_dir / f"kb-{n}", n)
+        _, questions = scale_documents(n)
+        questions = questions[: n_questions + 1]
+        row: dict[str, Any] = {"target_chunks": n}
+        with KnowledgeBase.open(path, expand_neighbors=False) as kb:
+            t0 = time.perf_counter()
+            report = kb.graph.build()
+            row["build_s"] = time.perf_counter() - t0
+            graph = kb.graph.doc_graph()
+            row["chunks"], row["entities"] = report["chunks"], report["entities"]
+            row["build_timings_s"] = graph.meta["timings"]
+            row["knn"] = graph.meta["knn"]
+            # The two nearest-neighbour steps, exact (before) and HNSW, on the same vectors.
+            nodes = [x for x in kb.store.get(graph.keys[: graph.count("chunk")]) if x is not None]
+            chunk_vectors = np.stack([x.embedding_array() for x in nodes])
+            for name, vectors, k, threshold in (
+                ("similar", chunk_vectors, 5, 0.5),
+                ("synonym", graph.entity_vectors, 5, 0.9),
+            ):
+                assert vectors is not None
+                for method in ("exact", "hnsw"):
+                    t0 = time.perf_counter()
+                    pairs = knn_pairs(vectors, k, threshold, method)
+                    row[f"knn_{name}_{method}_s"] = time.perf_counter() - t0
+                    row[f"knn_{name}_{method}_pairs"] = pairs
+                exact = set(zip(*(a.tolist() for a in row.pop(f"knn_{name}_exact_pairs")[:2])))
+                approx_pairs = row.pop(f"knn_{name}_hnsw_pairs")
+                approx = set(zip(*(a.tolist() for a in approx_pairs[:2])))
+                row[f"knn_{name}_recall"] = len(exact & approx) / max(1, len(exact))
+                row[f"knn_{name}_sampled_recall"] = knn_recall(vectors, approx_pairs, k, threshold)
+            row.update(ingest_one_file(kb, path, reps=3))
+            graph_dir = kb.graph.doc_graph_path
+        row.update(cli_ingest(path, graph_dir, reps=3))  # the writer lock is free again
+        # Queries on a read-only handle, as `kvgraph serve` and `search` run them: no embedding cache, so
+        # every mode embeds its question (graph mode also the names it does not find by spelling).
+        with KnowledgeBase.open(path, read_only=True, expand_neighbors=False) as kb:
+            kb.search(questions[0], 5, mode="dense")  # load the embedding model
+            # First graph query of a process: load the saved graph, derive the adjacency, walk.
+            cache.forget()
+            t0 = time.perf_counter()
+            kb.search(questions[0], 5, mode="graph")
+            row["first_graph_query_s"] = time.perf_counter() - t0
+            graph = kb.graph.doc_graph()
+            for mode in ("dense", "hybrid", "graph"):
+                row[mode] = timed_queries(lambda q, m=mode: kb.search(q, 5, mode=m), questions)
+
+            # Before: the retriever set up again for every query, the walk bounded by hops alone, every
+            # chunk it reaches read from the store (what graph mode did before issue 17).
+            def before(q: str, graph: Any = graph) -> Any:
+                graph._derived.clear()  # what the retriever derives, computed again as it was per query
+                r = kb.graph.retriever(max_edges=None)
+                return r.rank(q, r.base.retrieve(q, r.fetch))[:5]
+
+            row["graph (before)"] = timed_queries(before, questions)
+        rows.append(row)
+    return rows
+
+
+def ingest_one_file(kb: Any, path: Path, reps: int) -> dict[str, Any]:
+    """Adding one 3-sentence document: with the document graph (updated), without one, and the update alone."""
+    from kvgraph.schema import Document
+
+    run = f"{time.time_ns():x}"  # new text every run: adding what is stored already changes nothing
+
+    def small(i: int) -> Any:
+        text = (
+            f"Marta Ilven{i} founded the Ilven Press ({run}) in Kelmora in 19{i:02d}. "
+            "The press printed the first atlas of the Salt Isles. "
+            f"Its archive went to the University of Marrowick in 19{i + 40:02d}."
+        )
+        return Document(id=f"bench-small-{run}-{i}", text=text, metadata={"title": f"Ilven Press {i}"})
+
+    graph_dir = kb.graph.doc_graph_path
+    aside = graph_dir.with_name(graph_dir.name + ".aside")
+    with_graph, without, update = [], [], []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        kb.add_documents([small(2 * i)])  # the graph is updated in place
+        with_graph.append(time.perf_counter() - t0)
+        update.append(kb.graph.doc_graph().meta["update_timings"]["total_s"])
+        graph_dir.rename(aside)  # no document graph: nothing to update
+        try:
+            t0 = time.perf_counter()
+            kb.add_documents([small(2 * i + 1)])
+            without.append(time.perf_counter() - t0)
+        finally:
+            aside.rename(graph_dir)
+        kb.graph.refresh()  # take in the document added while the graph was away (not timed)
+    return {
+        "ingest_with_graph_s": statistics.median(with_graph),
+        "ingest_without_graph_s": statistics.median(without),
+        "graph_update_s": statistics.median(update),
+    }
+
+
+def cli_ingest(path: Path, graph_dir: Path, reps: int) -> dict[str, float]:
+    """``kvgraph ingest FILE`` of one 3-sentence file, as a user runs it: a new process each time."""
+    kvgraph = Path(sys.executable).with_name("kvgraph")
+    aside = graph_dir.with_name(graph_dir.name + ".aside")
+    out: dict[str, list[float]] = {"cli_ingest_with_graph_s": [], "cli_ingest_without_graph_s": []}
+    with tempfile.TemporaryDirectory(prefix="kvgraph-bench-ingest-") as tmp:
+        for i in range(reps):
+            for key in out:
+                f = Path(tmp) / f"{key}-{i}.txt"
+                f.write_text(
+                    f"Runa Oskel{i} mapped the Kelmora coast in 18{i + 10:02d} for the {key[4:8]} survey "
+                    f"({time.time_ns():x}). "
+                    "Her charts named every reef of the Salt Isles. They were printed in Marrowick.\n"
+                )
+                away = key == "cli_ingest_without_graph_s"
+                if away:
+                    graph_dir.rename(aside)
+                try:
+                    t0 = time.perf_counter()
+                    subprocess.run([str(kvgraph), "--kb", str(path), "-q", "ingest", str(f)], check=True)
+                    out[key].append(time.perf_counter() - t0)
+                finally:
+                    if away:
+                        aside.rename(graph_dir)
+    from kvgraph.kb import KnowledgeBase
+
+    with KnowledgeBase.open(path, expand_neighbors=False) as kb:
+        kb.graph.refresh()  # take in the files ingested while the graph was away
+    return {key: statistics.median(times) for key, times in out.items()}
+
+
+def print_kb_scale(rows: list[dict[str, Any]]) -> None:
+    print("\n## Graph mode by knowledge-base size (warm p50 ms, k=5; ratios in one run)\n")
+    print(
+        table(
+            [
+                "chunks",
+                "entities",
+                "dense",
+                "hybrid",
+                "graph",
+                "graph before",
+                "graph / dense",
+                "before / now",
+                "1st graph query s",
+            ],
+            [
+                [
+                    f"{r['chunks']:,}",
+                    f"{r['entities']:,}",
+                    *(fmt(r[m]["p50_ms"], 1) for m in ("dense", "hybrid", "graph", "graph (before)")),
+                    fmt(r["graph"]["p50_ms"] / r["dense"]["p50_ms"], 1),
+                    fmt(r["graph (before)"]["p50_ms"] / r["graph"]["p50_ms"], 1),
+                    fmt(r["first_graph_query_s"], 2),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print("\n## Ingesting one 3-sentence document (seconds, median of 3)\n")
+    print(
+        table(
+            [
+                "chunks",
+                "in process: without a graph",
+                "with (updated)",
+                "ratio",
+                "update compute",
+                "CLI ingest: without a graph",
+                "with (updated)",
+                "ratio",
+                "full build (before: every ingest)",
+            ],
+            [
+                [
+                    f"{r['chunks']:,}",
+                    fmt(r["ingest_without_graph_s"], 2),
+                    fmt(r["ingest_with_graph_s"], 2),
+                    fmt(r["ingest_with_graph_s"] / r["ingest_without_graph_s"], 1),
+                    fmt(r["graph_update_s"], 2),
+                    fmt(r["cli_ingest_without_graph_s"], 2),
+                    fmt(r["cli_ingest_with_graph_s"], 2),
+                    fmt(r["cli_ingest_with_graph_s"] / r["cli_ingest_without_graph_s"], 1),
+                    fmt(r["build_s"], 1),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print("\n## Graph build: nearest-neighbour steps, exact vs HNSW (seconds) and recall of the HNSW edges\n")
+    print(
+        table(
+            [
+                "chunks",
+                "build s",
+                "SIMILAR exact",
+                "SIMILAR hnsw",
+                "recall",
+                "entity names",
+                "SYNONYM exact",
+                "SYNONYM hnsw",
+                "recall",
+            ],
+            [
+                [
+                    f"{r['chunks']:,}",
+                    fmt(r["build_s"], 1),
+                    fmt(r["knn_similar_exact_s"], 2),
+                    fmt(r["knn_similar_hnsw_s"], 2),
+                    fmt(r["knn_similar_recall"], 4),
+                    f"{r['knn']['synonym']['rows']:,}",
+                    fmt(r["knn_synonym_exact_s"], 2),
+                    fmt(r["knn_synonym_hnsw_s"], 2),
+                    fmt(r["knn_synonym_recall"], 4),
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=100_000)
@@ -235,18 +510,35 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--kuzu-child", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--kb", default=None, help="graph mode in knowledge bases of these chunk counts, e.g. 1000,10000")
+    ap.add_argument("--kb-dir", type=Path, default=Path(tempfile.gettempdir()) / "kvgraph-bench-graph-kb")
+    ap.add_argument("--questions", type=int, default=60)
+    ap.add_argument(
+        "--no-cypher", action="store_true", help="only the knowledge-vector-graph walk on the generated graph"
+    )
     args = ap.parse_args()
     if args.kuzu_child:
         kuzu_child(args.kuzu_child, args.reps)
         return
+    if args.kb:
+        kb_rows = bench_kb_scale([int(x) for x in args.kb.split(",")], args.kb_dir, args.questions)
+        print_kb_scale(kb_rows)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            out = {"args": {k: str(v) for k, v in vars(args).items()}, "kb_scale": kb_rows}
+            args.json.write_text(json.dumps(out, indent=1, default=str))
+        return
     src, dst = generate(args.nodes, args.edges)
-    with tempfile.TemporaryDirectory(prefix="kvgraph-bench-graph-") as tmp:
-        cypher = bench_cypher(Path(tmp), args.nodes, src, dst, args.reps)
+    cypher: list[dict[str, Any]] = []
+    if not args.no_cypher:
+        with tempfile.TemporaryDirectory(prefix="kvgraph-bench-graph-") as tmp:
+            cypher = bench_cypher(Path(tmp), args.nodes, src, dst, args.reps)
     kvg = bench_kvg(args.nodes, args.edges, args.reps)
 
-    engines = [k for k in cypher[0] if k not in ("query", "cypher")]
+    engines = [k for k in cypher[0] if k not in ("query", "cypher")] if cypher else []
     base = "ladybug (raw)"
-    print(f"\n## Cypher on {args.nodes:,} nodes / {src.size:,} edges: p50 ms (p99), ratio to raw ladybug\n")
+    if cypher:
+        print(f"\n## Cypher on {args.nodes:,} nodes / {src.size:,} edges: p50 ms (p99), ratio to raw ladybug\n")
     rows = []
     for r in cypher:
         cells = [r["query"]]
@@ -254,7 +546,8 @@ def main() -> None:
             ratio = r[e]["p50_ms"] / r[base]["p50_ms"]
             cells.append(f"{fmt(r[e]['p50_ms'], 2)} ({fmt(r[e]['p99_ms'], 2)}) {fmt(ratio, 2)}x")
         rows.append(cells)
-    print(table(["query", *engines], rows))
+    if cypher:
+        print(table(["query", *engines], rows))
     print(f"\n## Knowledge-vector-graph retrieval on {args.nodes:,} nodes / {args.edges:,} edges (k=10, 5 seeds)\n")
     ref = kvg[0]["p50_ms"]
     print(
@@ -268,7 +561,7 @@ def main() -> None:
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "cypher": cypher, "kvg": kvg}))
+        args.json.write_text(json.dumps({"args": vars(args), "cypher": cypher, "kvg": kvg}, default=str))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, knn_pairs, write_doc_graph
+from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, name_vectors, write_doc_graph
+from kvgraph.docgraph.knn import knn_pairs
+from kvgraph.embed.cache import EmbeddingCache
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import InvalidInputError
 from kvgraph.graphdb.ladybug import LadybugGraphStore
@@ -175,3 +177,57 @@ def test_write_to_ladybug_and_query_with_cypher(graph: DocGraph, ladybug: Ladybu
     write_doc_graph(graph, ladybug)
     assert len(ladybug.edges().src) == len(graph.src)
     assert ladybug.query("MATCH (e:Entity) RETURN count(e)").scalar() == graph.count("entity")
+
+
+class CountingEmbedder:
+    """The real embedder, recording the texts it is asked to embed."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dim = inner.dim
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += list(texts)
+        return self.inner.embed(texts)
+
+
+def test_a_rebuild_embeds_only_names_it_does_not_know(
+    chunks: tuple[list[Node], np.ndarray], graph: DocGraph, embedder: OnnxEmbedder
+) -> None:
+    nodes, vectors = chunks
+    known = name_vectors(graph)
+    assert len(known) == len(graph.entity_vectors if graph.entity_vectors is not None else [])
+    counting = CountingEmbedder(embedder)
+    again = build_doc_graph(
+        nodes,
+        vectors,
+        embedder=counting,
+        knn=2,
+        similar_threshold=0.3,
+        known_vectors=known,  # type: ignore[arg-type]
+    )
+    assert counting.texts == []
+    assert again.entity_vectors is not None and graph.entity_vectors is not None
+    np.testing.assert_allclose(again.entity_vectors, graph.entity_vectors, atol=1e-6)
+    assert edges_of(again, "SYNONYM") == edges_of(graph, "SYNONYM")
+    forgotten = sorted(known)[0]
+    del known[forgotten]
+    build_doc_graph(nodes, vectors, embedder=counting, knn=2, similar_threshold=0.3, known_vectors=known)  # type: ignore[arg-type]
+    assert counting.texts == [forgotten]
+
+
+def test_graph_builds_keep_entity_names_out_of_the_embedding_cache(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=64, chunk_overlap=0) as kb:
+        kb.add_documents(DOCS)
+        cache = EmbeddingCache(tmp_path / "kb" / "embed-cache.sqlite")
+        try:
+            before = cache.count()
+            kb.graph.build()
+            kb.add_documents([Document(id="late", text="Martha Washington ran Mount Vernon.", metadata={})])
+            assert kb.graph.doc_graph().meta["updates"] == 1
+            assert cache.count() == before + 1  # the new chunk; its entity names live in the graph only
+        finally:
+            cache.close()
+        assert "entity:martha washington" in kb.graph.doc_graph().index

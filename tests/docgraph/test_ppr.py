@@ -165,3 +165,39 @@ def test_k_hop_shortest_paths_on_random_graph_match_bfs() -> None:
 def test_k_hop_rejects_out_of_range_seed() -> None:
     with pytest.raises(InvalidInputError, match="seed"):
         k_hop(chain(3), [5])
+
+
+def star_of_stars(arms: int, leaves: int) -> sp.csr_matrix:
+    """Node 0 joined to ``arms`` hubs, each hub to its own ``leaves`` leaves."""
+    edges = []
+    for h in range(arms):
+        hub = 1 + h
+        edges.append((0, hub, 1.0))
+        first_leaf = 1 + arms + h * leaves
+        edges += [(hub, first_leaf + j, 1.0) for j in range(leaves)]
+    return undirected(1 + arms + arms * leaves, edges)
+
+
+def test_k_hop_max_edges_bounds_the_work_not_the_seeds() -> None:
+    g = star_of_stars(arms=4, leaves=10)  # the centre has 4 edges, each hub 11
+    full = k_hop(g, [0], max_hops=2)
+    assert full.nodes.size == 1 + 4 + 40
+    # 4 edges for the centre, then room for two hubs' rows (22) but not a third (33 > 30 - 4)
+    bounded = k_hop(g, [0], max_hops=2, max_edges=30)
+    assert bounded.nodes.tolist()[:5] == [0, 1, 2, 3, 4]  # every hub is reached ...
+    assert bounded.nodes.size == 1 + 4 + 20  # ... but only the first two are expanded
+    assert set(bounded.predecessor[bounded.hops == 2].tolist()) == {1, 2}  # 4 + 11 + 11 edges read
+    assert set(bounded.nodes.tolist()) <= set(full.nodes.tolist())
+    assert bounded.path(int(bounded.nodes[-1])) == [0, 2, int(bounded.nodes[-1])]
+    # a budget below the seeds' own rows still returns the seeds
+    assert k_hop(g, [0, 7], max_hops=2, max_edges=1).nodes.tolist() == [0, 7]
+    assert k_hop(g, [0], max_hops=2, max_edges=10**9).nodes.tolist() == full.nodes.tolist()
+    with pytest.raises(InvalidInputError, match="max_edges"):
+        k_hop(g, [0], max_edges=0)
+
+
+def test_expansion_positions_find_reached_nodes_only() -> None:
+    exp = k_hop(chain(8), [5, 1], max_hops=1)
+    assert exp.nodes.tolist() == [5, 1, 4, 6, 0, 2]
+    assert exp.positions([0, 5, 3, 6, 7]).tolist() == [4, 0, -1, 3, -1]
+    assert 2 in exp and 3 not in exp

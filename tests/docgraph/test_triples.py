@@ -356,8 +356,39 @@ def test_cli_graph_build_with_llm_triples(
     assert again["triple_extraction"]["requests"] == 0 and again["triple_extraction"]["cached"] == 9
     assert again["extractor"] == "llm"
 
-    found = json.loads(run("search", "Who is Aurelia Voss?", "--mode", "graph", "--json").output)
+    found = json.loads(run("search", "Who is Aurelia Voss?", "--mode", "graph", "--json").output)["results"]
     harbor = next(h for h in found if h["metadata"]["file_name"] == "harbor.md")
     assert len(harbor["path"]) > 1 and harbor["path_text"].endswith("Glass Harbor (chunk)")
     shown = run("search", "Who is Aurelia Voss?", "--mode", "graph")
     assert "path: " in shown.output
+
+
+def test_incremental_updates_with_llm_triples_match_a_rebuild(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_llm: None
+) -> None:
+    monkeypatch.setenv("KVGRAPH_LLM_BASE_URL", server.base_url)
+    monkeypatch.setenv("KVGRAPH_LLM_MODEL", "test-model")
+    kb_dir = tmp_path / "kb"
+    with KnowledgeBase.open(kb_dir, expand_neighbors=False) as kb:
+        kb.add_documents(DOCS[:3])
+        kb.graph.build(extractor="both")
+        kb.add_documents(DOCS[3:])  # one more document: the graph is updated, and asks about its chunk only
+        kb.delete("harbor")  # the only passage stating "premiered at": that fact and its edge go
+        kb.graph.refresh()
+        updated = kb.graph.doc_graph()
+        assert updated.meta["updates"] == 2 and updated.meta["extractor"] == "both"
+        nodes = [n for n in kb.store.get(kb.store.ids()) if n is not None]
+        run = TripleExtractor(llm_for(server), kb_dir / "doc-graph" / "triples.jsonl").extract(nodes)
+        assert run.stats.requests == 0  # every chunk's triples were cached by the build and the update
+        rebuilt = build_doc_graph(
+            nodes, np.stack([n.embedding_array() for n in nodes]), embedder=kb.embedder, triples=run.triples
+        )
+
+    def described(g: DocGraph) -> tuple[Any, ...]:
+        edges = {(g.keys[a], g.keys[b], EDGE_TYPES[t]) for a, b, t in zip(g.src, g.dst, g.etype)}
+        facts = {(g.keys[s], g.keys[o], r, c) for s, o, r, c in g.facts}
+        return sorted(zip(g.keys, g.kinds, g.names)), edges, facts
+
+    assert described(updated) == described(rebuilt)
+    assert updated.relations("entity:aurelia voss", "entity:glass harbor")
+    assert not updated.relations("entity:glass harbor", "entity:teatro nerino")

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
+from graph_support import doc_graph_of, passages_kb
 
-from kvgraph.docgraph.build import DocGraph, build_doc_graph
+from kvgraph.docgraph.build import DocGraph
 from kvgraph.errors import InvalidInputError
 from kvgraph.kb import KnowledgeBase
 from kvgraph.retrieve.base import RetrievedNode, Retriever, VectorRetriever
 from kvgraph.retrieve.graph import KnowledgeGraphRetriever
-from kvgraph.schema import Document, NodeWithScore
+from kvgraph.schema import NodeWithScore
 
 # A -> B -> C: the question names the Lunar Sonata (A); its passage names the composer Idris
 # Vantorek (B); only Vantorek's own passage holds the answer (C, the Orran) and it shares no
@@ -31,16 +31,13 @@ QUESTION = "Which river flows through the birthplace of the composer of the Luna
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
-    path = tmp_path_factory.mktemp("kb")
-    with KnowledgeBase.open(path, expand_neighbors=False) as k:
-        k.add_documents([Document(id=pid, text=text, metadata={"title": pid}) for pid, text in PASSAGES.items()])
+    with passages_kb(tmp_path_factory.mktemp("kb"), PASSAGES) as k:
         yield k
 
 
 @pytest.fixture(scope="module")
 def graph(kb: KnowledgeBase) -> DocGraph:
-    nodes = [n for n in kb.store.get(kb.store.ids()) if n is not None]
-    return build_doc_graph(nodes, np.stack([n.embedding_array() for n in nodes]), embedder=kb.embedder)
+    return doc_graph_of(kb)
 
 
 def docs(results: Sequence[NodeWithScore]) -> list[str | None]:

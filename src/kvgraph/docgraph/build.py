@@ -19,27 +19,40 @@ LLM-extracted triples (:mod:`kvgraph.docgraph.triples`). Edges:
 directory is the source of truth for retrieval (it is derived from the vector store and can
 always be rebuilt from it); :func:`write_doc_graph` exports the same graph into a
 :class:`~kvgraph.graphdb.base.GraphStore` so people can query it with Cypher.
+
+Replacing a saved graph is atomic for readers, though it is two files: both carry the id of
+the save that wrote them (``build``). A save writes both under temporary names first, then
+renames the arrays into place, then the JSON. A reader that finds the arrays of one save next
+to the JSON of another (a save in progress, or one killed between its two renames) takes the
+JSON of the arrays' save from its temporary name, ``graph.json.tmp-<build>``, which stays
+until the next save; so it reads the old graph or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import struct
 import time
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
 from kvgraph.docgraph.triples import Triple
 from kvgraph.errors import InvalidInputError
+from kvgraph.fileio import disk_full_errors, fsync_dir
 from kvgraph.schema import Node, NodeRelationship
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
     from kvgraph.embed.base import Embedder
     from kvgraph.graphdb.base import GraphStore
 
@@ -49,8 +62,16 @@ EDGE_TYPES = ("NEXT", "PARENT", "MENTIONS", "SIMILAR", "SYNONYM", "RELATED")
 ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
 FORMAT_VERSION = 1
 NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
+_TMP = ".tmp-"  # graph.json.tmp-<build>: a save's JSON before its rename (see the module docstring)
+# A save that finishes while a reader reads makes it read both files again; between tries the
+# reader waits a little longer each time, so a writer saving in a loop on a busy machine cannot
+# outrun it every time (tests/kb/test_integrity_graph_save.py).
+_LOAD_TRIES = 20
+_LOAD_BACKOFF_S = 0.002
 # Entity kinds embedded for synonym edges (phrases are many and rarely spelled two ways).
 SYNONYM_KINDS = ("name", "acronym", "title", "triple")
+T = TypeVar("T")
+LIST_ARRAYS = ("similar_rows", "similar_cols", "similar_sims", "synonym_cols", "synonym_sims")
 
 
 @dataclass
@@ -76,10 +97,33 @@ class DocGraph:
     meta: dict[str, Any] = field(default_factory=dict)
     # Triples as (subject node, object node, relation, chunk id): the RELATED edges' labels and provenance.
     facts: list[tuple[int, int, str, str]] = field(default_factory=list)
+    build: str | None = None  # the id of the save this graph was written by or read from (None: unsaved)
+    # Nearest-neighbour lists behind the SIMILAR and SYNONYM edges, kept so that an incremental
+    # update (kvgraph.docgraph.incremental) can maintain the edges without comparing every pair:
+    # chunk similar_rows[r] has the nearest chunks similar_cols[r] (node indices, -1 padded) with
+    # cosines similar_sims[r]; entity-vector row r has the nearest rows synonym_cols[r].
+    similar_rows: np.ndarray | None = None
+    similar_cols: np.ndarray | None = None
+    similar_sims: np.ndarray | None = None
+    synonym_cols: np.ndarray | None = None
+    synonym_sims: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.index = {key: i for i, key in enumerate(self.keys)}
         self.kind_array = np.array([{CHUNK: 0, DOCUMENT: 1, ENTITY: 2}[k] for k in self.kinds], dtype=np.int8)
+        self._derived: dict[Hashable, Any] = {}
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, computed once per graph object and ``key``: what every query needs (the adjacency...).
+
+        A loaded graph is shared by all queries of a process (:mod:`kvgraph.docgraph.cache`), so
+        this turns per-query setup into a dictionary lookup. Do not change a graph's arrays after
+        the first call.
+        """
+        if key not in self._derived:
+            self._derived[key] = make()
+        value: T = self._derived[key]
+        return value
 
     @property
     def n_nodes(self) -> int:
@@ -130,28 +174,36 @@ class DocGraph:
         if symmetric:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
         n = self.n_nodes
+        import scipy.sparse as sp  # here, not at import: ingest updates the graph without it (~0.1 s)
+
         return sp.csr_matrix((w, (src, dst)), shape=(n, n))
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``graph.npz`` and ``graph.json`` into ``directory`` (created); replaces an older graph atomically."""
+        """Write ``graph.npz`` and ``graph.json`` into ``directory`` (created); replaces an older graph atomically.
+
+        A full disk raises DiskFullError and leaves the older graph as it was.
+        """
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        build = secrets.token_hex(8)
         arrays: dict[str, np.ndarray] = {
             "src": self.src.astype(np.int64),
             "dst": self.dst.astype(np.int64),
             "etype": self.etype.astype(np.int8),
             "weight": self.weight.astype(np.float32),
+            "build": np.frombuffer(build.encode(), dtype=np.uint8),
         }
         if self.entity_vectors is not None and self.entity_vector_rows is not None:
             arrays["entity_vectors"] = self.entity_vectors.astype(np.float32)
             arrays["entity_vector_rows"] = self.entity_vector_rows.astype(np.int64)
-        tmp_npz, tmp_json = d / (NPZ_FILE + ".tmp"), d / (JSON_FILE + ".tmp")
-        with open(tmp_npz, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+        for name in LIST_ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name] = value.astype(np.float32 if name.endswith("_sims") else np.int64)
         info = {
             "version": FORMAT_VERSION,
+            "build": build,
             "edge_types": list(EDGE_TYPES),
             "keys": self.keys,
             "kinds": self.kinds,
@@ -160,22 +212,41 @@ class DocGraph:
             "meta": self.meta,
             "facts": [list(f) for f in self.facts],
         }
-        tmp_json.write_text(json.dumps(info, ensure_ascii=False))
-        os.replace(tmp_npz, d / NPZ_FILE)
+        tmp_npz, tmp_json = d / f".{NPZ_FILE}{_TMP}{build}", d / f"{JSON_FILE}{_TMP}{build}"
+        try:
+            with disk_full_errors(d):
+                d.mkdir(parents=True, exist_ok=True)
+                with open(tmp_npz, "wb") as f:
+                    np.savez(f, **arrays)  # type: ignore[arg-type]
+                    f.flush()
+                    os.fsync(f.fileno())
+                with open(tmp_json, "wb") as g:
+                    g.write(json.dumps(info, ensure_ascii=False).encode())
+                    g.flush()
+                    os.fsync(g.fileno())
+                fsync_dir(d)
+        except BaseException:
+            tmp_npz.unlink(missing_ok=True)
+            tmp_json.unlink(missing_ok=True)
+            raise
+        os.replace(tmp_npz, d / NPZ_FILE)  # from here on readers of the new arrays find tmp_json
         os.replace(tmp_json, d / JSON_FILE)
+        fsync_dir(d)
+        for p in d.glob(f"*{_TMP}*"):  # what saves killed before their renames left behind
+            p.unlink(missing_ok=True)
+        self.build = build
         return d
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> DocGraph:
+        """Read a saved graph; InvalidInputError naming the directory and the way out if it is damaged."""
         d = Path(directory)
         if not (d / NPZ_FILE).is_file() or not (d / JSON_FILE).is_file():
             raise InvalidInputError(f"{d}: no knowledge-vector graph here (expected {NPZ_FILE} and {JSON_FILE})")
         try:
-            info = json.loads((d / JSON_FILE).read_text(encoding="utf-8"))
-            with np.load(d / NPZ_FILE) as z:
-                arrays = {name: z[name] for name in z.files}
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"{d}: the graph files cannot be read ({e}); rebuild the graph") from None
+            arrays, info = _read_consistent(d)
+        except _DAMAGE as e:
+            raise _damaged(d, e) from None
         saved_types = info.get("edge_types")
         if (
             info.get("version") != FORMAT_VERSION
@@ -183,20 +254,87 @@ class DocGraph:
             or saved_types != list(EDGE_TYPES)[: len(saved_types)]
         ):
             raise InvalidInputError(f"{d}: graph format {info.get('version')!r} is not supported; rebuild the graph")
-        return cls(
-            keys=info["keys"],
-            kinds=info["kinds"],
-            names=info["names"],
-            src=arrays["src"],
-            dst=arrays["dst"],
-            etype=arrays["etype"],
-            weight=arrays["weight"],
-            doc_of=info["doc_of"],
-            entity_vectors=arrays.get("entity_vectors"),
-            entity_vector_rows=arrays.get("entity_vector_rows"),
-            meta=info["meta"],
-            facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
-        )
+        try:
+            graph = cls(
+                keys=info["keys"],
+                kinds=info["kinds"],
+                names=info["names"],
+                src=arrays["src"],
+                dst=arrays["dst"],
+                etype=arrays["etype"],
+                weight=arrays["weight"],
+                doc_of=info["doc_of"],
+                entity_vectors=arrays.get("entity_vectors"),
+                entity_vector_rows=arrays.get("entity_vector_rows"),
+                meta=info["meta"],
+                facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
+                build=info.get("build"),
+                **{name: arrays.get(name) for name in LIST_ARRAYS},
+            )
+            _check_shapes(graph)
+        except _DAMAGE as e:
+            raise _damaged(d, e) from None
+        return graph
+
+
+# What reading a damaged graph.npz / graph.json can raise (zip CRCs, numpy headers, JSON, shapes).
+_DAMAGE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile, struct.error)
+
+
+def _damaged(d: Path, e: BaseException) -> InvalidInputError:
+    return InvalidInputError(
+        f"{d}: the graph files are damaged ({type(e).__name__}: {e}); "
+        "run kvgraph repair (or kvgraph graph build) to rebuild the graph"
+    )
+
+
+def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the JSON of one save (see the module docstring); ValueError if none is found."""
+    for attempt in range(_LOAD_TRIES):
+        if attempt:
+            time.sleep(_LOAD_BACKOFF_S * attempt)
+        with np.load(d / NPZ_FILE) as z:
+            arrays = {name: z[name] for name in z.files}
+        build = bytes(arrays.pop("build")).decode() if "build" in arrays else None
+        for candidate in (d / JSON_FILE, d / f"{JSON_FILE}{_TMP}{build}"):
+            try:
+                info = json.loads(candidate.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue  # the temporary JSON was just renamed into place: read again
+            if not isinstance(info, dict):
+                raise ValueError(f"{candidate.name} does not hold a JSON object")
+            if info.get("build") == build:  # None == None: a graph saved before builds had ids
+                return arrays, info
+    raise ValueError(f"{NPZ_FILE} and {JSON_FILE} belong to different saves and no save completes them")
+
+
+def _check_shapes(graph: DocGraph) -> None:
+    """Arrays that disagree with each other or with the node list mean a damaged file (ValueError)."""
+    lists = [graph.similar_rows, graph.similar_cols, graph.similar_sims]
+    if any(a is not None for a in lists) and not (
+        graph.similar_rows is not None
+        and graph.similar_cols is not None
+        and graph.similar_sims is not None
+        and len(graph.similar_rows) == len(graph.similar_cols)
+        and graph.similar_cols.shape == graph.similar_sims.shape
+    ):
+        raise ValueError("the chunk neighbour lists disagree")
+    if graph.synonym_cols is not None and (
+        graph.synonym_sims is None
+        or graph.entity_vectors is None
+        or len(graph.synonym_cols) != len(graph.entity_vectors)
+        or graph.synonym_cols.shape != graph.synonym_sims.shape
+    ):
+        raise ValueError("the entity neighbour lists disagree")
+    n_edges, n = len(graph.src), graph.n_nodes
+    if not (len(graph.kinds) == len(graph.names) == n) or not (
+        len(graph.dst) == len(graph.etype) == len(graph.weight) == n_edges
+    ):
+        raise ValueError("array lengths disagree")
+    if n_edges and (min(graph.src.min(), graph.dst.min()) < 0 or max(graph.src.max(), graph.dst.max()) >= n):
+        raise ValueError("an edge names a node that does not exist")
+    if n_edges and (graph.etype.min() < 0 or graph.etype.max() >= len(EDGE_TYPES)):
+        raise ValueError("an edge has an unknown type")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -205,39 +343,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.asarray(x / np.maximum(norms, 1e-12))
 
 
-def knn_pairs(
-    vectors: np.ndarray, k: int, threshold: float, block: int = 1024
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest other rows by cosine with similarity >= ``threshold``, as (i, j, sim) with i < j.
-
-    Exact, in row blocks (memory ``block x n``); a pair found from both ends is kept once.
-    """
-    v = _unit(vectors)
-    n = v.shape[0]
-    if n < 2 or k < 1:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.float32)
-    kk = min(k, n - 1)
-    rows, cols, sims = [], [], []
-    for lo in range(0, n, block):
-        s = v[lo : lo + block] @ v.T
-        s[np.arange(s.shape[0]), np.arange(lo, lo + s.shape[0])] = -np.inf  # not oneself
-        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        top_sim = np.take_along_axis(s, top, axis=1)
-        r = np.repeat(np.arange(lo, lo + s.shape[0]), kk)
-        rows.append(r)
-        cols.append(top.ravel())
-        sims.append(top_sim.ravel())
-    i, j, sim = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
-    keep = sim >= threshold
-    i, j, sim = i[keep], j[keep], sim[keep]
-    a, b = np.minimum(i, j), np.maximum(i, j)
-    _, first = np.unique(a * n + b, return_index=True)
-    return a[first].astype(np.int64), b[first].astype(np.int64), sim[first].astype(np.float32)
-
-
 @dataclass
-class _Builder:
+class Builder:
     keys: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
@@ -260,6 +367,105 @@ class _Builder:
         self.edges[k] = max(self.edges.get(k, 0.0), float(weight))
 
 
+@dataclass
+class ChunkParts:
+    """What :func:`add_chunks` learns besides nodes and edges: entity kinds, documents, facts."""
+
+    entity_kind: dict[int, str] = field(default_factory=dict)  # entity node -> kind of its first mention
+    doc_of: dict[str, str] = field(default_factory=dict)  # chunk id -> document id
+    facts: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+
+def add_chunks(
+    b: Builder,
+    parts: ChunkParts,
+    nodes: Sequence[Node],
+    extractor: EntityExtractor,
+    title_weight: float,
+    triples: Mapping[str, Sequence[Triple]] | None,
+    offline_entities: bool,
+) -> None:
+    """Add chunk ``nodes`` to ``b``: their nodes, NEXT/PARENT edges, entities, MENTIONS and triples.
+
+    A full build and an incremental update (:mod:`kvgraph.docgraph.incremental`) both add chunks
+    through here, so they make the same nodes and edges from the same chunks.
+    """
+    first = len(b.keys)
+    for n in nodes:
+        if not isinstance(n.id, str) or not n.id or n.id.startswith((ENTITY_PREFIX, DOC_PREFIX)):
+            raise InvalidInputError(
+                f"chunk id {n.id!r} is empty or uses a reserved prefix ({ENTITY_PREFIX}, {DOC_PREFIX})"
+            )
+        b.node(n.id, CHUNK, str(n.metadata.get("title") or n.id))
+    if len(b.keys) - first != len(nodes):
+        raise InvalidInputError("chunk node ids must be unique")
+
+    # Structure: NEXT and PARENT from the splitter's relationships.
+    for n in nodes:
+        i = b.index[n.id]
+        nxt = n.relationships.get(NodeRelationship.NEXT.value)
+        if isinstance(nxt, str) and nxt in b.index:
+            b.edge(i, b.index[nxt], "NEXT", 1.0)
+        doc_id = n.ref_doc_id or n.relationships.get(NodeRelationship.SOURCE.value)
+        if isinstance(doc_id, str) and doc_id:
+            parts.doc_of[n.id] = doc_id
+        parent = n.relationships.get(NodeRelationship.PARENT.value)
+        if isinstance(parent, str) and parent in b.index:
+            b.edge(i, b.index[parent], "PARENT", 1.0)
+        elif isinstance(doc_id, str) and doc_id:
+            d = b.node(DOC_PREFIX + doc_id, DOCUMENT, str(n.metadata.get("title") or doc_id))
+            b.edge(i, d, "PARENT", 1.0)
+
+    # Entities: MENTIONS, heavier when the entity is in the document's title.
+    for n in nodes:
+        i = b.index[n.id]
+        title = n.metadata.get("title")
+        title_keys = (
+            {m.key for m in extractor.extract(title)} | {entity_key(title)} if isinstance(title, str) else set()
+        )
+        for m in extractor.extract(n.text) if offline_entities else ():
+            e = b.node(ENTITY_PREFIX + m.key, ENTITY, m.name)
+            parts.entity_kind.setdefault(e, m.kind)
+            b.edge(i, e, "MENTIONS", title_weight if m.key in title_keys else 1.0)
+
+    # Triples: both ends are entities the chunk mentions; the fact itself is a RELATED edge.
+    for n in nodes if triples else ():
+        i = b.index[n.id]
+        title = n.metadata.get("title")
+        title_key = entity_key(title) if isinstance(title, str) else None
+        for t in (triples or {}).get(n.id, ()):
+            ends = []
+            for name in (t.subject, t.object):
+                key = entity_key(name)
+                e = b.node(ENTITY_PREFIX + key, ENTITY, name)
+                parts.entity_kind.setdefault(e, "triple")
+                b.edge(i, e, "MENTIONS", title_weight if key == title_key else 1.0)
+                ends.append(e)
+            b.edge(ends[0], ends[1], "RELATED", 1.0)
+            if ends[0] != ends[1]:
+                parts.facts.append((ends[0], ends[1], t.relation, n.id))
+
+
+def embed_names(
+    embedder: Embedder, names: Sequence[str], batch: int = 256, known: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Unit vectors of entity ``names``, embedded in batches of ``batch``; ``known`` names are not embedded again."""
+    known = known or {}
+    todo = list(dict.fromkeys(n for n in names if n not in known))
+    parts = [np.asarray(embedder.embed(todo[i : i + batch])) for i in range(0, len(todo), batch)]
+    fresh = dict(zip(todo, _unit(np.concatenate(parts)))) if parts else {}
+    if not names:
+        return np.zeros((0, embedder.dim), np.float32)
+    return np.stack([fresh[n] if n in fresh else np.asarray(known[n], np.float32) for n in names]).astype(np.float32)
+
+
+def name_vectors(graph: DocGraph) -> dict[str, np.ndarray]:
+    """The entity name vectors a graph holds, by name: what a rebuild need not embed again."""
+    if graph.entity_vectors is None or graph.entity_vector_rows is None:
+        return {}
+    return {graph.names[int(r)]: v for r, v in zip(graph.entity_vector_rows, graph.entity_vectors)}
+
+
 def build_doc_graph(
     nodes: Sequence[Node],
     embeddings: np.ndarray | None = None,
@@ -274,6 +480,8 @@ def build_doc_graph(
     embed_batch: int = 256,
     triples: Mapping[str, Sequence[Triple]] | None = None,
     offline_entities: bool = True,
+    knn_method: str = "auto",
+    known_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> DocGraph:
     """Build a :class:`DocGraph` from a knowledge base's chunk ``nodes`` (see the module docstring).
 
@@ -283,7 +491,11 @@ def build_doc_graph(
     ``triples`` (chunk id -> its LLM-extracted triples) add the subject and object entities,
     ``MENTIONS`` edges to them and a ``RELATED`` edge per fact; ``offline_entities=False``
     leaves the offline extractor out (entities from triples only).
-    ``meta["timings"]`` records seconds per stage (extraction, knn, synonyms).
+    ``knn_method`` finds the nearest chunks and entity names (:func:`kvgraph.docgraph.knn.knn_pairs`:
+    exact up to 4,096 rows, else an HNSW graph); ``meta["knn"]`` records the method and the measured
+    recall of each kind of edge against exact search, ``meta["timings"]`` seconds per stage.
+    ``known_vectors`` (entity name -> unit vector by ``embedder``, e.g. :func:`name_vectors` of the
+    previous graph) are used instead of embedding those names again.
     """
     if not nodes:
         raise InvalidInputError("build_doc_graph needs at least one chunk node")
@@ -291,88 +503,42 @@ def build_doc_graph(
         raise InvalidInputError(f"embeddings has {len(embeddings)} rows for {len(nodes)} nodes")
     extractor = extractor or EntityExtractor()
     timings: dict[str, float] = {}
-    b = _Builder()
-    for n in nodes:
-        if not isinstance(n.id, str) or not n.id or n.id.startswith((ENTITY_PREFIX, DOC_PREFIX)):
-            raise InvalidInputError(
-                f"chunk id {n.id!r} is empty or uses a reserved prefix ({ENTITY_PREFIX}, {DOC_PREFIX})"
-            )
-        b.node(n.id, CHUNK, str(n.metadata.get("title") or n.id))
-    n_chunks = len(b.keys)
-    if n_chunks != len(nodes):
-        raise InvalidInputError("chunk node ids must be unique")
-
-    # Structure: NEXT and PARENT from the splitter's relationships.
-    doc_of: dict[str, str] = {}
-    for n in nodes:
-        i = b.index[n.id]
-        nxt = n.relationships.get(NodeRelationship.NEXT.value)
-        if isinstance(nxt, str) and nxt in b.index:
-            b.edge(i, b.index[nxt], "NEXT", 1.0)
-        doc_id = n.ref_doc_id or n.relationships.get(NodeRelationship.SOURCE.value)
-        if isinstance(doc_id, str) and doc_id:
-            doc_of[n.id] = doc_id
-        parent = n.relationships.get(NodeRelationship.PARENT.value)
-        if isinstance(parent, str) and parent in b.index:
-            b.edge(i, b.index[parent], "PARENT", 1.0)
-        elif isinstance(doc_id, str) and doc_id:
-            d = b.node(DOC_PREFIX + doc_id, DOCUMENT, str(n.metadata.get("title") or doc_id))
-            b.edge(i, d, "PARENT", 1.0)
-
-    # Entities: MENTIONS, heavier when the entity is in the document's title.
+    b = Builder()
+    parts = ChunkParts()
     t0 = time.perf_counter()
-    entity_kind: dict[int, str] = {}
-    for n in nodes:
-        i = b.index[n.id]
-        title = n.metadata.get("title")
-        title_keys = (
-            {m.key for m in extractor.extract(title)} | {entity_key(title)} if isinstance(title, str) else set()
-        )
-        for m in extractor.extract(n.text) if offline_entities else ():
-            e = b.node(ENTITY_PREFIX + m.key, ENTITY, m.name)
-            entity_kind.setdefault(e, m.kind)
-            b.edge(i, e, "MENTIONS", title_weight if m.key in title_keys else 1.0)
+    add_chunks(b, parts, nodes, extractor, title_weight, triples, offline_entities)
     timings["extraction_s"] = time.perf_counter() - t0
-
-    # Triples: both ends are entities the chunk mentions; the fact itself is a RELATED edge.
-    facts: list[tuple[int, int, str, str]] = []
-    for n in nodes if triples else ():
-        i = b.index[n.id]
-        title = n.metadata.get("title")
-        title_key = entity_key(title) if isinstance(title, str) else None
-        for t in (triples or {}).get(n.id, ()):
-            ends = []
-            for name in (t.subject, t.object):
-                key = entity_key(name)
-                e = b.node(ENTITY_PREFIX + key, ENTITY, name)
-                entity_kind.setdefault(e, "triple")
-                b.edge(i, e, "MENTIONS", title_weight if key == title_key else 1.0)
-                ends.append(e)
-            b.edge(ends[0], ends[1], "RELATED", 1.0)
-            if ends[0] != ends[1]:
-                facts.append((ends[0], ends[1], t.relation, n.id))
+    n_chunks = len(nodes)  # the chunks are the first nodes
 
     # SIMILAR: k nearest chunks.
     t0 = time.perf_counter()
+    knn_meta: dict[str, Any] = {}
+    similar: tuple[np.ndarray, np.ndarray] | None = None
     if embeddings is not None and knn > 0:
-        for a, c, s in zip(*knn_pairs(np.asarray(embeddings), knn, similar_threshold)):
+        similar = knn_lists(np.asarray(embeddings), knn, knn_method)
+        pairs = pairs_from_lists(*similar, similar_threshold)
+        for a, c, s in zip(*pairs):
             b.edge(int(a), int(c), "SIMILAR", float(s))
+        knn_meta["similar"] = _knn_report(np.asarray(embeddings), pairs, knn, similar_threshold, knn_method)
     timings["knn_s"] = time.perf_counter() - t0
 
     # SYNONYM: entities whose name embeddings are close.
     t0 = time.perf_counter()
     vectors: np.ndarray | None = None
     rows: np.ndarray | None = None
+    synonyms: tuple[np.ndarray, np.ndarray] | None = None
     if embedder is not None:
-        rows = np.array([e for e, kind in entity_kind.items() if kind in SYNONYM_KINDS], dtype=np.int64)
-        texts = [b.names[e] for e in rows]
-        parts = [np.asarray(embedder.embed(texts[i : i + embed_batch])) for i in range(0, len(texts), embed_batch)]
-        vectors = _unit(np.concatenate(parts)) if parts else np.zeros((0, embedder.dim), np.float32)
+        rows = np.array([e for e, kind in parts.entity_kind.items() if kind in SYNONYM_KINDS], dtype=np.int64)
+        vectors = embed_names(embedder, [b.names[e] for e in rows], embed_batch, known_vectors)
         timings["entity_embed_s"] = time.perf_counter() - t0
         if synonym_k > 0:
-            for a, c, s in zip(*knn_pairs(vectors, synonym_k, synonym_threshold)):
+            synonyms = knn_lists(vectors, synonym_k, knn_method)
+            pairs = pairs_from_lists(*synonyms, synonym_threshold)
+            for a, c, s in zip(*pairs):
                 b.edge(int(rows[a]), int(rows[c]), "SYNONYM", float(s))
+            knn_meta["synonym"] = _knn_report(vectors, pairs, synonym_k, synonym_threshold, knn_method)
     timings["synonyms_s"] = time.perf_counter() - t0
+    facts, doc_of = parts.facts, parts.doc_of
 
     if b.edges:
         edge_rows = np.array(list(b.edges), dtype=np.int64)
@@ -390,8 +556,10 @@ def build_doc_graph(
             "extractor": {"phrases": extractor.phrases, "years": extractor.years} if offline_entities else None,
             "triples": len(facts),
             "entity_embedder": getattr(embedder, "model_name", None),
+            "knn_method": knn_method,
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        "knn": knn_meta,
     }
     return DocGraph(
         keys=b.keys,
@@ -406,7 +574,19 @@ def build_doc_graph(
         entity_vector_rows=rows,
         meta=meta,
         facts=facts,
+        similar_rows=None if similar is None else np.arange(n_chunks, dtype=np.int64),
+        similar_cols=None if similar is None else similar[0],
+        similar_sims=None if similar is None else similar[1],
+        synonym_cols=None if synonyms is None else synonyms[0],
+        synonym_sims=None if synonyms is None else synonyms[1],
     )
+
+
+def _knn_report(vectors: np.ndarray, pairs: Any, k: int, threshold: float, method: str) -> dict[str, Any]:
+    """How nearest neighbours were found, and, when approximately, their recall against exact search."""
+    chosen = chosen_method(len(vectors), method)
+    recall = knn_recall(vectors, pairs, k, threshold) if chosen != "exact" else 1.0
+    return {"method": chosen, "rows": len(vectors), "pairs": len(pairs[0]), "recall": recall}
 
 
 LABELS = {CHUNK: "Chunk", DOCUMENT: "Document", ENTITY: "Entity"}

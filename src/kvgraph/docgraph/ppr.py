@@ -99,18 +99,30 @@ class Expansion:
     predecessor: np.ndarray
 
     def __post_init__(self) -> None:
-        self._pos = {int(v): i for i, v in enumerate(self.nodes)}
+        # Sorted node numbers for lookups by binary search: no per-node Python object per query.
+        self._order = np.argsort(self.nodes, kind="stable")
+        self._sorted = self.nodes[self._order]
+
+    def positions(self, nodes: np.ndarray | list[int]) -> np.ndarray:
+        """Position of each of ``nodes`` in :attr:`nodes`, -1 for nodes not reached."""
+        wanted = np.asarray(nodes, dtype=np.int64).ravel()
+        at = np.searchsorted(self._sorted, wanted)
+        found = at < self._sorted.size
+        found[found] = self._sorted[at[found]] == wanted[found]
+        return np.where(found, self._order[np.minimum(at, max(self._sorted.size - 1, 0))], -1)
 
     def __contains__(self, node: int) -> bool:
-        return int(node) in self._pos
+        return bool(self.positions([int(node)])[0] >= 0)
 
     def path(self, node: int) -> list[int]:
         """Node indices from a seed to ``node`` (both included); raises KeyError when not reached."""
         out = [int(node)]
-        i = self._pos[int(node)]
+        i = int(self.positions(out)[0])
+        if i < 0:
+            raise KeyError(node)
         while self.predecessor[i] >= 0:
             out.append(int(self.predecessor[i]))
-            i = self._pos[out[-1]]
+            i = int(self.positions(out[-1:])[0])
         return out[::-1]
 
 
@@ -119,6 +131,7 @@ def k_hop(
     seeds: np.ndarray | list[int],
     max_hops: int = 2,
     max_nodes: int | None = None,
+    max_edges: int | None = None,
 ) -> Expansion:
     """Breadth-first expansion from ``seeds`` along the edges of ``adjacency`` (row -> column).
 
@@ -126,6 +139,11 @@ def k_hop(
     count, and within a step, neighbours of earlier-listed nodes come first, heaviest edge
     first). A node's predecessor is the earliest frontier node that reached it, which keeps
     the seed order meaningful: list the best seeds first.
+
+    ``max_edges`` bounds the work rather than the distance: the edges read in all (each
+    expanded node's whole row) stop at that many; a step that would read more expands only its
+    first frontier nodes (in frontier order) whose rows fit. Hub entities of a large graph make
+    a third hop read most of the graph; this keeps a query's cost flat as the graph grows.
     """
     a = sp.csr_matrix(adjacency)
     n = a.shape[0]
@@ -136,6 +154,9 @@ def k_hop(
         raise InvalidInputError(f"max_hops must be >= 0, got {max_hops!r}")
     if max_nodes is not None and max_nodes < 1:
         raise InvalidInputError(f"max_nodes must be >= 1, got {max_nodes!r}")
+    if max_edges is not None and max_edges < 1:
+        raise InvalidInputError(f"max_edges must be >= 1, got {max_edges!r}")
+    budget = max_edges
     _, first = np.unique(seed_arr, return_index=True)
     seed_arr = seed_arr[np.sort(first)]  # de-duplicated, order kept
     visited = np.zeros(n, dtype=bool)
@@ -149,6 +170,11 @@ def k_hop(
             break
         starts, ends = indptr[frontier], indptr[frontier + 1]
         lengths = ends - starts
+        if budget is not None:
+            fits = int(np.searchsorted(np.cumsum(lengths), budget, side="right"))
+            if fits < frontier.size:  # out of work: expand the first frontier nodes whose rows fit
+                frontier, starts, lengths = frontier[:fits], starts[:fits], lengths[:fits]
+            budget -= int(lengths.sum())
         if lengths.sum() == 0:
             break
         # Gather every (frontier node, neighbour, weight) triple without a Python loop per edge.

@@ -276,7 +276,12 @@ class KBGraph:
             }
         vectors = np.stack([_stored_vector(n) for n in nodes])
         graph = build_doc_graph(
-            nodes, vectors, embedder=kb.embedder, triples=triples, offline_entities=extractor != "llm"
+            nodes,
+            vectors,
+            embedder=self._name_embedder(),
+            triples=triples,
+            offline_entities=extractor != "llm",
+            known_vectors=self._saved_name_vectors(),
         )
         graph.meta["extractor"] = extractor
         if triple_report is not None:
@@ -298,6 +303,28 @@ class KBGraph:
         if export:
             report["exported"] = write_doc_graph(graph, self.store)
         return report
+
+    def _name_embedder(self) -> Embedder:
+        """The embedder of entity names: the model itself, past the embedding cache, because the graph
+        keeps the name vectors (a rebuild reuses them, :meth:`_saved_name_vectors`): stored once."""
+        embedder = self._kb.embedder
+        inner = getattr(embedder, "inner", None)  # a CachedEmbedder's model
+        return inner if inner is not None else embedder
+
+    def _saved_name_vectors(self) -> dict[str, np.ndarray] | None:
+        """Entity name vectors of the saved graph when the same model made them, for a rebuild to reuse."""
+        from kvgraph.docgraph.build import name_vectors
+        from kvgraph.docgraph.cache import shared_graph
+
+        if not (self.doc_graph_path / "graph.npz").exists():
+            return None
+        try:
+            saved = shared_graph(self.doc_graph_path)
+        except Exception:  # a damaged graph is rebuilt from scratch
+            return None
+        if saved.meta.get("params", {}).get("entity_embedder") != self._kb.embedder.model_name:
+            return None
+        return name_vectors(saved)
 
     def doc_graph(self) -> DocGraph:
         """The saved document graph (``kvgraph graph build`` makes it).
@@ -345,7 +372,7 @@ class KBGraph:
 
         try:
             graph = update_from_store(
-                saved, kb.store, role, kb.embedder, triples_of if extractor != "offline" else None
+                saved, kb.store, role, self._name_embedder(), triples_of if extractor != "offline" else None
             )
         except NeedsRebuild as e:
             log.info("document graph rebuilt rather than updated: %s", e)

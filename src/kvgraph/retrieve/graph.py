@@ -10,9 +10,15 @@ its LLM-built graph: start a personalized PageRank at
   the graph has entity vectors), weighted by specificity (1 / how many chunks mention them),
 
 restricted to the nodes within ``hops`` edges of those seeds (bounded k-hop expansion, at most
-``max_nodes``), and rank chunks by ``alpha * dense + (1 - alpha) * walk`` (each scaled to
-[0, 1] over the candidates). Each result's ``path`` is the chain of graph node keys from a seed
-to it (chunk ids, ``entity:<key>``, ``doc:<id>``), so a display can say *why* it was found.
+``max_nodes`` nodes and ``max_edges`` edges read), and rank chunks by ``alpha * dense + (1 - alpha)
+* walk`` (each scaled to [0, 1] over the candidates). Each result's ``path`` is the chain of graph
+node keys from a seed to it (chunk ids, ``entity:<key>``, ``doc:<id>``), so a display can say
+*why* it was found.
+
+Cost per query: what the retriever derives from the graph (adjacency, specificities, titled
+chunks) is computed once per graph object (:meth:`DocGraph.derived`), and a process shares one
+graph object per save (:mod:`kvgraph.docgraph.cache`); the walk is bounded by ``max_edges``; only
+the chunks returned are read from the store.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 
 SPECIFICITIES = ("inverse", "idf", "uniform")
 COMBINES = ("linear", "rrf")
+_SLACK = 4  # extra candidates read per store round trip, for chunks deleted since the graph was built
 
 
 def _scaled(x: np.ndarray) -> np.ndarray:
@@ -53,7 +60,9 @@ class KnowledgeGraphRetriever:
     restart mass on the question's entities when it names any), ``title_seeds`` (a chunk whose
     document title *is* a question entity, same canonical key, shares that entity's restart
     mass: the question names what the passage is about), ``edge_weights`` (per edge
-    type factors, see :meth:`DocGraph.adjacency`). ``store`` fetches chunks reached only
+    type factors, see :meth:`DocGraph.adjacency`), ``max_nodes`` and ``max_edges`` (the expansion
+    stops at that many nodes, or edges read: a query's work stays flat as the graph grows; see
+    :func:`~kvgraph.docgraph.ppr.k_hop`). ``store`` fetches chunks reached only
     through the graph; ``embedder`` matches question entities to graph entities by meaning.
 
     Variants measured by ``bench/kvg_cv.py`` (the defaults are what held up there):
@@ -82,6 +91,7 @@ class KnowledgeGraphRetriever:
         seed_temperature: float = 0.25,
         propagated_only: bool = False,
         max_nodes: int | None = 20_000,
+        max_edges: int | None = 200_000,
         edge_weights: Mapping[str, float] | None = None,
         extractor: EntityExtractor | None = None,
         specificity: str = "inverse",
@@ -116,8 +126,16 @@ class KnowledgeGraphRetriever:
         self.propagated_only = propagated_only
         self.max_nodes = max_nodes
         self.extractor = extractor or EntityExtractor()
-        self.adjacency = graph.adjacency(edge_weights)
-        self._full = transition_matrix(self.adjacency) if hops is None else None
+        if max_edges is not None and (isinstance(max_edges, bool) or not isinstance(max_edges, int) or max_edges < 1):
+            raise InvalidInputError(f"max_edges must be an int >= 1 or None, got {max_edges!r}")
+        self.max_edges = max_edges
+        # What follows depends only on the graph and these settings: computed once per graph object
+        # (a process shares one per saved graph, kvgraph.docgraph.cache), not per query.
+        factors = tuple(sorted((edge_weights or {}).items()))
+        self.adjacency = graph.derived(("adjacency", factors), lambda: graph.adjacency(edge_weights))
+        self._full = (
+            graph.derived(("transition", factors), lambda: transition_matrix(self.adjacency)) if hops is None else None
+        )
         if specificity not in SPECIFICITIES:
             raise InvalidInputError(f"specificity must be one of {', '.join(SPECIFICITIES)}, got {specificity!r}")
         if combine not in COMBINES:
@@ -126,20 +144,8 @@ class KnowledgeGraphRetriever:
         self.rrf_k = rrf_k
         self.keep_base_hits = keep_base_hits
         self._is_chunk = graph.kind_array == 0
-        mentions = graph.mention_counts().astype(np.float64)
-        if specificity == "inverse":  # HippoRAG's node specificity
-            self._specificity = np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
-        elif specificity == "idf":
-            n_chunks = float(self._is_chunk.sum())
-            self._specificity = np.where(mentions > 0, np.log1p(n_chunks / np.maximum(mentions, 1.0)), 0.0)
-        else:
-            self._specificity = np.where(mentions > 0, 1.0, 0.0)
-        # entity key -> chunks titled with it; a chunk without a title is named by its id and never matches
-        self._titled: dict[str, list[int]] = {}
-        if title_seeds:
-            for i in np.flatnonzero(self._is_chunk).tolist():
-                if graph.names[i] != graph.keys[i]:
-                    self._titled.setdefault(entity_key(graph.names[i]), []).append(i)
+        self._specificity = graph.derived(("specificity", specificity), lambda: _specificity(graph, specificity))
+        self._titled = graph.derived("titled", lambda: _titled_chunks(graph)) if title_seeds else {}
 
     # ------------------------------------------------------------------ seeds
 
@@ -188,10 +194,14 @@ class KnowledgeGraphRetriever:
     def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
         hits = self.base.retrieve(query, max(self.fetch, k))
-        return list(self.rank(query, hits)[:k])
+        return list(self.rank(query, hits, limit=k))
 
-    def rank(self, query: str, hits: Sequence[NodeWithScore]) -> list[RetrievedNode]:
-        """Rank chunks for ``query`` given the base retriever's ``hits`` (best first)."""
+    def rank(self, query: str, hits: Sequence[NodeWithScore], limit: int | None = None) -> list[RetrievedNode]:
+        """Rank chunks for ``query`` given the base retriever's ``hits`` (best first); the best ``limit`` only.
+
+        Chunks the walk reaches are read from the store only for the results returned, so
+        ``limit`` (default: every candidate) bounds what a query reads.
+        """
         g = self.graph
         dense: dict[int, float] = {}
         hit_nodes: dict[int, Node] = {}
@@ -203,7 +213,7 @@ class KnowledgeGraphRetriever:
         chunk_seeds = list(dense)[: self.seeds]
         entity_seeds = self.query_entities(query)
         if not chunk_seeds and not entity_seeds:
-            return [RetrievedNode(h.node, float(h.score), [h.node.id], h.node) for h in hits]
+            return [RetrievedNode(h.node, float(h.score), [h.node.id], h.node) for h in hits][:limit]
 
         # Entity seeds by specificity; each shares its weight with the chunks titled with it.
         entity_idx: list[int] = []
@@ -229,13 +239,14 @@ class KnowledgeGraphRetriever:
             transition, dangling = self._full
             expansion = k_hop(self.adjacency, seed_idx, max_hops=g.n_nodes)
         else:
-            expansion = k_hop(self.adjacency, seed_idx, max_hops=self.hops or 0, max_nodes=self.max_nodes)
+            expansion = k_hop(
+                self.adjacency, seed_idx, max_hops=self.hops or 0, max_nodes=self.max_nodes, max_edges=self.max_edges
+            )
             nodes = expansion.nodes
             transition, dangling = transition_matrix(self.adjacency[nodes][:, nodes])
-        local = {int(v): i for i, v in enumerate(nodes)}
         personalization = np.zeros(nodes.size)
-        for idx, w in zip(seed_idx, restart):
-            personalization[local[int(idx)]] += w
+        # Seeds are always reached; over the whole graph a node's position is its number.
+        np.add.at(personalization, seed_idx if self._full is not None else expansion.positions(seed_idx), restart)
         walk = personalized_pagerank(transition, personalization, damping=self.damping, dangling=dangling)
         if self.propagated_only:
             # What flowed in along edges, without the restart mass a seed gets for being a seed:
@@ -248,14 +259,15 @@ class KnowledgeGraphRetriever:
         # keeping such hits with a walk score of 0 lowered held-out recall (-4.5 R@2, -2.0 R@5; bench/kvg_cv.py).
         cand = nodes[chunk_pos]
         walk_raw = walk[chunk_pos]
-        if self.keep_base_hits:
-            missing = np.array([i for i in dense if i not in local], dtype=np.int64)
+        base_idx = np.array(list(dense), dtype=np.int64)
+        if self.keep_base_hits and self._full is None:
+            missing = base_idx[expansion.positions(base_idx) < 0]
             cand = np.concatenate([cand, missing])
             walk_raw = np.concatenate([walk_raw, np.zeros(missing.size)])
-        dense_raw = np.array([dense.get(int(i), np.nan) for i in cand])
+        dense_raw = _lookup(base_idx, np.array(list(dense.values())), cand)
         final = self.combine_scores(dense_raw, walk_raw)
         order = np.argsort(-final, kind="stable")
-        return self._results(cand[order], final[order], expansion, hit_nodes)
+        return self._results(cand[order], final[order], expansion, hit_nodes, limit)
 
     def combine_scores(self, dense_raw: np.ndarray, walk_raw: np.ndarray) -> np.ndarray:
         """Final scores of the candidates from their base scores (NaN: not a base hit) and walk scores."""
@@ -285,27 +297,75 @@ class KnowledgeGraphRetriever:
         scores: np.ndarray,
         expansion: Expansion,
         hit_nodes: dict[int, Node],
+        limit: int | None = None,
     ) -> list[RetrievedNode]:
         g = self.graph
-        need = [g.keys[i] for i in ranked.tolist() if i not in hit_nodes]
-        fetched: dict[str, Node] = {}
-        if need and self.store is not None:
-            for node in self.store.get(need):
-                if node is not None:
-                    node.embedding = None  # results elsewhere carry no embedding
-                    fetched[node.id] = node
+        want = len(ranked) if limit is None else limit
         out: list[RetrievedNode] = []
-        for i, score in zip(ranked.tolist(), scores.tolist()):
-            key = g.keys[i]
-            node = hit_nodes.get(i) or fetched.get(key)
-            if node is None:
-                if self.store is not None:
-                    continue  # in the graph but no longer in the store: deleted since the graph was built
-                node = Node(id=key, ref_doc_id=g.doc_of.get(key))
-            path_idx = expansion.path(i) if i in expansion else [i]
-            hit = hit_nodes.get(path_idx[0])
-            out.append(RetrievedNode(node, float(score), [g.keys[p] for p in path_idx], hit))
+        ranked_list, score_list = ranked.tolist(), scores.tolist()
+        pos = 0
+        while len(out) < want and pos < len(ranked_list):
+            # Read the next few candidates from the store, as many as results are still missing
+            # (plus a few for chunks deleted since the graph was built), never the whole walk.
+            batch = ranked_list[pos : pos + want - len(out) + _SLACK]
+            pos += len(batch)
+            need = [g.keys[i] for i in batch if i not in hit_nodes]
+            fetched: dict[str, Node] = {}
+            if need and self.store is not None:
+                for node in self.store.get(need):
+                    if node is not None:
+                        node.embedding = None  # results elsewhere carry no embedding
+                        fetched[node.id] = node
+            for i, score in zip(batch, score_list[pos - len(batch) : pos]):
+                if len(out) >= want:
+                    break
+                key = g.keys[i]
+                node = hit_nodes.get(i) or fetched.get(key)
+                if node is None:
+                    if self.store is not None:
+                        continue  # in the graph but no longer in the store: deleted since the graph was built
+                    node = Node(id=key, ref_doc_id=g.doc_of.get(key))
+                path_idx = expansion.path(i) if i in expansion else [i]
+                hit = hit_nodes.get(path_idx[0])
+                out.append(RetrievedNode(node, float(score), [g.keys[p] for p in path_idx], hit))
         return out
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` of ``keys`` at ``wanted`` (NaN where a wanted key is not among ``keys``)."""
+    out = np.full(wanted.size, np.nan)
+    if not keys.size:
+        return out
+    order = np.argsort(keys)
+    at = np.minimum(np.searchsorted(keys[order], wanted), keys.size - 1)
+    hit = keys[order][at] == wanted
+    out[hit] = values[order][at[hit]]
+    return out
+
+
+def _specificity(graph: DocGraph, specificity: str) -> np.ndarray:
+    """A question entity's restart weight per node (0 for nodes no chunk mentions); see the class docstring."""
+    mentions = graph.mention_counts().astype(np.float64)
+    if specificity == "inverse":  # HippoRAG's node specificity
+        return np.where(mentions > 0, 1.0 / np.maximum(mentions, 1.0), 0.0)
+    if specificity == "idf":
+        n_chunks = float((graph.kind_array == 0).sum())
+        return np.where(mentions > 0, np.log1p(n_chunks / np.maximum(mentions, 1.0)), 0.0)
+    return np.where(mentions > 0, 1.0, 0.0)
+
+
+def _titled_chunks(graph: DocGraph) -> dict[str, list[int]]:
+    """Entity key -> chunks titled with it; a chunk without a title is named by its id and never matches."""
+    titled: dict[str, list[int]] = {}
+    keys: dict[str, str] = {}  # many chunks share a document title: canonicalise each title once
+    for i in np.flatnonzero(graph.kind_array == 0).tolist():
+        name = graph.names[i]
+        if name != graph.keys[i]:
+            key = keys.get(name)
+            if key is None:
+                key = keys[name] = entity_key(name)
+            titled.setdefault(key, []).append(i)
+    return titled
 
 
 def chunk_keys(graph: DocGraph) -> list[str]:

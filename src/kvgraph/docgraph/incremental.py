@@ -1,0 +1,581 @@
+"""Update a document graph after chunks were added, changed or deleted, without building it again.
+
+:func:`update_doc_graph` takes the saved graph, the chunks to add (new ones, and the current
+version of every chunk of a changed document) and the chunk ids to take out, and returns the
+graph a full build (:func:`~kvgraph.docgraph.build.build_doc_graph`) would make from the chunks
+now stored, up to the numbering of its nodes:
+
+- the added chunks go through the build's own :func:`~kvgraph.docgraph.build.add_chunks`
+  (structure, entities, MENTIONS, triples); the edges of the chunks that stay are kept;
+- entities no chunk mentions any more, and documents without chunks, are removed; an entity
+  whose mentions changed is named (and its kind taken) from its first mention in store order,
+  as a build names it, reading that chunk again if need be; only new or renamed entity names
+  are embedded;
+- ``SIMILAR`` and ``SYNONYM`` edges come from each chunk's and entity name's nearest-neighbour
+  list, saved with the graph. A new chunk's list, and every chunk that is at least
+  ``similar_threshold`` similar to it, come from a search of the vector store (``neighbours``,
+  widened until the similarities fall below the threshold); a chunk whose list named a deleted
+  chunk is searched again. Entity names are compared with all the graph's name vectors (one
+  matrix product per update). So a chunk's list may be stale *below* the threshold, where it
+  makes no edge, and its edges are those an exact full build makes.
+
+The cost is proportional to the change and to one pass over the graph's arrays, never to
+the number of chunk pairs. Similarities from the store search and from the build's matrix
+product can differ in the last float bits, so a pair exactly at a threshold may fall either
+way. :func:`update_from_store` works out the change from what the store holds. A graph saved
+without neighbour lists, or built with other parameters or another embedder, raises
+:class:`NeedsRebuild`; the caller builds it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kvgraph.docgraph.build import (
+    CHUNK,
+    DOC_PREFIX,
+    DOCUMENT,
+    EDGE_TYPES,
+    ENTITY,
+    ENTITY_PREFIX,
+    SYNONYM_KINDS,
+    Builder,
+    ChunkParts,
+    DocGraph,
+    add_chunks,
+    embed_names,
+)
+from kvgraph.docgraph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.knn import pairs_from_lists, unit_rows
+from kvgraph.docgraph.triples import Triple
+from kvgraph.schema import Node, NodeRelationship
+
+if TYPE_CHECKING:
+    from kvgraph.embed.base import Embedder
+    from kvgraph.filters import FilterSpec
+    from kvgraph.store.embedded import EmbeddedVectorStore
+
+# (unit vectors, m) -> for each vector, the ids and cosine similarities of its m nearest chunks, best first
+Neighbours = Callable[[np.ndarray, int], list[tuple[list[str], list[float]]]]
+# chunk ids -> their stored vectors (one row each)
+VectorsOf = Callable[[Sequence[str]], np.ndarray]
+ReadChunks = Callable[[Sequence[str]], Sequence[Node]]  # chunk ids -> the stored chunks
+TriplesOf = Callable[[Sequence[Node]], Mapping[str, Sequence[Triple]]]  # chunks -> their LLM triples
+
+_KEPT_TYPES = np.array([EDGE_TYPES.index(t) for t in ("NEXT", "PARENT", "MENTIONS")], dtype=np.int8)
+_FIRST_SEARCH = 32  # neighbours asked for first; doubled while they are all above the threshold
+_BLOCK = 2048  # rows per block of a matrix product (memory: block x rows)
+
+
+class NeedsRebuild(Exception):
+    """The saved graph cannot be updated in place (see the module docstring): build it again."""
+
+
+def update_doc_graph(
+    graph: DocGraph,
+    nodes: Sequence[Node],
+    drop: Iterable[str],
+    *,
+    embedder: Embedder | None = None,
+    neighbours: Neighbours | None = None,
+    vectors_of: VectorsOf | None = None,
+    read_chunks: ReadChunks | None = None,
+    order: Mapping[str, int] | None = None,
+    triples_of: TriplesOf | None = None,
+    embed_batch: int = 256,
+) -> DocGraph:
+    """``graph`` without the chunks ``drop`` and with the chunks ``nodes`` (see the module docstring).
+
+    ``nodes`` carry their stored embeddings; ``neighbours`` searches the stored chunks (all of
+    them, ``nodes`` included) and ``vectors_of`` reads stored vectors, both needed only when the
+    graph has SIMILAR edges; ``embedder`` embeds new entity names (the one the graph was built
+    with). ``read_chunks`` reads stored chunks and ``order`` gives each chunk's position in store
+    order (default: the graph's chunks, then ``nodes``): an entity is named after its first
+    mention in that order, as a full build names it, so the chunks that first mention an entity
+    whose mentions changed are read again. ``triples_of`` gives chunks' LLM triples when the
+    graph was built with them (from the triple cache: no new LLM request for a chunk it has seen).
+    """
+    t_start = time.perf_counter()
+    params = _check_params(graph, embedder, neighbours, vectors_of)
+    g = graph
+    drop_set = {c for c in drop if c in g.index and g.kinds[g.index[c]] == CHUNK}
+    readd = {n.id for n in nodes}
+    drop_set |= {c for c in readd if c in g.index}  # a chunk added again replaces its old version
+
+    # 1. The nodes that stay, in their order; a document stays while one of its chunks does.
+    keep = np.ones(g.n_nodes, dtype=bool)
+    keep[[g.index[c] for c in drop_set]] = False
+    docs_left = {g.doc_of[k] for k, kind in zip(g.keys, g.kinds) if kind == CHUNK and k not in drop_set}
+    for doc in {g.doc_of[c] for c in drop_set if c in g.doc_of} - docs_left:
+        i = g.index.get(DOC_PREFIX + doc)
+        if i is not None:
+            keep[i] = False
+    old = np.flatnonzero(keep)
+    remap = np.full(g.n_nodes, -1, dtype=np.int64)
+    remap[old] = np.arange(old.size)
+    b = Builder(keys=[g.keys[i] for i in old], kinds=[g.kinds[i] for i in old], names=[g.names[i] for i in old])
+    b.index = {key: j for j, key in enumerate(b.keys)}
+
+    # 2. Edges that stay: structure and mentions between nodes that stay (the rest is derived below).
+    stays = keep[g.src] & keep[g.dst] & np.isin(g.etype, _KEPT_TYPES)
+    kept_edges = (remap[g.src[stays]], remap[g.dst[stays]], g.etype[stays], g.weight[stays])
+
+    # 3. The added chunks, exactly as a full build adds them.
+    ordered = list(nodes)  # in the caller's order: store order, as a full build takes them
+    parts = ChunkParts()
+    extractor_params = params["extractor"]
+    extractor = EntityExtractor(**extractor_params) if extractor_params else EntityExtractor()
+    offline = extractor_params is not None
+    triples = triples_of(ordered) if triples_of is not None and ordered else None
+    add_chunks(b, parts, ordered, extractor, float(params["title_weight"]), triples, offline)
+    doc_of = {c: d for c, d in g.doc_of.items() if c not in drop_set} | parts.doc_of
+    facts = [(int(remap[s]), int(remap[o]), r, c) for s, o, r, c in g.facts if c not in drop_set]
+    facts += parts.facts
+
+    # 4. Orphans: entities no chunk mentions, documents no chunk belongs to.
+    src, dst, etype, weight = _concat(kept_edges, b.edges)
+    n_mid = len(b.keys)
+    kinds = np.array([{CHUNK: 0, DOCUMENT: 1, ENTITY: 2}[k] for k in b.kinds], dtype=np.int8)
+    from_chunk = kinds[src] == 0
+    mentioned = np.zeros(n_mid, dtype=bool)
+    mentioned[dst[from_chunk & (etype == EDGE_TYPES.index("MENTIONS"))]] = True
+    has_chunk = np.zeros(n_mid, dtype=bool)
+    has_chunk[dst[from_chunk & (etype == EDGE_TYPES.index("PARENT"))]] = True
+    alive = (kinds == 0) | ((kinds == 2) & mentioned) | ((kinds == 1) & has_chunk)
+    final = np.full(n_mid, -1, dtype=np.int64)
+    final[alive] = np.arange(int(alive.sum()))
+    live_edge = alive[src] & alive[dst]
+    src, dst, etype, weight = final[src[live_edge]], final[dst[live_edge]], etype[live_edge], weight[live_edge]
+    keys = [k for k, a in zip(b.keys, alive.tolist()) if a]
+    out_kinds = [k for k, a in zip(b.kinds, alive.tolist()) if a]
+    names = [k for k, a in zip(b.names, alive.tolist()) if a]
+    to_final = np.where(remap >= 0, final[np.maximum(remap, 0)], -1)  # old node -> updated graph's (-1: gone)
+    new_node = final  # builder node -> node of the updated graph
+    facts = [(int(new_node[s]), int(new_node[o]), r, c) for s, o, r, c in facts]
+
+    # Entities whose mentions changed are named after their first mention in store order, as a build names them.
+    mention = etype == EDGE_TYPES.index("MENTIONS")
+    dropped = np.array([g.index[c] for c in drop_set], dtype=np.int64)
+    old_touched = to_final[g.dst[(g.etype == EDGE_TYPES.index("MENTIONS")) & np.isin(g.src, dropped)]]
+    added_nodes = final[[b.index[n.id] for n in ordered]] if ordered else np.zeros(0, np.int64)
+    touched = np.unique(np.concatenate([old_touched[old_touched >= 0], dst[mention & np.isin(src, added_nodes)]]))
+    position = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
+    for i, key in enumerate(keys):
+        if out_kinds[i] == CHUNK:
+            position[i] = i if order is None else order.get(key, len(order) + i)
+    first = _first_mentions(
+        touched,
+        src[mention],
+        dst[mention],
+        keys,
+        position,
+        {n.id: n for n in ordered},
+        read_chunks,
+        extractor,
+        offline,
+        triples_of,
+    )
+    old_names = list(names)
+    for e, (name, _) in first.items():
+        names[e] = name
+    timings = {"structure_s": time.perf_counter() - t_start}
+
+    # 5. RELATED from the facts, SYNONYM and SIMILAR from the neighbour lists.
+    extra: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
+    if facts:
+        pairs = np.unique(np.array([(s, o) for s, o, _, _ in facts], dtype=np.int64), axis=0)
+        extra.append((pairs[:, 0], pairs[:, 1], "RELATED", np.ones(len(pairs), np.float32)))
+    t0 = time.perf_counter()
+    entity = None
+    if g.entity_vectors is not None and g.entity_vector_rows is not None and embedder is not None:
+        # A name vector stays while its entity does under the same name; a renamed entity or one
+        # that now counts for synonyms gets a new one.
+        row_nodes = to_final[g.entity_vector_rows]
+        renamed = {e for e, (name, kind) in first.items() if name != old_names[e] or kind not in SYNONYM_KINDS}
+        kept_rows = np.flatnonzero((row_nodes >= 0) & ~np.isin(row_nodes, np.array(sorted(renamed), np.int64)))
+        has_row = set(row_nodes[kept_rows].tolist())
+        new_rows = sorted(e for e, (_, kind) in first.items() if kind in SYNONYM_KINDS and e not in has_row)
+        entity = _update_entities(g, kept_rows, row_nodes[kept_rows], new_rows, names, embedder, params, embed_batch)
+    if entity is not None:
+        _, rows, syn_cols, syn_sims = entity
+        a, c, w = pairs_from_lists(syn_cols, syn_sims, float(params["synonym_threshold"]))
+        extra.append((rows[a], rows[c], "SYNONYM", w))
+    timings["synonyms_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    similar = None
+    if g.similar_rows is not None and neighbours is not None and vectors_of is not None:
+        index = {k: i for i, k in enumerate(keys)}
+        added = [(int(new_node[b.index[n.id]]), n) for n in ordered]
+        similar = _update_similar(g, to_final, added, index, keys, neighbours, vectors_of, params)
+        a, c, w = pairs_from_lists(similar[1], similar[2], float(params["similar_threshold"]), rows=similar[0])
+        extra.append((a, c, "SIMILAR", w))
+    timings["knn_s"] = time.perf_counter() - t0
+    for a, c, name, w in extra:
+        src, dst = np.concatenate([src, a]), np.concatenate([dst, c])
+        etype = np.concatenate([etype, np.full(len(a), EDGE_TYPES.index(name), np.int8)])
+        weight = np.concatenate([weight, np.asarray(w, np.float32)])
+
+    meta = dict(g.meta)
+    meta["updates"] = int(meta.get("updates", 0)) + 1
+    meta["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    meta["update_timings"] = {k: round(v, 3) for k, v in (timings | {"total_s": time.perf_counter() - t_start}).items()}
+    return DocGraph(
+        keys=keys,
+        kinds=out_kinds,
+        names=names,
+        src=src.astype(np.int64),
+        dst=dst.astype(np.int64),
+        etype=etype.astype(np.int8),
+        weight=weight.astype(np.float32),
+        doc_of=doc_of,
+        entity_vectors=None if entity is None else entity[0],
+        entity_vector_rows=None if entity is None else entity[1],
+        meta=meta,
+        facts=facts,
+        similar_rows=None if similar is None else similar[0],
+        similar_cols=None if similar is None else similar[1],
+        similar_sims=None if similar is None else similar[2],
+        synonym_cols=None if entity is None else entity[2],
+        synonym_sims=None if entity is None else entity[3],
+    )
+
+
+def _first_mentions(
+    touched: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    keys: list[str],
+    position: np.ndarray,
+    known: Mapping[str, Node],
+    read_chunks: ReadChunks | None,
+    extractor: EntityExtractor,
+    offline: bool,
+    triples_of: TriplesOf | None,
+) -> dict[int, tuple[str, str]]:
+    """(name, kind) of each ``touched`` entity from its first mention in store order, as a build takes it.
+
+    ``src -> dst`` are the MENTIONS edges; a build names an entity after the first chunk whose
+    offline extraction finds it, else the first whose triples name it. Chunks not in ``known``
+    are read with ``read_chunks``, a few per round (most entities are settled by their first chunk).
+    """
+    wanted = np.isin(dst, touched)
+    candidates: dict[int, list[int]] = {}
+    for e, c in sorted(zip(dst[wanted].tolist(), src[wanted].tolist()), key=lambda p: (p[0], position[p[1]])):
+        candidates.setdefault(e, []).append(c)
+    chunks: dict[int, Node] = {}
+
+    def load(needed: Iterable[int]) -> None:
+        missing = [c for c in needed if c not in chunks and keys[c] not in known]
+        for c in needed:
+            if c not in chunks and keys[c] in known:
+                chunks[c] = known[keys[c]]
+        if missing and read_chunks is not None:
+            got = {n.id: n for n in read_chunks([keys[c] for c in missing])}
+            chunks.update({c: got[keys[c]] for c in missing if keys[c] in got})
+
+    found: dict[int, tuple[str, str]] = {}
+    found_in: dict[int, dict[str, Any]] = {}
+    pending = dict.fromkeys(candidates, 0) if offline else {}
+    while pending:
+        load({candidates[e][p] for e, p in pending.items()})
+        for e, p in list(pending.items()):
+            c = candidates[e][p]
+            if c in chunks and c not in found_in:
+                found_in[c] = {m.key: m for m in extractor.extract(chunks[c].text)}
+            m = found_in.get(c, {}).get(keys[e][len(ENTITY_PREFIX) :])
+            if m is not None:
+                found[e] = (m.name, m.kind)
+                del pending[e]
+            elif p + 1 < len(candidates[e]):
+                pending[e] = p + 1
+            else:
+                del pending[e]
+    rest = [e for e in candidates if e not in found]
+    if rest and triples_of is not None:
+        load({c for e in rest for c in candidates[e]})
+        triples = triples_of([chunks[c] for c in sorted({c for e in rest for c in candidates[e]}) if c in chunks])
+        for e in rest:
+            key = keys[e][len(ENTITY_PREFIX) :]
+            names = (n for c in candidates[e] for t in triples.get(keys[c], ()) for n in (t.subject, t.object))
+            name = next((n for n in names if entity_key(n) == key), None)
+            if name is not None:
+                found[e] = (name, "triple")
+    return found
+
+
+def _check_params(
+    g: DocGraph, embedder: Embedder | None, neighbours: Neighbours | None, vectors_of: VectorsOf | None
+) -> dict[str, Any]:
+    params = g.meta.get("params")
+    if not isinstance(params, dict) or "knn_method" not in params:
+        raise NeedsRebuild("the graph was saved without the parameters an update needs")
+    if int(params["knn"]) > 0 and (g.similar_rows is None or neighbours is None or vectors_of is None):
+        raise NeedsRebuild("no chunk neighbour lists (or no store to search)")
+    if g.entity_vectors is not None:
+        if embedder is None or getattr(embedder, "model_name", None) != params.get("entity_embedder"):
+            raise NeedsRebuild("entity names were embedded by another model")
+        if int(params["synonym_k"]) > 0 and g.synonym_cols is None:
+            raise NeedsRebuild("no entity neighbour lists")
+    return params
+
+
+def _concat(
+    kept: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], new: dict[tuple[int, int, int], float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if new:
+        rows = np.array(list(new), dtype=np.int64)
+        w = np.array(list(new.values()), dtype=np.float32)
+    else:
+        rows, w = np.zeros((0, 3), np.int64), np.zeros(0, np.float32)
+    return (
+        np.concatenate([kept[0], rows[:, 0]]),
+        np.concatenate([kept[1], rows[:, 1]]),
+        np.concatenate([kept[2], rows[:, 2].astype(np.int8)]),
+        np.concatenate([kept[3], w]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- lists
+
+
+def top_k_merge(cols: np.ndarray, sims: np.ndarray, cand: np.ndarray, cand_sims: np.ndarray, k: int) -> None:
+    """Merge candidates (one row of ``cand`` per list, -1 padded) into the top-``k`` lists in place.
+
+    A candidate already in its list is not added twice; lists stay sorted best first.
+    """
+    if not len(cols) or not cand.size:
+        return
+    dup = (cand[:, :, None] == cols[:, None, :]).any(axis=2) | (cand < 0)
+    all_cols = np.concatenate([cols, np.where(dup, -1, cand)], axis=1)
+    all_sims = np.concatenate([sims, np.where(dup, -np.inf, cand_sims).astype(np.float32)], axis=1)
+    order = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
+    cols[:] = np.take_along_axis(all_cols, order, axis=1)
+    sims[:] = np.take_along_axis(all_sims, order, axis=1)
+
+
+def exact_lists(queries: np.ndarray, own: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's ``k`` nearest rows of ``vectors`` (unit rows) other than its own row ``own``."""
+    q = len(queries)
+    cols = np.full((q, k), -1, np.int64)
+    sims = np.full((q, k), -np.inf, np.float32)
+    kk = min(k, len(vectors) - 1)
+    if kk < 1 or not q:
+        return cols, sims
+    for lo in range(0, q, _BLOCK):
+        s = queries[lo : lo + _BLOCK] @ vectors.T
+        s[np.arange(len(s)), own[lo : lo + _BLOCK]] = -np.inf
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        top_sims = np.take_along_axis(s, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        cols[lo : lo + _BLOCK, :kk] = np.take_along_axis(top, order, axis=1)
+        sims[lo : lo + _BLOCK, :kk] = np.take_along_axis(top_sims, order, axis=1)
+    return cols, sims
+
+
+def _carry_lists(
+    rows_old: np.ndarray, cols_old: np.ndarray, sims_old: np.ndarray, mapping: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lists of the rows that survive ``mapping`` (old number -> new, -1 gone), renumbered.
+
+    Returns (new row numbers, lists, similarities, whether a list lost a member and must be searched again).
+    """
+    rows = mapping[rows_old]
+    live = rows >= 0
+    cols = np.where(cols_old >= 0, mapping[np.maximum(cols_old, 0)], -1)[live]
+    sims = np.where(cols >= 0, sims_old[live], -np.inf).astype(np.float32)
+    lost = ((cols_old[live] >= 0) & (cols < 0)).any(axis=1)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return rows[live], np.take_along_axis(cols, order, axis=1), np.take_along_axis(sims, order, axis=1), lost
+
+
+def _update_entities(
+    g: DocGraph,
+    kept_rows: np.ndarray,
+    kept_nodes: np.ndarray,
+    new_entities: list[int],
+    names: list[str],
+    embedder: Embedder,
+    params: Mapping[str, Any],
+    embed_batch: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Entity name vectors, their nodes and neighbour lists after the update.
+
+    ``kept_rows`` of the old vectors stay (their entities now ``kept_nodes``); the names of
+    ``new_entities`` are embedded and appended.
+    """
+    assert g.entity_vectors is not None and g.entity_vector_rows is not None
+    old_nodes = g.entity_vector_rows
+    row_map = np.full(len(old_nodes), -1, dtype=np.int64)
+    row_map[kept_rows] = np.arange(kept_rows.size)
+    # Saved vectors are unit rows already (embed_names returns unit rows too).
+    fresh = embed_names(embedder, [names[e] for e in new_entities], embed_batch)
+    vectors = np.concatenate([g.entity_vectors[kept_rows].astype(np.float32, copy=False), fresh.astype(np.float32)])
+    rows = np.concatenate([kept_nodes, np.array(new_entities, dtype=np.int64)])
+    k = int(params["synonym_k"])
+    n, n_old = len(vectors), kept_rows.size
+    cols = np.full((n, k), -1, np.int64)
+    sims = np.full((n, k), -np.inf, np.float32)
+    if k < 1 or g.synonym_cols is None or g.synonym_sims is None:
+        return vectors, rows, cols, sims
+    _, cols_old, sims_old, lost = _carry_lists(np.arange(len(old_nodes)), g.synonym_cols, g.synonym_sims, row_map)
+    cols[:n_old], sims[:n_old] = cols_old, sims_old
+    # Lists that lost a member, and the new names: searched against every name.
+    redo = np.concatenate([np.flatnonzero(lost), np.arange(n_old, n)])
+    cols[redo], sims[redo] = exact_lists(vectors[redo], redo, vectors, k)
+    # The other lists take in the new names that beat their worst member.
+    rest = np.flatnonzero(~lost)
+    new = np.arange(n_old, n)
+    for lo in range(0, rest.size if new.size else 0, _BLOCK):
+        part = rest[lo : lo + _BLOCK]
+        s = vectors[part] @ vectors[new].T
+        beats = (s > sims[part, -1:]).any(axis=1)  # most lists keep their members: merge only the others
+        part, s = part[beats], s[beats]
+        if not part.size:
+            continue
+        take = min(k, new.size)
+        top = np.argpartition(-s, take - 1, axis=1)[:, :take]
+        c, cs = cols[part], sims[part]
+        top_k_merge(c, cs, new[top], np.take_along_axis(s, top, axis=1), k)
+        cols[part], sims[part] = c, cs
+    return vectors, rows, cols, sims
+
+
+def _update_similar(
+    g: DocGraph,
+    to_final: np.ndarray,
+    added: list[tuple[int, Node]],
+    index: Mapping[str, int],
+    keys: list[str],
+    neighbours: Neighbours,
+    vectors_of: VectorsOf,
+    params: Mapping[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chunks' neighbour lists after the update: (chunk nodes, lists of nodes, similarities)."""
+    assert g.similar_rows is not None and g.similar_cols is not None and g.similar_sims is not None
+    k, threshold = int(params["knn"]), float(params["similar_threshold"])
+    rows, cols, sims, lost = _carry_lists(g.similar_rows, g.similar_cols, g.similar_sims, to_final)
+    position = {int(r): p for p, r in enumerate(rows.tolist())}
+    vectors = np.stack([_vector(n) for _, n in added]) if added else np.zeros((0, 1), np.float32)
+    new_rows = np.array([node for node, _ in added], dtype=np.int64)
+    new_cols = np.full((len(added), k), -1, np.int64)
+    new_sims = np.full((len(added), k), -np.inf, np.float32)
+    # A new chunk's nearest chunks, and every chunk at least `threshold` similar to it.
+    for p, found in enumerate(_search_until_below(vectors, neighbours, threshold, k + 1)):
+        me = int(new_rows[p])
+        hits = [(index[i], s) for i, s in zip(*found) if i in index and index[i] != me]
+        for slot, (j, s) in enumerate(hits[:k]):
+            new_cols[p, slot], new_sims[p, slot] = j, s
+        for j, s in hits:
+            q = position.get(j)
+            if s >= threshold and q is not None and not lost[q]:
+                c, cs = cols[q : q + 1], sims[q : q + 1]
+                top_k_merge(c, cs, np.array([[me]]), np.array([[s]], np.float32), k)
+                cols[q], sims[q] = c[0], cs[0]
+    # Chunks whose list named a deleted chunk: searched again.
+    redo = np.flatnonzero(lost)
+    if redo.size:
+        redo_vectors = unit_rows(vectors_of([keys[int(r)] for r in rows[redo]]))
+        for p, found in zip(redo.tolist(), _search(redo_vectors, neighbours, k + 1)):
+            me = int(rows[p])
+            hits = [(index[i], s) for i, s in zip(*found) if i in index and index[i] != me][:k]
+            cols[p] = -1
+            sims[p] = -np.inf
+            for slot, (j, s) in enumerate(hits):
+                cols[p, slot], sims[p, slot] = j, s
+    return (
+        np.concatenate([rows, new_rows]),
+        np.concatenate([cols, new_cols]),
+        np.concatenate([sims, new_sims]).astype(np.float32),
+    )
+
+
+def _vector(node: Node) -> np.ndarray:
+    v = node.embedding_array()
+    if v is None:
+        raise ValueError(f"chunk {node.id} has no stored vector")
+    return np.asarray(v, dtype=np.float32)
+
+
+def _search(vectors: np.ndarray, neighbours: Neighbours, m: int) -> list[tuple[list[str], list[float]]]:
+    return neighbours(unit_rows(vectors), m) if len(vectors) else []
+
+
+def _search_until_below(
+    vectors: np.ndarray, neighbours: Neighbours, threshold: float, m: int
+) -> list[tuple[list[str], list[float]]]:
+    """Each vector's nearest chunks, at least ``m`` and every one at least ``threshold`` similar."""
+    m = max(m, _FIRST_SEARCH)
+    out = _search(vectors, neighbours, m)
+    todo = [p for p, (ids, s) in enumerate(out) if len(ids) >= m and s[-1] >= threshold]
+    while todo:
+        m *= 2
+        again = _search(vectors[todo], neighbours, m)
+        for p, found in zip(todo, again):
+            out[p] = found
+        todo = [p for p, (ids, s) in zip(todo, again) if len(ids) >= m and s[-1] >= threshold]
+    return out
+
+
+UPDATE_MAX_SHARE = 0.5  # more changed chunks than this share of all: a full build is as cheap and simpler
+
+
+def update_from_store(
+    graph: DocGraph,
+    store: EmbeddedVectorStore,
+    filters: FilterSpec,
+    embedder: Embedder | None,
+    triples_of: TriplesOf | None = None,
+) -> DocGraph | None:
+    """``graph`` brought up to date with the chunks ``store`` holds (those matching ``filters``); None if it is.
+
+    Chunks no longer stored are dropped; new ones are added, and with them every chunk of their
+    documents and of the documents that lost one (their NEXT links and titles may have changed).
+    ``triples_of`` gives the LLM triples of the chunks added when the graph has them. Raises
+    :class:`NeedsRebuild` when a full build is needed (see the module docstring) or cheaper.
+    """
+    ids = store.ids(filters=filters)
+    if not ids:
+        raise NeedsRebuild("no chunks are stored")
+    in_graph = {k for k, kind in zip(graph.keys, graph.kinds) if kind == CHUNK}
+    current = set(ids)
+    added = [i for i in ids if i not in in_graph]
+    removed = in_graph - current
+    if not added and not removed:
+        return None
+    if len(added) + len(removed) > UPDATE_MAX_SHARE * max(len(ids), len(in_graph)):
+        raise NeedsRebuild(f"{len(added)} chunks added and {len(removed)} removed, of {len(in_graph)} in the graph")
+    added_nodes = [n for n in store.get(added) if n is not None]
+    dirty = {graph.doc_of[c] for c in removed if c in graph.doc_of} | {_doc_id(n) for n in added_nodes}
+    redo = [i for i in ids if i in in_graph and graph.doc_of.get(i) in dirty]
+    position = {i: p for p, i in enumerate(ids)}
+    nodes = sorted(added_nodes + [n for n in store.get(redo) if n is not None], key=lambda n: position[n.id])
+
+    def neighbours(vectors: np.ndarray, m: int) -> list[tuple[list[str], list[float]]]:
+        return [(list(r.ids), list(r.similarities)) for r in store.query_batch(vectors, m, filters=filters)]
+
+    def vectors_of(chunk_ids: Sequence[str]) -> np.ndarray:
+        return np.stack([_vector(n) for n in store.get(chunk_ids) if n is not None])
+
+    def read_chunks(chunk_ids: Sequence[str]) -> list[Node]:
+        return [n for n in store.get(chunk_ids) if n is not None]
+
+    return update_doc_graph(
+        graph,
+        nodes,
+        removed | set(redo),
+        embedder=embedder,
+        neighbours=neighbours,
+        vectors_of=vectors_of,
+        read_chunks=read_chunks,
+        order=position,
+        triples_of=triples_of,
+    )
+
+
+def _doc_id(node: Node) -> str | None:
+    doc = node.ref_doc_id or node.relationships.get(NodeRelationship.SOURCE.value)
+    return doc if isinstance(doc, str) and doc else None
