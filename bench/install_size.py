@@ -224,6 +224,7 @@ def main() -> None:
         result = measure(args.wheel.resolve() if args.wheel else None, work, not args.no_demo)
         print(report(result))
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)  # bench/out/ is not in a fresh clone
             args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     finally:
         if args.keep:
