@@ -7,7 +7,8 @@
 Chunks are made as ``kvgraph ingest`` makes them (the Markdown loader, merged sections, 254-token
 chunks with contextual headers) and searched in memory (``bench/retrieval_lab.py``): the store's
 BM25 code with each analyzer, exact cosine, and ``kvgraph.retrieve.fusion``'s fusions over the top
-50 of each side. For every dataset and every configuration of the grid it keeps per-question scores,
+150 of each side (the shipped pool; 50 and 100 are in the grid as ``...|50``, ``...|100``). For every
+dataset and every configuration of the grid it keeps per-question scores,
 then reports:
 
 - in-sample: the best configuration on the dataset's own questions (optimistic);
@@ -51,11 +52,14 @@ OBJECTIVE = {
     "squad": ("hit_rate@1", "mrr@10"),
 }
 METRICS = ("hit_rate@1", "hit_rate@5", "mrr@10", "recall@2", "recall@5")
-POOL = 50
+POOLS = (150, 50, 100)  # candidates fused from each side; the first is the shipped default (DEFAULT_POOL)
+POOL = max(POOLS)
 
 
 def grid() -> list[str]:
+    """Configurations ``analyzer|fusion|dense weight[|pool]``; the pool is given only where it is not the default."""
     out = [f"{a}|{f}|{w}" for a in ANALYZERS for f in FUSIONS for w in ALPHAS]
+    out += [f"{DEFAULT_ANALYZER}|{f}|{w}|{p}" for f in FUSIONS for w in ALPHAS for p in POOLS[1:]]
     return out + [f"{a}|dense|1.0" for a in ANALYZERS[:1]] + [f"{a}|sparse|0.0" for a in ANALYZERS]
 
 
@@ -81,10 +85,13 @@ def run_dataset(name: str) -> dict[str, np.ndarray]:
         sparse[a] = rows
     per: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     for config in grid():
-        a, fusion, w = config.split("|")
+        a, fusion, w, *rest = config.split("|")
         alpha = float(w)
+        pool = int(rest[0]) if rest else POOLS[0]
         rankings = []
-        for d, (s, cov) in zip(dense, sparse[a]):
+        for d_all, (s_all, cov) in zip(dense, sparse[a]):
+            d = Ranked(d_all.ids[:pool], d_all.scores[:pool])
+            s = Ranked(s_all.ids[:pool], s_all.scores[:pool])
             if fusion == "dense":
                 ids = list(d.ids)
             elif fusion == "sparse":
