@@ -57,15 +57,27 @@ class LLMTally:
         return self.total
 
 
-class RichProgress:
+class _Bar:
+    """A rich progress display started on the first report and stopped by :meth:`finish`."""
+
+    def __init__(self, console: Any = None, enabled: bool = True) -> None:
+        self.console = console or stderr_console(enabled)
+        self._progress: Any = None
+        self._task: Any = None
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class RichProgress(_Bar):
     """Files done / total with a bar, chunks embedded, the chunk rate, the time left; LLM requests and tokens
     when an LLM works. The ingest pipeline's ``Progress``."""
 
     def __init__(self, console: Any = None, label: str = "ingesting", enabled: bool = True) -> None:
-        self.console = console or stderr_console(enabled)
+        super().__init__(console, enabled)
         self.label = label
-        self._progress: Any = None
-        self._task: Any = None
         self._chunks = 0
         self._t0 = 0.0
         self._llm = ""
@@ -114,18 +126,15 @@ class RichProgress:
     def finish(self) -> None:
         if self._progress is not None:
             self._update()
-            self._progress.stop()
-            self._progress = None
+        super().finish()
 
 
-class LLMWorkProgress:
+class LLMWorkProgress(_Bar):
     """A bar over the items an LLM works through (chunks for triples), with requests, cache hits and tokens."""
 
     def __init__(self, label: str, console: Any = None, enabled: bool = True) -> None:
-        self.console = console or stderr_console(enabled)
+        super().__init__(console, enabled)
         self.label = label
-        self._progress: Any = None
-        self._task: Any = None
 
     def __call__(self, snapshot: Any) -> None:
         if self._progress is None:
@@ -147,21 +156,14 @@ class LLMWorkProgress:
         if snapshot.done >= snapshot.total:
             self.finish()
 
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
-
-class CountProgress:
+class CountProgress(_Bar):
     """A bar for work reported as ``(done, total)`` calls: queries answered, nodes embedded, rows copied."""
 
     def __init__(self, label: str, console: Any = None, enabled: bool = True, unit: str = "") -> None:
-        self.console = console or stderr_console(enabled)
+        super().__init__(console, enabled)
         self.label = label
         self.unit = unit
-        self._progress: Any = None
-        self._task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
         if self._progress is None:
@@ -183,23 +185,13 @@ class CountProgress:
         if done >= total:
             self.finish()
 
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
-
-class ModelPreparation:
+class ModelPreparation(_Bar):
     """ "preparing the embedding model (once)…" and its steps, for ``KnowledgeBase.prepare_embedder(progress=...)``.
 
     Called with ``(step, done, total)`` reports (``kvgraph.embed.onnx_build.PrepareProgress``); the
     line stays on the terminal when done, so the pause before the first embedding is explained.
     """
-
-    def __init__(self, console: Any = None, enabled: bool = True) -> None:
-        self.console = console or stderr_console(enabled)
-        self._progress: Any = None
-        self._task: Any = None
 
     def __call__(self, report: Any) -> None:
         if self._progress is None:
@@ -220,13 +212,8 @@ class ModelPreparation:
         if report.done >= report.total:
             self.finish()
 
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
-
-class Activity:
+class Activity(_Bar):
     """A spinner with a label and the elapsed time while a block runs (work whose size is not known ahead).
 
     ``with Activity("building the document graph"): ...``; it disappears when the block ends, so the
@@ -234,9 +221,8 @@ class Activity:
     """
 
     def __init__(self, label: str, console: Any = None, enabled: bool = True) -> None:
-        self.console = console or stderr_console(enabled)
+        super().__init__(console, enabled)
         self.label = label
-        self._progress: Any = None
 
     def __enter__(self) -> Activity:
         from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -251,6 +237,4 @@ class Activity:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self.finish()
