@@ -195,6 +195,88 @@ class SeedRetriever:
         return [NodeWithScore(Node(id=f"chunk-{i}", text=""), 1.0 - r / k) for r, i in enumerate(ids)]
 
 
+class ScipyCsr:
+    """scipy.sparse behind the few operations the walk uses on kvgraph's numpy ``Csr``.
+
+    kvgraph dropped scipy (143 MB installed, issue 16); this runs the same walk on it, to show
+    what that cost (only when scipy happens to be installed).
+    """
+
+    def __init__(self, matrix: Any) -> None:
+        self.m = matrix.tocsr()
+        self.indptr, self.indices, self.data, self.shape = self.m.indptr, self.m.indices, self.m.data, self.m.shape
+
+    @property
+    def nnz(self) -> int:
+        return int(self.m.nnz)
+
+    def row_sums(self) -> np.ndarray:
+        return np.asarray(self.m.sum(axis=1)).ravel()
+
+    def scale_rows(self, factors: np.ndarray) -> ScipyCsr:
+        import scipy.sparse as sp
+
+        return ScipyCsr(sp.diags(factors) @ self.m)
+
+    def transpose(self) -> ScipyCsr:
+        return ScipyCsr(self.m.T)
+
+    def submatrix(self, nodes: np.ndarray) -> ScipyCsr:
+        return ScipyCsr(self.m[nodes][:, nodes])
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.m @ x)
+
+
+def scipy_rows(graph: Any, n_chunks: int, reps: int) -> list[dict[str, Any]]:
+    """The default and whole-graph walks again with scipy.sparse matrices, and the matrix steps alone."""
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        print("scipy not installed: no scipy rows", file=sys.stderr)
+        return []
+    from kvgraph.docgraph.csr import Csr
+    from kvgraph.docgraph.ppr import transition_matrix
+    from kvgraph.retrieve.graph import KnowledgeGraphRetriever
+
+    rows = []
+    a = graph.adjacency()
+    src, dst = a.row_ids(), a.indices
+    steps: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        (
+            "build the adjacency from edges",
+            lambda: Csr.from_edges(src, dst, a.data, a.shape),
+            lambda: sp.csr_matrix((a.data, (src, dst)), shape=a.shape),
+        ),
+        ("transition matrix (whole graph)", lambda: transition_matrix(a), lambda: transition_matrix(ScipyCsr(sp_a))),
+    ]
+    sp_a = sp.csr_matrix((a.data, (src, dst)), shape=a.shape)
+    x = np.random.default_rng(0).random(a.shape[0])
+    steps.append(("one matrix-vector product (whole graph)", lambda: a @ x, lambda: sp_a @ x))
+    sub = np.random.default_rng(1).choice(a.shape[0], size=20_000, replace=False)
+    steps.append(("submatrix of 20,000 nodes", lambda: a.submatrix(sub), lambda: sp_a[sub][:, sub]))
+    for label, ours, theirs in steps:
+        p50, _, _ = timed(ours, max(3, reps // 10))
+        sp50, _, _ = timed(theirs, max(3, reps // 10))
+        rows.append({"retriever": f"step: {label}", "p50_ms": p50, "scipy_p50_ms": sp50, "setup_s": 0.0, "p99_ms": p50})
+    for label, hops, max_edges in (
+        ("scipy.sparse: KVG retriever, 3 hops, <= 200k edges read (default)", 3, 200_000),
+        ("scipy.sparse: KVG retriever, whole graph", None, None),
+    ):
+        retriever = KnowledgeGraphRetriever(SeedRetriever(n_chunks), graph, hops=hops, max_edges=max_edges)
+        retriever.adjacency = ScipyCsr(sp_a)  # type: ignore[assignment]
+        if hops is None:
+            retriever._full = transition_matrix(retriever.adjacency)  # type: ignore[arg-type]
+        p50, p99, _ = timed(lambda r=retriever: r.retrieve("query", 10), reps)
+        rows.append({"retriever": label, "p50_ms": p50, "p99_ms": p99, "setup_s": 0.0})
+    return rows
+
+
+def step_cells(r: dict[str, Any]) -> list[str]:
+    ours, theirs = r["p50_ms"], r["scipy_p50_ms"]
+    return [r["retriever"].removeprefix("step: "), fmt(ours, 2), fmt(theirs, 2), fmt(ours / theirs, 2)]
+
+
 def bench_kvg(n_nodes: int, n_edges: int, reps: int) -> list[dict[str, Any]]:
     import networkx as nx
 
@@ -215,6 +297,7 @@ def bench_kvg(n_nodes: int, n_edges: int, reps: int) -> list[dict[str, Any]]:
         setup_s = time.perf_counter() - t0
         p50, p99, _ = timed(lambda r=retriever: r.retrieve("query", 10), reps)
         rows.append({"retriever": label, "p50_ms": p50, "p99_ms": p99, "setup_s": setup_s})
+    rows += scipy_rows(graph, n_chunks, reps)
     # networkx: the same personalized walk, whole graph (what a NetworkX-based pipeline would run)
     t0 = time.perf_counter()
     g = nx.Graph()
@@ -550,15 +633,25 @@ def main() -> None:
         print(table(["query", *engines], rows))
     print(f"\n## Knowledge-vector-graph retrieval on {args.nodes:,} nodes / {args.edges:,} edges (k=10, 5 seeds)\n")
     ref = kvg[0]["p50_ms"]
+    steps = [r for r in kvg if "scipy_p50_ms" in r]
     print(
         table(
             ["retriever", "p50 ms", "p99 ms", "setup s", "p50 vs 3-hop"],
             [
                 [r["retriever"], *(fmt(r[c], 2) for c in ("p50_ms", "p99_ms", "setup_s")), fmt(r["p50_ms"] / ref, 1)]
                 for r in kvg
+                if r not in steps
             ],
         )
     )
+    if steps:
+        print("\n## The sparse-matrix steps: kvgraph's numpy Csr against scipy.sparse (p50 ms)\n")
+        print(
+            table(
+                ["step", "numpy Csr", "scipy.sparse", "Csr / scipy"],
+                [step_cells(r) for r in steps],
+            )
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": vars(args), "cypher": cypher, "kvg": kvg}, default=str))

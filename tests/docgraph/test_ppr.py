@@ -6,17 +6,17 @@ import itertools
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
+from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.ppr import k_hop, personalized_pagerank, transition_matrix
 from kvgraph.errors import InvalidInputError
 
 
-def undirected(n: int, edges: list[tuple[int, int, float]]) -> sp.csr_matrix:
+def undirected(n: int, edges: list[tuple[int, int, float]]) -> Csr:
     rows = [a for a, b, _ in edges] + [b for a, b, _ in edges]
     cols = [b for a, b, _ in edges] + [a for a, b, _ in edges]
     data = [w for *_, w in edges] * 2
-    return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
+    return Csr.from_edges(np.array(rows), np.array(cols), np.array(data), (n, n))
 
 
 def dense_reference(adjacency: np.ndarray, s: np.ndarray, damping: float) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_matches_dense_reference_on_random_directed_graph_with_dangling_nodes() 
     a[[3, 11, 20]] = 0.0  # three dangling nodes: no out-edges
     s = np.zeros(n)
     s[[0, 3, 5]] = [0.5, 0.3, 0.2]
-    t, dangling = transition_matrix(sp.csr_matrix(a))
+    t, dangling = transition_matrix(Csr.from_dense(a))
     assert dangling[[3, 11, 20]].all()
     for d in (0.3, 0.5, 0.85):
         p = personalized_pagerank(t, s, damping=d, tol=1e-13, max_iter=1000, dangling=dangling)
@@ -65,9 +65,9 @@ def test_matches_dense_reference_on_random_directed_graph_with_dangling_nodes() 
 
 
 def test_transition_columns_sum_to_one_except_dangling() -> None:
-    a = sp.csr_matrix(np.array([[0, 2.0, 2.0], [1.0, 0, 0], [0, 0, 0]]))
+    a = Csr.from_dense(np.array([[0, 2.0, 2.0], [1.0, 0, 0], [0, 0, 0]]))
     t, dangling = transition_matrix(a)
-    assert np.asarray(t.sum(axis=0)).ravel() == pytest.approx([1, 1, 0])
+    assert t.toarray().sum(axis=0) == pytest.approx([1, 1, 0])
     assert dangling.tolist() == [False, False, True]
 
 
@@ -105,10 +105,10 @@ def test_bad_arguments_raise(kwargs: dict) -> None:
 
 def test_negative_weights_rejected() -> None:
     with pytest.raises(InvalidInputError, match="negative"):
-        transition_matrix(sp.csr_matrix(np.array([[0, -1.0], [1.0, 0]])))
+        transition_matrix(Csr.from_dense(np.array([[0, -1.0], [1.0, 0]])))
 
 
-def chain(n: int) -> sp.csr_matrix:
+def chain(n: int) -> Csr:
     return undirected(n, [(i, i + 1, 1.0) for i in range(n - 1)])
 
 
@@ -142,7 +142,7 @@ def test_k_hop_max_nodes_prefers_earlier_seeds_and_heavier_edges() -> None:
 def test_k_hop_shortest_paths_on_random_graph_match_bfs() -> None:
     rng = np.random.default_rng(3)
     n = 40
-    a = sp.csr_matrix((rng.random((n, n)) < 0.06).astype(float))
+    a = Csr.from_dense((rng.random((n, n)) < 0.06).astype(float))
     exp = k_hop(a, [0], max_hops=n)
     # reference BFS distances
     dist = {0: 0}
@@ -159,7 +159,7 @@ def test_k_hop_shortest_paths_on_random_graph_match_bfs() -> None:
     for v in exp.nodes.tolist():
         path = exp.path(v)
         assert len(path) == dist[v] + 1
-        assert all(a[x, y] > 0 for x, y in itertools.pairwise(path))
+        assert all(a.toarray()[x, y] > 0 for x, y in itertools.pairwise(path))
 
 
 def test_k_hop_rejects_out_of_range_seed() -> None:
@@ -167,7 +167,7 @@ def test_k_hop_rejects_out_of_range_seed() -> None:
         k_hop(chain(3), [5])
 
 
-def star_of_stars(arms: int, leaves: int) -> sp.csr_matrix:
+def star_of_stars(arms: int, leaves: int) -> Csr:
     """Node 0 joined to ``arms`` hubs, each hub to its own ``leaves`` leaves."""
     edges = []
     for h in range(arms):
@@ -201,3 +201,37 @@ def test_expansion_positions_find_reached_nodes_only() -> None:
     assert exp.nodes.tolist() == [5, 1, 4, 6, 0, 2]
     assert exp.positions([0, 5, 3, 6, 7]).tolist() == [4, 0, -1, 3, -1]
     assert 2 in exp and 3 not in exp
+
+
+def test_csr_operations_match_dense_arithmetic() -> None:
+    rng = np.random.default_rng(3)
+    dense = (rng.random((40, 40)) < 0.15) * rng.random((40, 40))
+    dense[[4, 17]] = 0.0  # empty rows
+    rows, cols = np.nonzero(dense)
+    # Repeated edges are summed: split every weight in two entries, shuffled.
+    order = rng.permutation(rows.size * 2)
+    a = Csr.from_edges(
+        np.r_[rows, rows][order],
+        np.r_[cols, cols][order],
+        np.r_[dense[rows, cols], dense[rows, cols]][order] / 2,
+        (40, 40),
+    )
+    np.testing.assert_allclose(a.toarray(), dense)
+    assert a.nnz == rows.size
+    np.testing.assert_allclose(a.row_sums(), dense.sum(axis=1))
+    np.testing.assert_allclose(a.T.toarray(), dense.T)
+    x = rng.random(40)
+    np.testing.assert_allclose(a @ x, dense @ x)
+    np.testing.assert_allclose(a.scale_rows(x).toarray(), dense * x[:, None])
+    keep = np.array([30, 2, 17, 9, 4, 25])
+    np.testing.assert_allclose(a.submatrix(keep).toarray(), dense[keep][:, keep])
+    assert a.submatrix(np.array([], dtype=np.int64)).shape == (0, 0)
+
+
+def test_csr_rejects_edges_outside_and_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        Csr.from_edges(np.array([0]), np.array([5]), np.array([1.0]), (3, 3))
+    with pytest.raises(ValueError, match="differ in length"):
+        Csr.from_edges(np.array([0, 1]), np.array([1]), np.array([1.0]), (3, 3))
+    with pytest.raises(ValueError, match="times a vector"):
+        Csr.from_dense(np.eye(3)) @ np.ones(4)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
 from kvgraph.docgraph.triples import Triple
@@ -51,8 +52,6 @@ from kvgraph.fileio import disk_full_errors, fsync_dir
 from kvgraph.schema import Node, NodeRelationship
 
 if TYPE_CHECKING:
-    import scipy.sparse as sp
-
     from kvgraph.embed.base import Embedder
     from kvgraph.graphdb.base import GraphStore
 
@@ -155,7 +154,7 @@ class DocGraph:
                 out.append((relation, "<-", chunk))
         return out
 
-    def adjacency(self, edge_weights: Mapping[str, float] | None = None, symmetric: bool = True) -> sp.csr_matrix:
+    def adjacency(self, edge_weights: Mapping[str, float] | None = None, symmetric: bool = True) -> Csr:
         """A CSR matrix of summed edge weights, each scaled by ``edge_weights[type]`` (default 1; 0 drops a type).
 
         ``symmetric=True`` adds every edge in both directions: a walk may go from an entity
@@ -173,10 +172,7 @@ class DocGraph:
         src, dst, w = self.src[keep], self.dst[keep], w[keep]
         if symmetric:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
-        n = self.n_nodes
-        import scipy.sparse as sp  # here, not at import: ingest updates the graph without it (~0.1 s)
-
-        return sp.csr_matrix((w, (src, dst)), shape=(n, n))
+        return Csr.from_edges(src, dst, w, (self.n_nodes, self.n_nodes))
 
     # ------------------------------------------------------------------ persistence
 

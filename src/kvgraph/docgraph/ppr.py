@@ -1,8 +1,8 @@
 """Graph walks on a sparse adjacency: personalized PageRank and bounded k-hop expansion.
 
 Pure functions, numpy in and out, no graph store: the knowledge-vector-graph retriever
-(:mod:`kvgraph.retrieve.graph`) runs them per query on a ``scipy.sparse`` CSR matrix built
-once from the graph, so a query costs a few sparse matrix-vector products.
+(:mod:`kvgraph.retrieve.graph`) runs them per query on a :class:`~kvgraph.docgraph.csr.Csr`
+matrix built once from the graph, so a query costs a few sparse matrix-vector products.
 
 Conventions: ``adjacency[i, j]`` is the weight of the edge ``i -> j`` (row = source). For an
 undirected walk pass a symmetric matrix. Weights must be non-negative.
@@ -13,21 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
+from kvgraph.docgraph.csr import Csr, Transposed
 from kvgraph.errors import InvalidInputError
 
 
-def _check_square(adjacency: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
-    if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
+def _check_square(adjacency: Csr) -> Csr:
+    if adjacency.shape[0] != adjacency.shape[1]:
         raise InvalidInputError(f"adjacency must be a square matrix, got shape {adjacency.shape}")
-    csr = sp.csr_matrix(adjacency, dtype=np.float64)
-    if csr.nnz and csr.data.min() < 0:
+    if adjacency.nnz and adjacency.data.min() < 0:
         raise InvalidInputError("adjacency has negative edge weights; PageRank needs weights >= 0")
-    return csr
+    return adjacency
 
 
-def transition_matrix(adjacency: sp.spmatrix | sp.sparray) -> tuple[sp.csr_matrix, np.ndarray]:
+def transition_matrix(adjacency: Csr) -> tuple[Transposed, np.ndarray]:
     """The column-stochastic matrix ``T`` with ``T[j, i] = w(i -> j) / out_weight(i)``, and the dangling mask.
 
     ``T @ p`` moves the mass ``p`` one step along the edges. Nodes without out-weight
@@ -35,17 +34,17 @@ def transition_matrix(adjacency: sp.spmatrix | sp.sparray) -> tuple[sp.csr_matri
     to the personalization vector. Compute it once per graph and pass it to every query.
     """
     a = _check_square(adjacency)
-    out = np.asarray(a.sum(axis=1)).ravel()
+    out = a.row_sums()
     dangling = out <= 0
     inv = np.zeros_like(out)
     inv[~dangling] = 1.0 / out[~dangling]
     # Row-normalise (divide each row i by out_weight(i)), then transpose: columns sum to 1.
-    t = sp.csr_matrix(sp.diags(inv) @ a).T.tocsr()
+    t = a.scale_rows(inv).transpose()
     return t, dangling
 
 
 def personalized_pagerank(
-    transition: sp.csr_matrix,
+    transition: Transposed,
     personalization: np.ndarray,
     damping: float = 0.5,
     tol: float = 1e-8,
@@ -127,7 +126,7 @@ class Expansion:
 
 
 def k_hop(
-    adjacency: sp.csr_matrix,
+    adjacency: Csr,
     seeds: np.ndarray | list[int],
     max_hops: int = 2,
     max_nodes: int | None = None,
@@ -145,7 +144,7 @@ def k_hop(
     first frontier nodes (in frontier order) whose rows fit. Hub entities of a large graph make
     a third hop read most of the graph; this keeps a query's cost flat as the graph grows.
     """
-    a = sp.csr_matrix(adjacency)
+    a = adjacency
     n = a.shape[0]
     seed_arr = np.asarray(seeds, dtype=np.int64).ravel()
     if seed_arr.size and (seed_arr.min() < 0 or seed_arr.max() >= n):

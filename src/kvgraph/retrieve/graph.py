@@ -243,7 +243,7 @@ class KnowledgeGraphRetriever:
                 self.adjacency, seed_idx, max_hops=self.hops or 0, max_nodes=self.max_nodes, max_edges=self.max_edges
             )
             nodes = expansion.nodes
-            transition, dangling = transition_matrix(self.adjacency[nodes][:, nodes])
+            transition, dangling = transition_matrix(self.adjacency.submatrix(nodes))
         personalization = np.zeros(nodes.size)
         # Seeds are always reached; over the whole graph a node's position is its number.
         np.add.at(personalization, seed_idx if self._full is not None else expansion.positions(seed_idx), restart)
