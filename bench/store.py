@@ -96,6 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--png", default=None, metavar="OUT", help="bar chart (needs matplotlib; default bench/out/store.png)"
     )
     ap.add_argument("--report-from", default=None, metavar="JSON", help="only print the tables of a saved --json run")
+    ap.add_argument(
+        "--exact-numpy",
+        action="store_true",
+        help="only compare kvgraph's exact search with faiss and without it (numpy: no kvgraph[ann]) at --sizes",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tmp", default=None, help="scratch directory for on-disk stores (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -145,7 +150,7 @@ import faiss  # noqa: E402
 from store_common import BENCH_DIR, PAIRED_REFS, THREADS, K, log, perf, psutil, trim_memory  # noqa: E402
 from store_competitors import FaissFlat, FaissHNSW, FromScratch, KVGraph, LanceDB, LlamaIndexSimple  # noqa: E402
 from store_data import Dataset, DsInfo, compute_ground_truth, squad_dataset, synthetic_dataset  # noqa: E402
-from store_measure import measure  # noqa: E402
+from store_measure import exact_without_faiss, measure  # noqa: E402
 from store_report import maybe_png, report, src_digest, to_jsonable, versions  # noqa: E402
 
 # ---------------------------------------------------------------- main
@@ -218,6 +223,40 @@ def report_from(path: str) -> None:
         print("\n(run did not finish)")
 
 
+def exact_numpy_report(args: argparse.Namespace, tmp_root: Path) -> None:
+    """--exact-numpy: exact search with faiss's kernels vs the numpy fallback, one table."""
+    from _tables import fmt, table
+
+    rows: list[dict[str, Any]] = []
+    for n in args.sizes:
+        ds = synthetic_dataset(n, max(args.batch, args.queries), args.seed)
+        rows += exact_without_faiss(ds, args, tmp_root)
+        del ds
+        trim_memory()
+    print(
+        "\n"
+        + table(
+            ["n x 384", "queries per call", "allowed", "faiss p50 ms", "numpy p50 ms", "numpy/faiss", "same results"],
+            [
+                [
+                    f"{r['n']:,}",
+                    r["queries_per_call"],
+                    r["allowed"],
+                    fmt(r["faiss_ms"], 3),
+                    fmt(r["numpy_ms"], 3),
+                    f"{r['ratio']:.2f}x",
+                    "yes" if r["same_results"] else "NO",
+                ]
+                for r in rows
+            ],
+        ),
+        flush=True,
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_jsonable({"args": vars(args), "exact_numpy": rows}), indent=1))
+
+
 def main() -> None:
     args = ARGS
     if args.report_from:
@@ -225,6 +264,14 @@ def main() -> None:
         return
     THREADS["query"], THREADS["build"] = args.threads, args.build_threads
     faiss.omp_set_num_threads(args.threads)
+    if args.exact_numpy:
+        tmp_root = Path(args.tmp) if args.tmp else Path(tempfile.mkdtemp(prefix="kvgraph-bench-"))
+        try:
+            exact_numpy_report(args, tmp_root)
+        finally:
+            if not args.tmp:
+                shutil.rmtree(tmp_root, ignore_errors=True)
+        return
     with contextlib.suppress(ImportError):
         import torch
 

@@ -394,3 +394,76 @@ def kvgraph_extras(comp: KVGraph, ds: Dataset, args: argparse.Namespace) -> dict
     shutil.rmtree(p, ignore_errors=True)
     extra["add_nodes"] = {"n": m, "make_nodes_s": t1 - t0, "add_s": t3 - t2, "add_vps": m / (t3 - t2)}
     return extra
+
+
+def exact_without_faiss(ds: Dataset, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """kvgraph's exact search with faiss's kernels against its numpy fallback (no faiss installed).
+
+    One store, queried with ``exact=True`` by one query and by batches of 32 (``query_batch``),
+    unfiltered and at 10% selectivity (the gathered-subset path); the numpy side hides faiss
+    for the call (``sys.modules["faiss"] = None``, what an install without ``kvgraph[ann]``
+    looks like to kvgraph). Sides alternate in blocks (paired_blocks); the results must agree.
+    """
+    import sys
+
+    from kvgraph.store import EmbeddedVectorStore, VectorStoreQuery
+
+    path = tmp / "kvgraph-exact"
+    shutil.rmtree(path, ignore_errors=True)
+    s = EmbeddedVectorStore.open(path, dim=DIM, metric="cosine", ann_threshold=10**9)
+    s.add_arrays(ds.ids(), ds.X, ds.metadatas())
+    faiss_mod = sys.modules["faiss"]
+
+    def hidden(fn):
+        def call(x):
+            sys.modules["faiss"] = None
+            try:
+                return fn(x)
+            finally:
+                sys.modules["faiss"] = faiss_mod
+
+        return call
+
+    out: list[dict[str, Any]] = []
+    nq = min(args.queries, len(ds.Q))
+    for batch, thr in ((1, None), (32, None), (1, 100), (32, 100)):
+        flt = None if thr is None else {"bucket": {"$lt": thr}}
+        if batch == 1:
+            queries = ds.Q[:nq]
+
+            def fn(q, flt=flt):
+                return [s.query(VectorStoreQuery(query_embedding=q, similarity_top_k=K, filters=flt, exact=True))]
+        else:
+            queries = ds.Q[: (len(ds.Q) // batch) * batch].reshape(-1, batch, DIM)[: max(nq // batch, 5)]
+
+            def fn(qs, flt=flt):
+                return s.query_batch(qs, similarity_top_k=K, filters=flt, exact=True)
+
+        def rows(res):
+            return [r.ids for r in res]
+
+        for q in queries[:2]:  # warm-up: page cache, lazy structures
+            fn(q)
+            hidden(fn)(q)
+        p50s, outs = paired_blocks(
+            {"faiss": (fn, rows), "numpy": (hidden(fn), rows)}, queries, PAIRED_ROUNDS, args.budget / 4
+        )
+        faiss_ms = 1e3 * float(np.median(p50s["faiss"]))
+        numpy_ms = 1e3 * float(np.median(p50s["numpy"]))
+        out.append(
+            {
+                "n": ds.n,
+                "queries_per_call": batch,
+                "allowed": "all" if thr is None else f"{thr / 10:g}%",
+                "faiss_ms": faiss_ms,
+                "numpy_ms": numpy_ms,
+                "ratio": float(np.median([b / a for a, b in zip(p50s["faiss"], p50s["numpy"])])),
+                "same_results": outs["faiss"] == outs["numpy"],
+                "calls": len(outs["faiss"]),
+            }
+        )
+        what = f"{batch} q/call, allowed {out[-1]['allowed']}"
+        log(f"{ds.name}: exact, {what}: faiss {faiss_ms:.2f} ms, numpy {numpy_ms:.2f} ms")
+    s.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return out

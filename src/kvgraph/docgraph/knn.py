@@ -9,12 +9,18 @@ unique pairs ``(i, j, similarity)`` with ``i < j``. Two methods:
   ``O(n log n)`` and searched for each row's ``k + 1`` nearest (itself included). Its
   similarities are exact dot products; only the choice of neighbours is approximate.
 
+faiss is the optional extra ``kvgraph[ann]``: without it ``auto`` stays exact at every size (a
+quadratic number of dot products, logged as a warning beyond :data:`EXACT_MAX` rows), and asking
+for ``hnsw`` raises MissingDependencyError naming the extra.
+
 :func:`knn_recall` measures the approximation on a sample of rows (the share of their exact
 ``k`` nearest neighbours above the threshold that the pairs hold); the graph build records it in
 ``meta["knn"]``.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -28,6 +34,7 @@ HNSW_EF_SEARCH = 64  # recall of the thresholded edges measured in bench/graph.p
 SEARCH_BATCH = 4_096
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+log = logging.getLogger(__name__)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -68,7 +75,7 @@ def exact_neighbours(v: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarr
 
 def hnsw_neighbours(v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each unit row's ``k`` nearest other rows through a faiss HNSW graph: (n x k) rows (-1 padded), similarities."""
-    from kvgraph.store.ann import load_faiss
+    from kvgraph.store.ann import load_faiss  # here: importing kvgraph.store loads the whole store
 
     faiss = load_faiss()
     n, dim = v.shape
@@ -107,6 +114,14 @@ def knn_lists(vectors: np.ndarray, k: int, method: str = "auto", block: int = 10
     v = unit_rows(vectors)
     kk = min(k, n - 1)
     if chosen_method(n, method) == "exact":
+        if method == "auto" and n > EXACT_MAX:
+            log.warning(
+                "nearest neighbours of %s rows found exactly (%s dot products: quadratic in the rows) "
+                "because faiss is not installed; pip install 'kvgraph[ann]' makes them approximate "
+                "(an HNSW graph) for big graphs",
+                f"{n:,}",
+                f"{n * n:,}",
+            )
         found, found_sims = exact_neighbours(v, kk, block)
     else:
         found, found_sims = hnsw_neighbours(v, kk)
@@ -142,8 +157,16 @@ def knn_pairs(vectors: np.ndarray, k: int, threshold: float, method: str = "auto
 
 
 def chosen_method(n: int, method: str = "auto") -> str:
-    """The method :func:`knn_pairs` runs for ``n`` rows."""
-    return ("exact" if n <= EXACT_MAX else "hnsw") if method == "auto" else method
+    """The method :func:`knn_pairs` runs for ``n`` rows (``auto`` is exact without faiss)."""
+    if method != "auto":
+        return method
+    return "exact" if n <= EXACT_MAX or not _faiss_installed() else "hnsw"
+
+
+def _faiss_installed() -> bool:
+    from kvgraph.store.ann import optional_faiss  # here: importing kvgraph.store loads the whole store
+
+    return optional_faiss() is not None
 
 
 def knn_recall(

@@ -14,10 +14,16 @@ Storage kinds (where the index finds a vector when it computes a distance):
 * ``sq8``: 8-bit scalar-quantized copies inside the index (a quarter of float32);
   distances are approximate and the store re-ranks candidates exactly.
 * ``flat``: a private float32 copy inside the index (twice the memory; exact distances).
+
+faiss is the optional extra ``kvgraph[ann]`` (67 MB installed). It is looked up when it is
+used, never at import: without it the store searches exactly (:mod:`kvgraph.store.dense`
+falls back to numpy) and builds no index; asking for one explicitly raises
+:class:`~kvgraph.errors.MissingDependencyError` naming the extra.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,13 +32,38 @@ from kvgraph.errors import MissingDependencyError
 
 TRAIN_SAMPLE = 100_000
 STORAGES = ("vectors", "sq8", "flat")
+EXTRA = "ann"  # pip install 'kvgraph[ann]' installs faiss-cpu
+
+_not_installed = False  # an import of faiss failed once: do not search sys.path again per query
+
+
+def optional_faiss() -> Any | None:
+    """The faiss module, or None when it is not installed.
+
+    Looked up at every use (exact search calls this per query): after the first import it is
+    one dictionary lookup. A failed import is remembered, since searching ``sys.path`` again
+    would cost tens of microseconds per query; ``sys.modules["faiss"] = None`` (how tests
+    take faiss away in-process) is honoured without being remembered.
+    """
+    global _not_installed
+    mod = sys.modules.get("faiss")
+    if mod is not None:
+        return mod
+    if "faiss" in sys.modules or _not_installed:
+        return None
+    try:
+        import faiss
+    except ImportError:
+        _not_installed = True
+        return None
+    return faiss
 
 
 def load_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as e:  # pragma: no cover - faiss-cpu is a core dependency
-        raise MissingDependencyError("faiss", "local") from e
+    """The faiss module, or MissingDependencyError naming the ``ann`` extra."""
+    faiss = optional_faiss()
+    if faiss is None:
+        raise MissingDependencyError("faiss", EXTRA)
     return faiss
 
 

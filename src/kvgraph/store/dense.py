@@ -1,12 +1,21 @@
-"""Exact dense scoring and top-k selection (pure functions over numpy arrays)."""
+"""Exact dense scoring and top-k selection (pure functions over numpy arrays).
+
+Exact top-k by inner product runs faiss's brute-force kernels when faiss is installed (the
+``kvgraph[ann]`` extra) and blocked numpy matrix products otherwise; both return the same
+rows, ties broken by lower row (bench/README.md compares their speed).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvgraph.store.ann import load_faiss
+from kvgraph.store.ann import optional_faiss
 
 BLOCK_ROWS = 65_536  # rows gathered at once when scoring a subset: bounds temporary memory
+# The numpy top-k scores at most this many (query, row) pairs at once (32 MB of float32):
+# one query scans BLOCK_ROWS rows per block, a batch of 1,000 queries 8,192.
+SCORES_PER_BLOCK = 1 << 23
+GATHER_ROWS = 16_384  # rows of a subset the numpy top-k copies at once (25 MB at 384-d)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -50,9 +59,12 @@ def knn_inner_product(
     faiss scans them with SIMD and keeps a heap, so neither a (queries, rows) score
     matrix nor a gathered copy of the rows is materialised, and no separate selection
     pass runs: on a small collection that overhead is most of the difference to a bare
-    faiss IndexFlatIP. Ties are broken by lower row, like :func:`top_k`.
+    faiss IndexFlatIP. Ties are broken by lower row, like :func:`top_k`. Without faiss,
+    :func:`knn_inner_product_numpy` gives the same rows.
     """
-    faiss = load_faiss()
+    faiss = optional_faiss()
+    if faiss is None:
+        return knn_inner_product_numpy(matrix, queries, k, rows)
     n_cand = len(matrix) if rows is None else len(rows)
     k = min(k, n_cand)
     kk = min(k + 1, n_cand)  # one more: shows whether the k-th score is tied with a row left out
@@ -107,6 +119,87 @@ def knn_inner_product(
         out_rows = np.take_along_axis(out_rows, order, axis=1)
         scores = np.take_along_axis(scores, order, axis=1)
     return out_rows, scores
+
+
+def knn_inner_product_numpy(
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    rows: np.ndarray | None = None,
+    block_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_inner_product` in numpy: the same (rows, scores), ties broken by lower row.
+
+    The candidates are scored a block of rows at a time (one matrix product each; ``block_rows``
+    per block, by default as many as keep the block's scores within :data:`SCORES_PER_BLOCK`, and
+    at most :data:`GATHER_ROWS` when a subset's rows must be copied);
+    each block's top k (:func:`top_k_rows_chunked`) is merged with the best k so far, so memory
+    stays bounded by the block whatever the number of rows.
+    """
+    n_cand = len(matrix) if rows is None else len(rows)
+    k = min(k, n_cand)
+    nq = len(queries)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    step = block_rows or max(1_024, min(BLOCK_ROWS, SCORES_PER_BLOCK // max(nq, 1)))
+    if rows is not None and block_rows is None:
+        step = min(step, GATHER_ROWS)  # a subset's rows are copied out of the matrix: a smaller block
+    best_rows = np.zeros((nq, 0), dtype=np.int64)
+    best_scores = np.zeros((nq, 0), dtype=np.float32)
+    if k == 0:
+        return best_rows, best_scores
+    for s in range(0, n_cand, step):
+        if rows is None:
+            ids = np.arange(s, min(s + step, n_cand), dtype=np.int64)
+            block = np.asarray(matrix[s : s + step])
+        else:
+            ids = np.asarray(rows[s : s + step], dtype=np.int64)
+            block = matrix[ids]
+        # one query: a matrix-vector product (gemv), faster than a one-row matrix product
+        scores = (block @ q[0])[None, :] if nq == 1 else q @ block.T
+        top, top_scores = top_k_rows_chunked(np.asarray(scores, dtype=np.float32), k)
+        top_rows = ids[top]
+        if best_scores.shape[1]:
+            # The best so far come first: every one of their rows is lower than this block's, and
+            # top_k_rows breaks ties by position, so a tie still goes to the lower row.
+            top_scores = np.concatenate([best_scores, top_scores], axis=1)
+            top_rows = np.concatenate([best_rows, top_rows], axis=1)
+            pick = top_k_rows(top_scores, k)
+            top_scores = np.take_along_axis(top_scores, pick, axis=1)
+            top_rows = np.take_along_axis(top_rows, pick, axis=1)
+        best_rows, best_scores = top_rows, top_scores
+    return best_rows, best_scores
+
+
+def top_k_rows_chunked(scores: np.ndarray, k: int, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top k of a (queries, items) score matrix as (indices, scores), like :func:`top_k_rows`.
+
+    A full selection (argpartition) costs ~8 ns per score; this reads each score once more for
+    the maximum of its chunk of ``chunk`` items (~1 ns). The k-th largest chunk maximum is a floor:
+    at least k scores reach it (one in each of those chunks), so the top k lie in the chunks whose
+    maximum reaches it, typically about k of them, and only their scores are sorted.
+    """
+    nq, n = scores.shape
+    k = min(k, n)
+    if k == 0 or n < 8 * k or n < 4 * chunk:
+        top = top_k_rows(scores, k)
+        return top, np.take_along_axis(scores, top, axis=1)
+    chunk = min(chunk, n // (2 * k))  # at least 2k chunks, so the floor is a real cut
+    n_chunks = -(-n // chunk)
+    maxima = np.maximum.reduceat(scores, np.arange(0, n, chunk), axis=1)  # (queries, chunks)
+    floor = np.partition(maxima, n_chunks - k, axis=1)[:, n_chunks - k]
+    qi, ch = np.nonzero(maxima >= floor[:, None])
+    cols = ch[:, None] * chunk + np.arange(chunk)  # the items of those chunks (the last may be short)
+    inside = cols < n
+    vals = scores[qi[:, None], np.minimum(cols, n - 1)]
+    keep = inside & (vals >= floor[qi][:, None])
+    qi, cols, vals = np.broadcast_to(qi[:, None], cols.shape)[keep], cols[keep], vals[keep]
+    counts = np.bincount(qi, minlength=nq)
+    if (counts < k).any():  # only NaN scores can leave a query short: select the plain way
+        top = top_k_rows(scores, k)
+        return top, np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((cols, -vals, qi))  # by query, then best first, then lower index
+    pick = (np.cumsum(counts) - counts)[:, None] + np.arange(k)  # the first k of each query's run
+    return cols[order][pick], vals[order][pick]
 
 
 def score_rows(matrix: np.ndarray, rows: np.ndarray | None, queries: np.ndarray) -> np.ndarray:

@@ -4,10 +4,18 @@ Each is valid for the prefix of slots it covers (slots are immutable), is built 
 records, extended as rows are added, and cached to ``cache/*.kvg`` (checksummed) so that the
 next open starts where this one stopped. The HNSW index is built by a background thread once
 ``ann_threshold`` nodes are live. Filters become slot masks here (:meth:`IndexingStore._allowed`).
+
+The HNSW index needs faiss (the ``kvgraph[ann]`` extra). Without it the store searches exactly at
+every size and logs one warning when ``ann_threshold`` is reached; a saved index
+(``cache/hnsw.kvg``) is neither read nor rewritten, and stays valid while rows are added or
+deleted (it covers a prefix of the slots, which never change), so it is used again once faiss is
+installed. Asking for the index outright (:meth:`IndexingStore.build_index`, a query with
+``strategy="ann"``) raises MissingDependencyError naming the extra.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +26,7 @@ from kvgraph.errors import CorruptionError
 from kvgraph.fileio import fsync_dir, read_arrays, write_arrays
 from kvgraph.filters import is_match_all, parse_filter
 from kvgraph.schema import validate_id
-from kvgraph.store.ann import HnswIndex
+from kvgraph.store.ann import HnswIndex, load_faiss, optional_faiss
 from kvgraph.store.base import VectorStoreQuery
 from kvgraph.store.bm25 import BM25Index
 from kvgraph.store.columns import MetadataColumns
@@ -29,6 +37,7 @@ INDEX_BATCH = 2_048  # rows the background indexer adds per hold of the index lo
 # Rows added after the index was built are searched exactly until this many wait: adding to
 # a "vectors" index copies the indexed rows once per build, which should not happen per add().
 TAIL_ROWS = 2_048
+log = logging.getLogger(__name__)
 
 
 class IndexingStore(StoreCore):
@@ -41,6 +50,7 @@ class IndexingStore(StoreCore):
     _stop_indexer: threading.Event
     _indexer_error: Exception | None = None
     _ann_saved_n: int = 0
+    _warned_no_faiss: bool = False
 
     def _get_slot_ids(self) -> SlotIds:
         if self._slot_ids is None:
@@ -153,7 +163,28 @@ class IndexingStore(StoreCore):
     # ------------------------------------------------------------------ the ANN index
 
     def _ann_wanted(self) -> bool:
-        return self._n_live >= self.ann_threshold and self.dim > 0
+        """Whether the HNSW index should exist: ``ann_threshold`` nodes are live and faiss is installed."""
+        if self._n_live < self.ann_threshold or not self.dim:
+            return False
+        if optional_faiss() is None:
+            self._warn_no_faiss()
+            return False
+        return True
+
+    def _warn_no_faiss(self) -> None:
+        """Say once per store that it has reached ``ann_threshold`` but searches exactly, and why."""
+        if self._warned_no_faiss:
+            return
+        self._warned_no_faiss = True
+        saved = self._cache_path("hnsw").exists()
+        log.warning(
+            "%s: %s vectors reach ann_threshold (%s) but faiss is not installed: exact search; "
+            "pip install 'kvgraph[ann]' for an HNSW index%s",
+            self.path,
+            f"{self._n_live:,}",
+            f"{self.ann_threshold:,}",
+            " (the saved one, cache/hnsw.kvg, is kept and used again then)" if saved else "",
+        )
 
     def _load_ann(self) -> None:
         """Load the persisted index once (caller holds _ann_lock).
@@ -204,6 +235,7 @@ class IndexingStore(StoreCore):
         """Index every committed row now (blocking), whatever the collection size."""
         with self._mutex:
             self._check_open()
+            load_faiss()  # the index is asked for outright: without faiss, say which extra to install
             while self._index_some(INDEX_BATCH):
                 pass
 

@@ -13,7 +13,7 @@ import numpy as np
 from kvgraph.errors import DimensionMismatchError, InvalidInputError
 from kvgraph.filters import FilterSpec
 from kvgraph.store import dense, fusion, planner
-from kvgraph.store.ann import pack_mask
+from kvgraph.store.ann import load_faiss, pack_mask
 from kvgraph.store.base import Metric, QueryMode, VectorStoreQuery, VectorStoreQueryResult
 from kvgraph.store.mmr import mmr
 from kvgraph.store.results import ResultsStore
@@ -194,10 +194,12 @@ class SearchStore(ResultsStore):
     def _dense(
         self, qs: np.ndarray, k: int, allowed: np.ndarray | None, query: VectorStoreQuery
     ) -> tuple[np.ndarray, np.ndarray, str]:
-        if not self._n_live or not self.dim:
-            return np.full((len(qs), 0), -1), np.zeros((len(qs), 0), np.float32), "empty"
         strategy = query.strategy
         planner.check_strategy(strategy)
+        if strategy == "ann" and not query.exact:
+            load_faiss()  # the HNSW index is asked for outright: without faiss, name the extra to install
+        if not self._n_live or not self.dim:
+            return np.full((len(qs), 0), -1), np.zeros((len(qs), 0), np.float32), "empty"
         wants_ann = not query.exact and strategy != "exact" and (strategy == "ann" or self._ann_wanted())
         plan = planner.EXACT
         n_allowed = None if allowed is None else int(np.count_nonzero(allowed))
