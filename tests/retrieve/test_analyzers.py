@@ -10,7 +10,7 @@ import pytest
 from kvgraph.errors import InvalidInputError
 from kvgraph.schema import Node
 from kvgraph.store import EmbeddedVectorStore, VectorStoreQuery
-from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer, canonical, split_identifier
+from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer, canonical, query_analyzer, split_identifier
 from kvgraph.store.bm25 import BM25Index
 
 
@@ -30,6 +30,13 @@ def test_stem_join_and_stop_options() -> None:
     assert set(joined) >= {"safeti", "fine", "tune", "finetun"}  # "fine-tuning" also indexed as "finetuning"
     assert analyzer("stem")("finetuning") == ["finetun"]
     assert analyzer("stop")("Can you tell me about reward models") == ["reward", "models"]
+    # in a question, a two-word request for a kind of answer is dropped as a pair; "key" alone
+    # stays a topic word, and texts keep the pair ("the key point is ..." is content)
+    assert query_analyzer("stop")("the Key Concepts for safety") == ["safety"]
+    assert query_analyzer("stop")("main ideas, key points") == []
+    assert query_analyzer("stop")("a key for the car, the main road") == ["key", "car", "main", "road"]
+    assert analyzer("stop")("the key concepts for safety") == ["key", "concepts", "safety"]
+    assert query_analyzer("plain")("key concepts") == ["key", "concepts"]
     assert analyzer("plain")("Can you tell me about reward models") == [
         "can",
         "tell",

@@ -3,11 +3,10 @@ file per page, default settings.
 
 "Can you tell me about the key concepts for safety finetuning" is answered on page 23, the page
 with "4.2 Safety Fine-Tuning". With the defaults (hybrid search, confidence fusion, contextual
-headers, merged sections) that page is in the top 5, not first: page 68, a model's answer about
-starting a car *without a key* under "Safety considerations", matches the question's words "key"
-and "safety" and wins BM25 (docs/eval.md, "The seed question"). The defaults were not tuned on
-this question; the strict xfail below turns into a failure the day it is ranked first, so the
-docs and this file get updated then.
+headers, merged sections) that page ranks first. Until the BM25 analyzer dropped two-word requests
+such as "key concepts" from questions, page 68 (a model's answer about starting a car *without a
+key* under "Safety considerations") won BM25 on the words "key" and "safety" and page 23 was 2nd
+to 5th (docs/eval.md, "The seed question").
 """
 
 from __future__ import annotations
@@ -81,11 +80,6 @@ def test_the_answer_chunk_is_embedded_with_its_section_header(llama2_kb: Path, e
     assert float(np.dot(stored, text_only)) < 0.999
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="goal of issue 13 not met: page 68 (starting a car without a key, 'Safety considerations') ranks "
-    "first on the words 'key' and 'safety'; docs/eval.md, 'The seed question'",
-)
 def test_the_seed_question_ranks_the_safety_fine_tuning_page_first(llama2_kb: Path) -> None:
     with KnowledgeBase.open(llama2_kb, read_only=True) as kb:
         hits = kb.search(SEED, k=10)

@@ -122,10 +122,10 @@ def rrf_fusion(
 
 def query_coverage(query: str, text: str, analyzer_name: str | None = None) -> float:
     """The share of ``query``'s distinct analyzed terms that occur in ``text`` (0 when it has none)."""
-    from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer
+    from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer, query_analyzer
 
     analyze = analyzer(analyzer_name or DEFAULT_ANALYZER)
-    terms = set(analyze(query))
+    terms = set(query_analyzer(analyzer_name or DEFAULT_ANALYZER)(query))
     if not terms:
         return 0.0
     return len(terms & set(analyze(text))) / len(terms)
@@ -230,10 +230,10 @@ class FusionRetriever:
         order of first occurrence. Frequent-but-everywhere terms are tempered by counting each
         term at most once per text plus its log frequency.
         """
-        from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer
+        from kvgraph.store.analyzers import DEFAULT_ANALYZER, analyzer, query_analyzer
 
         analyze = analyzer(self.analyzer_name or DEFAULT_ANALYZER)
-        asked = set(analyze(query))
+        asked = set(query_analyzer(self.analyzer_name or DEFAULT_ANALYZER)(query))
         weight: dict[str, float] = {}
         for text in texts:
             counts: dict[str, int] = {}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kvgraph.store.analyzers import ANALYZER_VERSION, DEFAULT_ANALYZER, analyzer, canonical
+from kvgraph.store.analyzers import ANALYZER_VERSION, DEFAULT_ANALYZER, analyzer, canonical, query_analyzer
 from kvgraph.store.analyzers import STOPWORDS as _STOPWORDS
 from kvgraph.store.growable import GrowableArray
 
@@ -48,6 +48,7 @@ class BM25Index:
         # Texts and queries go through the same analyzer; its name is saved with the postings.
         self.analyzer_name = canonical(analyzer_name)
         self._analyze = analyzer(self.analyzer_name)
+        self._analyze_query = query_analyzer(self.analyzer_name)
         self.vocab: dict[str, int] = {}
         self.n = 0  # slots covered
         self.doc_len = GrowableArray(np.float32, 0)
@@ -117,7 +118,7 @@ class BM25Index:
         Collection statistics (document count, frequencies, average length) come from all
         live slots, so a filter narrows the results without changing any score.
         """
-        tids = sorted({self.vocab[t] for t in self._analyze(query) if t in self.vocab})
+        tids = sorted({self.vocab[t] for t in self._analyze_query(query) if t in self.vocab})
         if not tids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         live = live[: self.n]
