@@ -231,3 +231,21 @@ def test_graph_builds_keep_entity_names_out_of_the_embedding_cache(tmp_path: Pat
         finally:
             cache.close()
         assert "entity:martha washington" in kb.graph.doc_graph().index
+
+
+def test_entity_vectors_are_saved_as_int8_and_float32_graphs_still_load(graph: DocGraph, tmp_path: Path) -> None:
+    assert graph.entity_vectors is not None
+    graph.save(tmp_path / "g")
+    with np.load(tmp_path / "g" / "graph.npz") as z:
+        arrays = {name: z[name] for name in z.files}
+    assert "entity_vectors" not in arrays and arrays["entity_vectors_int8"].dtype == np.int8
+    assert np.abs(arrays["entity_vectors_int8"]).max(axis=1).tolist() == [127] * len(graph.entity_vectors)
+    # what the graph holds in memory is already at the saved precision: nothing changes on reload
+    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").entity_vectors, graph.entity_vectors)
+    # a graph saved before issue 17 kept float32 vectors under another name
+    old = graph.entity_vectors + np.float32(1e-3)
+    arrays["entity_vectors"] = old
+    del arrays["entity_vectors_int8"]
+    with open(tmp_path / "g" / "graph.npz", "wb") as f:
+        np.savez(f, **arrays)
+    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").entity_vectors, old)
