@@ -1,27 +1,31 @@
 #!/usr/bin/env python
-"""Preparing the default embedding model: built without torch (kvgraph.embed.onnx_build) vs exported with torch.
+"""Preparing the default embedding model: built without torch or onnx (kvgraph.embed.onnx_build) vs the routes before.
 
-Both routes make the int8 ONNX file of all-MiniLM-L6-v2 that kvgraph embeds with:
+The three routes make the int8 ONNX file of all-MiniLM-L6-v2 that kvgraph embeds with:
 
-  built   OnnxEmbedder().prepare() on a model directory without onnx/: the BERT graph is written
-          from the safetensors weights (no torch), then quantized with onnxruntime
-  torch   kvgraph.embed.onnx.export_with_torch(copy, copy/onnx/model.onnx) (torch.onnx.export), then
-          OnnxEmbedder(copy).prepare(), which fuses that graph with onnxruntime's BERT optimizer
-          and quantizes it: the pre-issue-16 pipeline, step for step
+  built      OnnxEmbedder().prepare() on a model directory without onnx/: the int8 BERT graph is
+             written from the safetensors weights, quantized by kvgraph (no torch, no onnx package)
+  quantizer  the fp32 graph built the same way, then quantized by onnxruntime's quantize_dynamic
+             (kvgraph.embed.onnx_build.quantize_int8, which needs onnx): the default until the
+             onnx package left the dependencies (issue 16); its file goes where the cache keeps it
+  torch      kvgraph.embed.onnx.export_with_torch(copy, copy/onnx/model.onnx) (torch.onnx.export), then
+             OnnxEmbedder(copy).prepare(), which fuses that graph with onnxruntime's BERT optimizer
+             and quantizes it: the pipeline before issue 16, step for step
 
 Measured:
   * first run: one fresh process per run with an empty KVGRAPH_CACHE_DIR: preparation time (each
-    step), the first embedding after it, peak RSS, whether torch was imported;
-  * speed: both int8 files through OnnxEmbedder in this process (alternating, median of rounds);
+    step), the first embedding after it, peak RSS, whether torch and onnx were imported;
+  * speed: the three int8 files through OnnxEmbedder in this process (alternating, median of rounds);
   * quality: cosine per text vs the torch route's int8 and vs sentence-transformers fp32 (torch) on
-    Llama 2 sentences and chunks; SQuAD dev retrieval (first 15 articles) hit@1/hit@5/MRR@10;
+    Llama 2 sentences and chunks; SQuAD dev retrieval (first 15 articles) hit@1/hit@5/MRR@10; the
+    largest difference between the built and the quantizer's vectors over all those texts;
   * --install: fresh venvs (python -m venv; pip install): kvgraph + the model without torch, and
     kvgraph[local] after torch's CPU wheel (the documented torch order); du of each, and the
     first run inside the torch-free venv;
   * --strace: network system calls (strace -f) of a kvgraph process that prepares, embeds and then
     idles, against a plain onnxruntime session that idles as long (onnxruntime's telemetry).
 
-    .venv/bin/python bench/embed_build.py --json bench/out/embed_build.json      # ~4 min on 2 cores
+    .venv/bin/python bench/embed_build.py --json bench/out/embed_build.json      # ~5 min on 2 cores
     .venv/bin/python bench/embed_build.py --install --strace                     # + ~6 min
     .venv/bin/python bench/embed_build.py --quick                                # smoke test, ~1 min
 
@@ -63,19 +67,25 @@ if route == "torch":
 t1 = time.perf_counter()
 from kvgraph.embed.onnx import OnnxEmbedder
 steps, last = {}, [time.perf_counter(), None]
-def progress(p):
+def step(name):
     now = time.perf_counter()
-    if last[1]:
+    if last[1] and last[1] != "ready":
         steps[last[1]] = now - last[0]
-    last[:] = [now, p.step]
+    last[:] = [now, name]
+if route == "quantizer":  # fp32 prepared, then quantized by onnxruntime beside it (one cache dir per model)
+    from kvgraph.embed.onnx_build import quantize_int8
+    fp32 = OnnxEmbedder(model, quantization="fp32").prepare(progress=lambda p: step(p.step))
+    step("quantizing to int8 (onnxruntime)")
+    quantize_int8(fp32, fp32.with_name("model-int8.onnx"))
+    step("ready")
 emb = OnnxEmbedder(model)
-emb.prepare(progress=progress)
+emb.prepare(progress=lambda p: step(p.step))
 t2 = time.perf_counter()
 emb.embed(["What is the capital of France?"])
 t3 = time.perf_counter()
 print(json.dumps({
     "export_s": t1 - t0, "prepare_s": t2 - t1, "first_embed_s": t3 - t2, "steps": steps,
-    "torch_imported": "torch" in sys.modules,
+    "torch_imported": "torch" in sys.modules, "onnx_imported": "onnx" in sys.modules,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }))
 """
@@ -141,13 +151,16 @@ def run_prep(route: str, model: Path | None, cache: Path, python: str = sys.exec
     return out
 
 
-def first_runs(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[dict[str, Any]]], Path, Path, Path]:
-    """Fresh processes, empty caches. Returns the runs, the built route's cache, and the torch
-    route's cache and model copy (of the last run), for the speed and quality measurements."""
-    runs: dict[str, list[dict[str, Any]]] = {"built": [], "torch": []}
+ROUTES = ("built", "quantizer", "torch")
+
+
+def first_runs(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Path]]:
+    """Fresh processes, empty caches. Returns the runs and, of the last run, each route's cache and
+    the torch route's model copy ("torch_model"), for the speed and quality measurements."""
+    runs: dict[str, list[dict[str, Any]]] = {route: [] for route in ROUTES}
     last: dict[str, Path] = {}
     for r in range(args.runs):
-        for route in ("built", "torch") if r % 2 == 0 else ("torch", "built"):
+        for route in ROUTES[r % 3 :] + ROUTES[: r % 3]:  # each route first in turn
             cache = work / f"cache-{route}-{r}"
             model = fresh_model_copy(work, f"model-{r}") if route == "torch" else None
             log(f"first run {r + 1}/{args.runs}: {route}")
@@ -155,7 +168,7 @@ def first_runs(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[dic
             last[route] = cache
             if model is not None:
                 last["torch_model"] = model
-    return runs, last["built"], last["torch"], last["torch_model"]
+    return runs, last
 
 
 def sentences(datasets: str | None, n: int) -> list[str]:
@@ -177,9 +190,7 @@ def embedder(cache: Path, model: Path | None, quantization: str = "int8", thread
     return emb
 
 
-def speed_and_quality(
-    args: argparse.Namespace, built_cache: Path, torch_cache: Path, torch_model: Path
-) -> dict[str, Any]:
+def speed_and_quality(args: argparse.Namespace, caches: dict[str, Path]) -> dict[str, Any]:
     texts = {
         "sentences": sentences(args.datasets, 100 if args.quick else 300),
         "chunks": llama2_chunks(args.datasets, 16 if args.quick else 96),
@@ -189,16 +200,14 @@ def speed_and_quality(
     out["n"]["squad_paragraphs"], out["n"]["squad_questions"] = len(squad["paragraphs"]), len(squad["questions"])
     out["squad_articles"] = len(squad["articles"])
 
-    log("speed: built vs torch-route int8, 1 thread and all cores")
+    log("speed: built vs quantizer vs torch-route int8, 1 thread and all cores")
     speed: dict[str, Any] = {}
+    models = {"built": None, "quantizer": None, "torch": caches["torch_model"]}
     for threads in (1, os.cpu_count() or 1):
-        embs = {
-            "built": embedder(built_cache, None, threads=threads),
-            "torch": embedder(torch_cache, torch_model, threads=threads),
-        }
+        embs = {route: embedder(caches[route], model, threads=threads) for route, model in models.items()}
         per: dict[str, list[float]] = {k: [] for k in embs}
         for r in range(args.rounds):
-            for name in embs if r % 2 == 0 else reversed(list(embs)):
+            for name in ROUTES[r % 3 :] + ROUTES[: r % 3]:
                 embs[name].embed(texts["chunks"][:4])
                 t0 = perf()
                 embs[name].embed(texts["chunks"])
@@ -207,25 +216,26 @@ def speed_and_quality(
     out["speed_chunks_per_s"] = speed
 
     log("quality: vectors of each model")
-    models: dict[str, Any] = {
-        "built int8 (default)": embedder(built_cache, None),
-        "torch-route int8": embedder(torch_cache, torch_model),
-        "built fp32": embedder(built_cache, None, "fp32"),
+    embedders: dict[str, Any] = {
+        "built int8 (default)": embedder(caches["built"], None),
+        "quantizer int8 (before)": embedder(caches["quantizer"], None),
+        "torch-route int8": embedder(caches["torch"], caches["torch_model"]),
+        "built fp32": embedder(caches["built"], None, "fp32"),
     }
     try:
         from kvgraph.embed.local import SentenceTransformerEmbedder
 
         st = SentenceTransformerEmbedder()
         st.embed(["warm up"])
-        models["sentence-transformers fp32 (torch)"] = st
+        embedders["sentence-transformers fp32 (torch)"] = st
     except ImportError:
         log("sentence-transformers not installed: no torch reference")
     sets = {**texts, "paragraphs": squad["paragraphs"], "questions": squad["questions"]}
-    vec = {m: {k: e.embed(v) for k, v in sets.items()} for m, e in models.items()}
+    vec = {m: {k: e.embed(v) for k, v in sets.items()} for m, e in embedders.items()}
     gold = np.asarray(squad["gold"])
     refs = ["torch-route int8", "sentence-transformers fp32 (torch)"]
     quality: dict[str, Any] = {}
-    for m in models:
+    for m in embedders:
         q = {k: v for k, v in retrieval(vec[m]["paragraphs"], vec[m]["questions"], gold).items()}
         for ref in refs:
             if ref in vec and ref != m:
@@ -234,10 +244,22 @@ def speed_and_quality(
                     q[f"cos {k} vs {ref}"] = (float(c.mean()), float(c.min()))
         quality[m] = q
     top_ref = np.asarray(quality["torch-route int8"]["top1"])
-    for m in models:
+    for m in embedders:
         quality[m][TOP1] = float((np.asarray(quality[m].pop("top1")) == top_ref).mean())
     a, b = vec["built int8 (default)"], vec["torch-route int8"]
     out["max_abs_diff_built_vs_torch_int8"] = float(max(np.abs(a[k] - b[k]).max() for k in a))
+    # the file written without onnx against the one onnxruntime's quantizer made: per text set,
+    # texts, texts with bitwise equal vectors, largest |difference|, smallest cosine
+    q = vec["quantizer int8 (before)"]
+    out["built_vs_quantizer"] = {
+        k: (
+            len(a[k]),
+            int(np.all(a[k] == q[k], axis=1).sum()),
+            float(np.abs(a[k] - q[k]).max()),
+            float(cosines(a[k], q[k]).min()),
+        )
+        for k in a
+    }
     out["quality"] = quality
     return out
 
@@ -348,7 +370,12 @@ def report(raw: dict[str, Any]) -> str:
     runs = raw["first_runs"]
     parts.append(f"\n### First run: fresh process, empty cache (median of {len(runs['built'])})\n")
     rows = []
-    for route, label in (("built", "built from weights (no torch)"), ("torch", "torch export + fuse (before)")):
+    labels = {
+        "built": "built as int8 (no torch, no onnx)",
+        "quantizer": "built fp32 + onnxruntime quantizer (before)",
+        "torch": "torch export + fuse + quantizer (before issue 16)",
+    }
+    for route, label in labels.items():
         rs = runs[route]
 
         def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
@@ -363,11 +390,14 @@ def report(raw: dict[str, Any]) -> str:
                 fmt(med("first_embed_s"), 2),
                 fmt(med("peak_rss_mb"), 0),
                 str(rs[0]["torch_imported"]),
+                str(rs[0].get("onnx_imported")),
             ]
         )
-    parts.append(table(["route", "process s", "prepare s", "then 1st embed s", "peak RSS MB", "torch imported"], rows))
-    steps = runs["built"][0]["steps"]
-    parts.append("\nbuilt, by step (first run): " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
+    headers = ["route", "process s", "prepare s", "then 1st embed s", "peak RSS MB", "torch imported", "onnx imported"]
+    parts.append(table(headers, rows))
+    for route in ("built", "quantizer"):
+        steps = runs[route][0]["steps"]
+        parts.append(f"\n{route}, by step (first run): " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
     if runs["built"][0]["stderr"]:
         parts.append(f"\nbuilt route stderr: {runs['built'][0]['stderr'][:300]!r}")
 
@@ -375,10 +405,18 @@ def report(raw: dict[str, Any]) -> str:
     n = sq["n"]
     parts.append(f"\n### Speed: Llama 2 chunks/s (n={n['chunks']}, median of {raw['rounds']} rounds)\n")
     rows = [
-        [t, fmt(v["built"], 1), fmt(v["torch"], 1), f"{v['built'] / v['torch']:.2f}x"]
+        [
+            t,
+            fmt(v["built"], 1),
+            fmt(v["quantizer"], 1),
+            fmt(v["torch"], 1),
+            f"{v['built'] / v['quantizer']:.2f}x",
+            f"{v['built'] / v['torch']:.2f}x",
+        ]
         for t, v in sq["speed_chunks_per_s"].items()
     ]
-    parts.append(table(["threads", "built int8", "torch-route int8", "built / torch"], rows))
+    headers = ["threads", "built int8", "quantizer int8", "torch-route int8", "built / quantizer", "built / torch"]
+    parts.append(table(headers, rows))
 
     parts.append(
         f"\n### Quality: {n['sentences']} Llama 2 sentences, {n['chunks']} chunks; SQuAD dev first "
@@ -405,6 +443,12 @@ def report(raw: dict[str, Any]) -> str:
     parts.append(
         f"\nlargest |built int8 - torch-route int8| over all vectors: {sq['max_abs_diff_built_vs_torch_int8']:.2e}"
     )
+    parts.append("\n### built int8 (no onnx) vs quantizer int8 (before), same texts\n")
+    rows = [
+        [k, n_texts, equal, f"{diff:.2e}", f"{cos:.7f}"]
+        for k, (n_texts, equal, diff, cos) in sq["built_vs_quantizer"].items()
+    ]
+    parts.append(table(["texts", "n", "bitwise equal vectors", "largest abs difference", "min cosine"], rows))
 
     if "install" in raw:
         parts.append("\n### Install size: fresh venv (du -sk), this source tree\n")
@@ -431,7 +475,7 @@ def report(raw: dict[str, Any]) -> str:
             parts.append(
                 f"\nfirst run in the torch-free venv: prepare {first['prepare_s']:.2f} s, then first embedding "
                 f"{first['first_embed_s']:.2f} s; process {first['process_s']:.2f} s; "
-                f"torch imported: {first['torch_imported']}"
+                f"torch imported: {first['torch_imported']}, onnx imported: {first.get('onnx_imported')}"
             )
     if "strace" in raw:
         parts.append("\n### Network calls (strace -f -e trace=connect,sendto,sendmmsg), fresh HOME\n")
@@ -459,13 +503,13 @@ def main() -> None:
     print(f"# embed_build {raw['date']}; {raw['machine']}; load average {os.getloadavg()[0]:.1f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="kvgraph-embed-build-"))
     try:
-        runs, built_cache, torch_cache, torch_model = first_runs(args, work)
+        runs, caches = first_runs(args, work)
         raw["first_runs"] = runs
-        raw["speed_quality"] = speed_and_quality(args, built_cache, torch_cache, torch_model)
+        raw["speed_quality"] = speed_and_quality(args, caches)
         if args.install:
             raw["install"] = install_sizes(args, work)
         if args.strace:
-            raw["strace"] = strace_check(args, work, built_cache)
+            raw["strace"] = strace_check(args, work, caches["built"])
         print(report(raw))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

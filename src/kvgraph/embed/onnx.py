@@ -11,12 +11,14 @@ lock so that two processes never both do, and reports its steps to a callback. W
 from, first match wins:
 
 - the model directory's own ``onnx/model.onnx`` (fused by onnxruntime's BERT optimizer);
-- a BERT model (all-MiniLM-L6-v2, its fine-tunes): built from the weights without torch, by
-  :mod:`kvgraph.embed.onnx_build`, in ~3 s; the same graph and weights as the torch route;
+- a BERT model (all-MiniLM-L6-v2, its fine-tunes): built from the weights by
+  :mod:`kvgraph.embed.onnx_build`, fp32 or int8, in ~1 s, without torch or the ``onnx`` package;
+  the same graph and weights as the torch route;
 - any other architecture: exported with torch (``pip install 'kvgraph[local]'``), then fused.
 
-int8 files are then quantized with onnxruntime. onnxruntime is imported with its telemetry off
-(:func:`kvgraph.embed.onnx_build.import_onnxruntime`).
+For a shipped graph and a torch export, the int8 file is then made by onnxruntime's quantizer,
+which needs ``onnx`` (``kvgraph[local]`` brings it); the BERT builder writes its own.
+onnxruntime is imported with its telemetry off (:func:`kvgraph.embed.onnx_build.import_onnxruntime`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from kvgraph.embed.onnx_build import (
     import_onnxruntime,
     pipeline_problem,
     quantize_int8,
+    require_onnx,
     unsupported_reason,
 )
 from kvgraph.embed.tokens import HFTokenCounter
@@ -187,7 +190,7 @@ class OnnxEmbedder:
 
         ``progress`` gets a :class:`~kvgraph.embed.onnx_build.PrepareProgress` when each step starts
         and a last one with ``done == total`` ("ready"); nothing when the file is already there.
-        all-MiniLM-L6-v2 takes ~3 s, without torch (bench/embed_build.py). When another
+        all-MiniLM-L6-v2 takes ~1 s, without torch or onnx (bench/embed_build.py). When another
         process is preparing the same model, this one waits for it (one report) and uses its file.
         """
         ready = self._ready_file()
@@ -196,7 +199,8 @@ class OnnxEmbedder:
         target = self._cache_file()
         shipped = self._shipped_file()
         route = _route(self.model_dir, shipped)
-        steps = Steps(progress, len(_STEPS[route]) + (self.quantization == "int8"), self.model_name)
+        quantizing = self.quantization == "int8" and route != "bert"  # a step of its own
+        steps = Steps(progress, len(_STEPS[route]) + quantizing, self.model_name)
         target.parent.mkdir(parents=True, exist_ok=True)
         # One process prepares; others wait on the lock and then find the file.
         with open(target.parent / ".lock", "w") as lock:
@@ -302,7 +306,8 @@ class OnnxEmbedder:
         return self._pool
 
 
-# The steps of each way to make the fp32 file (quantizing to int8 comes after each).
+# The steps of each way to make the file; "quantizing to int8" follows those of the shipped and
+# torch routes, while the BERT builder writes its int8 file directly.
 _STEPS = {
     "shipped": ["fusing the model's ONNX graph"],
     "bert": ["reading the weights", "building the ONNX graph"],
@@ -333,26 +338,30 @@ def _check_pipeline(model_dir: Path) -> None:
 def _build_onnx(
     model_dir: Path, route: str, shipped: Path | None, target: Path, quantization: str, step: Steps
 ) -> None:
-    """Make the fp32 graph (see :func:`_route`), quantize it to int8 if asked, and move it into place."""
+    """Make the graph (see :func:`_route`), quantize it to int8 if asked (and not built so), move it into place."""
     _check_pipeline(model_dir)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         result = Path(tmp) / "model-fp32.onnx"
         if route == "bert":
-            build_bert(model_dir, _read_json(model_dir / "config.json"), result, step)
-        elif route == "shipped" and shipped is not None:
-            step(_STEPS["shipped"][0])
-            _fuse(shipped, result, model_dir)
+            result = Path(tmp) / f"model-{quantization}.onnx"
+            build_bert(model_dir, _read_json(model_dir / "config.json"), result, step, quantization)
         else:
-            step(_STEPS["torch"][0])
-            exported = Path(tmp) / "model-exported.onnx"
-            export_with_torch(model_dir, exported)
-            step(_STEPS["torch"][1])
-            _fuse(exported, result, model_dir)
-        if quantization == "int8":
-            step("quantizing to int8")
-            quantized = Path(tmp) / "model-int8.onnx"
-            quantize_int8(result, quantized)
-            result = quantized
+            if route == "shipped" and shipped is not None:
+                # without onnx the fusion falls back to the unfused graph and quantizing fails
+                require_onnx(f"needed once to fuse and quantize {model_dir.name}/onnx/model.onnx")
+                step(_STEPS["shipped"][0])
+                _fuse(shipped, result, model_dir)
+            else:
+                step(_STEPS["torch"][0])
+                exported = Path(tmp) / "model-exported.onnx"
+                export_with_torch(model_dir, exported)
+                step(_STEPS["torch"][1])
+                _fuse(exported, result, model_dir)
+            if quantization == "int8":
+                step("quantizing to int8")
+                quantized = Path(tmp) / "model-int8.onnx"
+                quantize_int8(result, quantized)
+                result = quantized
         os.replace(result, target)
         fd = os.open(target.parent, os.O_RDONLY)
         try:
@@ -379,6 +388,7 @@ def export_with_torch(model_dir: Path, out: Path) -> None:
             + ")",
             "local",
         ) from e
+    require_onnx(f"needed once to export {model_dir.name} to ONNX with torch")  # torch.onnx.export writes with it
 
     # Eager attention exports the plain softmax(QK^T)V pattern that onnxruntime's BERT optimizer
     # fuses into one Attention op; the default SDPA export is left unfused and ~1.5x slower.

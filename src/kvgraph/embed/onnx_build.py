@@ -1,13 +1,20 @@
-"""Build the ONNX file of a BERT sentence-transformers model from its weights, without torch.
+"""Build the ONNX file of a BERT sentence-transformers model from its weights, without torch or onnx.
 
 all-MiniLM-L6-v2 and models fine-tuned from it are BERT encoders: embeddings, N identical
 transformer layers, and mean pooling. This module writes that encoder directly as the graph
 onnxruntime's BERT optimizer would make of a torch export (``EmbedLayerNormalization``, one
 ``Attention`` per layer with Q/K/V packed, ``SkipLayerNormalization``, ``BiasGelu``), from the
-weights read with :mod:`kvgraph.embed.weights`, then quantizes it with onnxruntime as before.
-The file is the same graph with the same weights as the torch route gave, so the vectors are
-too (tests/embed/test_onnx_build.py; bench/embed_build.py), and preparing it needs no torch,
-takes a few seconds, and shows its steps.
+weights read with :mod:`kvgraph.embed.weights`, through the protobuf writer
+:mod:`kvgraph.embed.onnx_proto`. The int8 file is written directly too: the weights quantized
+per channel with onnxruntime's arithmetic (:func:`quantize_columns`) and the node pattern its
+``quantize_dynamic`` produces. The fp32 file is byte for byte the one ``onnx.helper`` wrote
+before, the int8 file the one ``quantize_dynamic`` wrote but for its producer fields, so the
+vectors are the same as the torch route's (tests/embed/test_onnx_build.py, test_onnx_int8.py;
+bench/embed_build.py); preparing it needs neither torch nor the ``onnx`` package, takes about a
+second and shows its steps.
+
+:func:`quantize_int8` (onnxruntime's quantizer, which needs ``onnx``) remains for the graphs
+kvgraph does not write itself: a model's own ``onnx/model.onnx`` and torch exports.
 
 Pooling and normalisation stay outside the graph (``OnnxEmbedder.embed`` does them in numpy), so
 a model directory that ships its own ``onnx/model.onnx`` (which outputs ``last_hidden_state``)
@@ -30,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from kvgraph.embed import onnx_proto as proto
 from kvgraph.embed.weights import read_weights, weight_files
 from kvgraph.errors import InvalidInputError, KvgraphError, MissingDependencyError
 
@@ -43,6 +51,7 @@ _KNOWN_MODULES = {"Transformer", "Pooling", "Normalize"}
 _POOLING_MODES = {"pooling_mode_mean_tokens", "pooling_mode_cls_token"}
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: older onnxruntime releases refuse newer IRs
+MS = "com.microsoft"  # the domain of onnxruntime's fused operators
 
 
 @dataclass(frozen=True)
@@ -108,12 +117,16 @@ def import_onnxruntime() -> Any:
     return ort
 
 
-def _import_onnx() -> Any:
+def require_onnx(purpose: str) -> None:
+    """Raise :class:`MissingPackageError` ("onnx (``purpose``) is not installed: pip install onnx") without onnx.
+
+    Only graphs that kvgraph does not write itself need it (a model's own ONNX file, a torch
+    export): it is not a dependency of kvgraph, ``kvgraph[local]`` brings it.
+    """
     try:
-        import onnx
+        import onnx  # noqa: F401
     except ImportError as e:
-        raise MissingPackageError("onnx", "needed once to prepare the embedding model", "pip install onnx") from e
-    return onnx
+        raise MissingPackageError("onnx", purpose, "pip install onnx") from e
 
 
 def unsupported_reason(model_dir: Path, config: dict[str, Any]) -> str | None:
@@ -170,11 +183,118 @@ class _Weights:
         return np.ascontiguousarray(found, dtype=np.float32)
 
 
-def build_bert(model_dir: Path, config: dict[str, Any], out: Path, progress: Callable[[str], None]) -> None:
-    """Write the fused fp32 ONNX graph of the BERT encoder in ``model_dir`` to ``out``."""
-    onnx = _import_onnx()
-    from onnx import TensorProto, helper, numpy_helper
+def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 values and one float32 scale per column of a MatMul weight (in, out), zero points 0.
 
+    The numbers of onnxruntime's ``quantize_dynamic(per_channel=True, weight_type=QInt8)``
+    (``quant_utils.compute_scale_zp`` and ``quantize_nparray``): symmetric, scale =
+    max|column| * 2 / 254 computed in float64 and stored as float32, values = round half to even
+    of weight / scale in float32, clipped to int8. The same operations in the same precision, so
+    the same bytes (tests/embed/test_onnx_int8.py).
+    """
+    absmax = np.abs(weight).max(axis=0)  # = max(|min(column, 0)|, max(column, 0)), exactly
+    scale64 = absmax.astype(np.float64) * 2.0 / 254.0
+    # a column of zeros (or denormals) gets scale 1, as onnxruntime gives it
+    scale = np.where(scale64 < np.finfo(np.float32).tiny, 1.0, scale64).astype(np.float32)
+    values = np.clip(np.round(weight / scale), -128, 127).astype(np.int8)
+    return values, scale
+
+
+# the inputs, in the order of their Cast nodes
+_CAST_ORDER = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class _Graph:
+    """The nodes and initializers of the encoder, fp32 or with int8 weights.
+
+    The int8 graph is the one onnxruntime's ``quantize_dynamic`` made of the fp32 graph (see
+    :func:`quantize_int8`): each weight's MatMul becomes ``DynamicQuantizeLinear`` (uint8
+    activations, one scale per run) + ``MatMulInteger`` + ``Cast`` + ``Mul`` by both scales, and
+    ``Attention`` becomes ``QAttention``; the node and tensor names, the order of the nodes (its
+    topological sort) and of the initializers (quantized weights last) are its too, so the file is
+    the one it wrote but for the fields that name the producer (tests/embed/test_onnx_int8.py).
+    """
+
+    def __init__(self, int8: bool) -> None:
+        self.int8 = int8
+        self.nodes: list[proto.Message] = []
+        self.inits: list[proto.Message] = []
+        self.quantized_inits: list[proto.Message] = []
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(proto.tensor(name, array))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], outputs: list[str], **kwargs: Any) -> None:
+        self.nodes.append(proto.node(op_type, inputs, outputs, **kwargs))
+
+    def _quantized_weight(self, name: str, weight: np.ndarray) -> tuple[str, str, str]:
+        values, scale = quantize_columns(weight)
+        names = (f"{name}_quantized", f"{name}_scale", f"{name}_zero_point")
+        self.quantized_inits += [
+            proto.tensor(names[1], scale, raw=False),
+            proto.tensor(names[2], np.zeros(scale.shape, dtype=np.int8), raw=False),
+            proto.tensor(names[0], values),
+        ]
+        return names
+
+    def _quantized_input(self, x: str) -> tuple[str, str, str]:
+        names = (f"{x}_quantized", f"{x}_scale", f"{x}_zero_point")
+        self.node("DynamicQuantizeLinear", [x], list(names), name=f"{x}_QuantizeLinear")
+        return names
+
+    def matmul(self, x: str, weight_name: str, weight: np.ndarray, out: str) -> None:
+        """``out = x @ weight``."""
+        if not self.int8:
+            self.node("MatMul", [x, self.init(weight_name, weight)], [out])
+            return
+        xq, xs, xz = self._quantized_input(x)
+        wq, ws, wz = self._quantized_weight(weight_name, weight)
+        scales = f"{xs}_{ws}_mul"
+        self.node("Mul", [xs, ws], [f"{scales}:0"], name=scales)
+        product = f"{out}_output_quantized"
+        self.node("MatMulInteger", [xq, wq, xz, wz], [product])
+        self.node("Cast", [product], [f"{product}_cast_output"], name=f"{product}_cast", to=proto.FLOAT)
+        self.node("Mul", [f"{product}_cast_output", f"{scales}:0"], [out])
+
+    def attention(self, x: str, prefix: str, qkv: tuple[np.ndarray, np.ndarray], heads: int, out: str) -> None:
+        """Self-attention with Q, K and V packed in one weight (hidden, 3 * hidden) and bias."""
+        if not self.int8:
+            weight = self.init(f"{prefix}.qkv.weight", qkv[0])
+            bias = self.init(f"{prefix}.qkv.bias", qkv[1])
+            self.node("Attention", [x, weight, bias, "mask_index"], [out], domain=MS, num_heads=heads)
+            return
+        bias = self.init(f"{prefix}.qkv.bias", qkv[1])
+        xq, xs, xz = self._quantized_input(x)
+        wq, ws, wz = self._quantized_weight(f"{prefix}.qkv.weight", qkv[0])
+        inputs = [xq, wq, bias, xs, ws, "mask_index", xz, wz, ""]  # "": no past state
+        self.node("QAttention", inputs, [out], domain=MS, num_heads=heads)
+
+    def model(self, hidden: int) -> proto.Message:
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        inputs = [proto.value_info(name, proto.INT64, ["batch", "seq"]) for name in names]
+        output = proto.value_info("last_hidden_state", proto.FLOAT, ["batch", "seq", hidden])
+        # what onnx's shape inference, run by the quantizer, wrote into its file: kept for an identical graph
+        inferred = (
+            [proto.value_info(f"{n}_int32", proto.INT32, ["batch", "seq"]) for n in _CAST_ORDER] if self.int8 else []
+        )
+        graph = proto.graph(
+            self.nodes, "bert_encoder", inputs, [output], [*self.inits, *self.quantized_inits], inferred
+        )
+        return proto.model(graph, [("", OPSET), (MS, 1)], IR_VERSION, producer_name="kvgraph")
+
+
+def build_bert(
+    model_dir: Path, config: dict[str, Any], out: Path, progress: Callable[[str], None], quantization: str = "fp32"
+) -> None:
+    """Write the fused ONNX graph of the BERT encoder in ``model_dir`` to ``out``, fp32 or int8.
+
+    int8: per-channel int8 weights for the MatMuls and the attention's Q/K/V projection, dynamic
+    uint8 activations; ~2x torch's throughput, SQuAD retrieval unchanged (bench/README.md,
+    "Embedding"). The file onnxruntime's ``quantize_dynamic`` made of the fp32 one, written directly.
+    """
+    if quantization not in ("fp32", "int8"):
+        raise InvalidInputError(f"quantization must be 'fp32' or 'int8', got {quantization!r}")
     progress("reading the weights")
     w = _Weights(read_weights(model_dir), model_dir)
     progress("building the ONNX graph")
@@ -183,38 +303,33 @@ def build_bert(model_dir: Path, config: dict[str, Any], out: Path, progress: Cal
     layers = int(config["num_hidden_layers"])
     eps = float(config.get("layer_norm_eps", 1e-12))
     activation = _ACTIVATIONS[str(config.get("hidden_act", "gelu"))]
-    ms = "com.microsoft"
-
-    inits: list[Any] = []
-    nodes: list[Any] = []
-
-    def init(name: str, array: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(array, name))
-        return name
+    g = _Graph(int8=quantization == "int8")
 
     def linear(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         # torch stores (out, in); MatMul wants (in, out)
         return np.ascontiguousarray(w(f"{prefix}.weight").T), w(f"{prefix}.bias")
 
-    for name in ("input_ids", "token_type_ids", "attention_mask"):
-        nodes.append(helper.make_node("Cast", [name], [f"{name}_int32"], to=TensorProto.INT32))
-    nodes.append(
-        helper.make_node(
-            "EmbedLayerNormalization",
-            [
-                "input_ids_int32",
-                "token_type_ids_int32",
-                init("embeddings.word_embeddings.weight", w("embeddings.word_embeddings.weight")),
-                init("embeddings.position_embeddings.weight", w("embeddings.position_embeddings.weight")),
-                init("embeddings.token_type_embeddings.weight", w("embeddings.token_type_embeddings.weight")),
-                init("embeddings.LayerNorm.weight", w("embeddings.LayerNorm.weight")),
-                init("embeddings.LayerNorm.bias", w("embeddings.LayerNorm.bias")),
-                "attention_mask_int32",
-            ],
-            ["embeddings", "mask_index"],  # mask_index: tokens per text (texts are padded on the right)
-            domain=ms,
-            epsilon=eps,
-        )
+    def init(name: str) -> str:
+        return g.init(name, w(name))
+
+    # onnxruntime's quantizer sorted these three by input name; kept so the int8 file is its file
+    for name in sorted(_CAST_ORDER) if g.int8 else _CAST_ORDER:
+        g.node("Cast", [name], [f"{name}_int32"], to=proto.INT32)
+    g.node(
+        "EmbedLayerNormalization",
+        [
+            "input_ids_int32",
+            "token_type_ids_int32",
+            init("embeddings.word_embeddings.weight"),
+            init("embeddings.position_embeddings.weight"),
+            init("embeddings.token_type_embeddings.weight"),
+            init("embeddings.LayerNorm.weight"),
+            init("embeddings.LayerNorm.bias"),
+            "attention_mask_int32",
+        ],
+        ["embeddings", "mask_index"],  # mask_index: tokens per text (texts are padded on the right)
+        domain=MS,
+        epsilon=eps,
     )
     x = "embeddings"
     for i in range(layers):
@@ -225,106 +340,58 @@ def build_bert(model_dir: Path, config: dict[str, Any], out: Path, progress: Cal
             raise InvalidInputError(
                 f"{model_dir}: {p}.attention.self.query.weight is {q[0].shape}, not {hidden}x{hidden}"
             )
-        nodes.append(
-            helper.make_node(
-                "Attention",
-                [
-                    x,
-                    init(f"{p}.attention.qkv.weight", np.concatenate([q[0], k[0], v[0]], axis=1)),
-                    init(f"{p}.attention.qkv.bias", np.concatenate([q[1], k[1], v[1]])),
-                    "mask_index",
-                ],
-                [f"{p}.attention.context"],
-                domain=ms,
-                num_heads=heads,
-            )
-        )
+        qkv = (np.concatenate([q[0], k[0], v[0]], axis=1), np.concatenate([q[1], k[1], v[1]]))
+        g.attention(x, f"{p}.attention", qkv, heads, f"{p}.attention.context")
         wo, bo = linear(f"{p}.attention.output.dense")
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"{p}.attention.context", init(f"{p}.attention.output.dense.weight", wo)],
-                [f"{p}.attention.dense"],
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "SkipLayerNormalization",
-                [
-                    f"{p}.attention.dense",
-                    x,
-                    init(f"{p}.attention.output.LayerNorm.weight", w(f"{p}.attention.output.LayerNorm.weight")),
-                    init(f"{p}.attention.output.LayerNorm.bias", w(f"{p}.attention.output.LayerNorm.bias")),
-                    init(f"{p}.attention.output.dense.bias", bo),
-                ],
-                [f"{p}.attention.output"],
-                domain=ms,
-                epsilon=eps,
-            )
+        g.matmul(f"{p}.attention.context", f"{p}.attention.output.dense.weight", wo, f"{p}.attention.dense")
+        skip_inputs = [init(f"{p}.attention.output.LayerNorm.weight"), init(f"{p}.attention.output.LayerNorm.bias")]
+        g.node(
+            "SkipLayerNormalization",
+            [f"{p}.attention.dense", x, *skip_inputs, g.init(f"{p}.attention.output.dense.bias", bo)],
+            [f"{p}.attention.output"],
+            domain=MS,
+            epsilon=eps,
         )
         wi, bi = linear(f"{p}.intermediate.dense")
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"{p}.attention.output", init(f"{p}.intermediate.dense.weight", wi)],
-                [f"{p}.intermediate.dense"],
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                activation,
-                [f"{p}.intermediate.dense", init(f"{p}.intermediate.dense.bias", bi)],
-                [f"{p}.intermediate.output"],
-                domain=ms,
-            )
+        g.matmul(f"{p}.attention.output", f"{p}.intermediate.dense.weight", wi, f"{p}.intermediate.dense")
+        g.node(
+            activation,
+            [f"{p}.intermediate.dense", g.init(f"{p}.intermediate.dense.bias", bi)],
+            [f"{p}.intermediate.output"],
+            domain=MS,
         )
         wout, bout = linear(f"{p}.output.dense")
-        nodes.append(
-            helper.make_node(
-                "MatMul", [f"{p}.intermediate.output", init(f"{p}.output.dense.weight", wout)], [f"{p}.output.dense"]
-            )
-        )
+        g.matmul(f"{p}.intermediate.output", f"{p}.output.dense.weight", wout, f"{p}.output.dense")
         out_name = "last_hidden_state" if last else f"{p}.output"
-        nodes.append(
-            helper.make_node(
-                "SkipLayerNormalization",
-                [
-                    f"{p}.output.dense",
-                    f"{p}.attention.output",
-                    init(f"{p}.output.LayerNorm.weight", w(f"{p}.output.LayerNorm.weight")),
-                    init(f"{p}.output.LayerNorm.bias", w(f"{p}.output.LayerNorm.bias")),
-                    init(f"{p}.output.dense.bias", bout),
-                ],
-                [out_name],
-                domain=ms,
-                epsilon=eps,
-            )
+        g.node(
+            "SkipLayerNormalization",
+            [
+                f"{p}.output.dense",
+                f"{p}.attention.output",
+                init(f"{p}.output.LayerNorm.weight"),
+                init(f"{p}.output.LayerNorm.bias"),
+                g.init(f"{p}.output.dense.bias", bout),
+            ],
+            [out_name],
+            domain=MS,
+            epsilon=eps,
         )
         x = out_name
-
-    inputs = [
-        helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
-        for name in ("input_ids", "attention_mask", "token_type_ids")
-    ]
-    output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden])
-    graph = helper.make_graph(nodes, "bert_encoder", inputs, [output], initializer=inits)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(ms, 1)],
-        ir_version=IR_VERSION,
-        producer_name="kvgraph",
-    )
-    onnx.save(model, str(out))
+    g.model(hidden).write(out)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """int8 weights for the MatMuls and the fused attention's Q/K/V projection (dynamic activations)."""
-    _import_onnx()
+    """int8 weights for the MatMuls and the fused attention's Q/K/V projection (dynamic activations).
+
+    onnxruntime's quantizer, for graphs not written by :func:`build_bert` (which writes its int8
+    file itself, the same way): needs the ``onnx`` package.
+    """
+    require_onnx("needed once to quantize an ONNX graph to int8")
     import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel int8 weights of the MatMuls and Attention: ~2x torch's throughput, SQuAD
-    # retrieval unchanged (bench/README.md, "Embedding").
+    # retrieval unchanged (bench/README.md, "Embedding"). build_bert's int8 file follows these options.
     with _quiet_root_logging("onnxruntime"):
         quantize_dynamic(
             str(src),
