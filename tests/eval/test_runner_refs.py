@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from kvgraph.cli import main
 from kvgraph.embed.tokens import WhitespaceTokenCounter
 from kvgraph.errors import InvalidInputError
+from kvgraph.eval import retrievers
 from kvgraph.eval.datasets import EvalDataset, Passage, Query, read_beir, read_llamaindex_rag
 from kvgraph.eval.page_questions import (
     N_KEYWORDS,
@@ -109,6 +110,18 @@ def test_reference_indexes_are_reused_and_rebuilt_when_passages_change(tmp_path:
     ds.passages[0] = Passage(ds.passages[0].id, ds.passages[0].text + " A new closing sentence about rivers.")
     changed = run_retrieval(ds, ["chunk_refs"], ks=(1,), work_dir=tmp_path / "work")
     assert changed.index_built == {"chunk_refs": True}
+
+
+def test_indexes_are_rebuilt_when_the_ingest_code_changes(
+    tmp_path: Path, hashing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = small_dataset()
+    names = ["chunk_refs", "kvgraph"]  # a reference index, and a knowledge base ingested as a user would
+    run_retrieval(ds, names, ks=(1,), work_dir=tmp_path / "work")
+    assert run_retrieval(ds, names, ks=(1,), work_dir=tmp_path / "work").index_built == dict.fromkeys(names, False)
+    # what a change to a loader, the splitter or the headers does to the hash of the ingest code
+    monkeypatch.setattr(retrievers, "ingest_code_hash", lambda: "another version of the loaders")
+    assert run_retrieval(ds, names, ks=(1,), work_dir=tmp_path / "work").index_built == dict.fromkeys(names, True)
 
 
 def test_registry_takes_a_new_retriever_in_one_line(

@@ -55,6 +55,7 @@ index time of each index is its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import shutil
@@ -152,6 +153,24 @@ def _slug(items: Sequence[tuple[str, str]]) -> str:
     if len(slug) > 80:  # long combinations: a readable prefix and a hash that keeps them apart
         slug = slug[:60] + "-" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
     return slug
+
+
+@functools.lru_cache(maxsize=1)
+def ingest_code_hash() -> str:
+    """A hash of the code that turns files into stored nodes (loaders, splitter, headers, text).
+
+    Part of a cached knowledge base's fingerprint: a change to how kvgraph reads or cuts a file
+    rebuilds the eval indexes, where a hand-bumped version number was once forgotten and a bench
+    measured stale chunks.
+    """
+    import kvgraph.ingest as ingest_package
+    import kvgraph.text as text_module
+
+    h = hashlib.sha256()
+    root = Path(inspect.getfile(ingest_package)).parent
+    for path in sorted([*root.rglob("*.py"), Path(inspect.getfile(text_module))]):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -268,9 +287,7 @@ class EvalContext:
     def _passages_fingerprint(self, kb: KnowledgeBase) -> str:
         h = hashlib.sha256()
         shaping = {k: v for k, v in dataclasses.asdict(kb.settings).items() if k not in QUERY_SETTINGS}
-        h.update(
-            f"{self.dataset.ingest}|{sorted(shaping.items())}|v3".encode()
-        )  # v3: merged sections, headers on children
+        h.update(f"{self.dataset.ingest}|{sorted(shaping.items())}|{ingest_code_hash()}".encode())
         for p in self.dataset.passages:
             h.update(b"\0" + p.id.encode() + b"\0" + p.full_text.encode())
         return h.hexdigest()
@@ -330,7 +347,7 @@ def _inner_embedder(ctx: EvalContext) -> Any:
 
 def _fingerprint(ctx: EvalContext, index: str) -> str:
     h = hashlib.sha256()
-    params = f"{index}|{PARENT_SIZE}|{SUB_SIZES}|{OVERLAP}|{N_QUESTIONS}|{ctx.embedder.model_name}|v1"
+    params = f"{index}|{PARENT_SIZE}|{SUB_SIZES}|{OVERLAP}|{N_QUESTIONS}|{ctx.embedder.model_name}|{ingest_code_hash()}"
     h.update(params.encode())
     for doc in passages_as_documents(ctx.dataset):
         h.update(b"\0" + doc.id.encode() + b"\0" + doc.text.encode())
