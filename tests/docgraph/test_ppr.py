@@ -235,3 +235,23 @@ def test_csr_rejects_edges_outside_and_mismatched_lengths() -> None:
         Csr.from_edges(np.array([0, 1]), np.array([1]), np.array([1.0]), (3, 3))
     with pytest.raises(ValueError, match="times a vector"):
         Csr.from_dense(np.eye(3)) @ np.ones(4)
+
+
+def test_submatrix_searches_hub_rows_and_matches_reading_them() -> None:
+    rng = np.random.default_rng(5)
+    n = 600
+    dense = (rng.random((n, n)) < 0.01) * rng.random((n, n))
+    dense[0, 1:] = rng.random(n - 1) + 0.1  # a hub: its row is far longer than the kept nodes
+    dense[1:, 0] = dense[0, 1:]
+    dense[7, 8:] = 0.5  # another long row, not symmetric
+    a = Csr.from_dense(dense)
+    assert a.sorted_rows
+    for keep in ([0, 5, 17, 300], [300, 7, 0, 599, 8], [0]):
+        sub = a.submatrix(np.array(keep))
+        np.testing.assert_allclose(sub.toarray(), dense[keep][:, keep])
+        # read whole (rows not known to be sorted): the same matrix
+        unsorted = Csr(a.indptr, a.indices, a.data, a.shape)
+        np.testing.assert_allclose(unsorted.submatrix(np.array(keep)).toarray(), dense[keep][:, keep])
+    x = rng.random(4)
+    sub = a.submatrix(np.array([0, 5, 17, 300]))
+    np.testing.assert_allclose(sub @ x, dense[[0, 5, 17, 300]][:, [0, 5, 17, 300]] @ x)

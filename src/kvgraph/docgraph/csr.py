@@ -9,7 +9,9 @@ Measured against scipy.sparse on a 100,000-node, 1,000,000-edge graph (``bench/g
 --no-cypher``, bench/README.md "Graph"): a graph-mode walk (bounded expansion, submatrix,
 personalized PageRank) takes 54 ms instead of 39; building the adjacency 21 ms instead of 8.5; a
 product with the whole matrix is about 3x slower (numpy gathers then ``bincount``s where scipy
-runs one C loop). The transpose is a view, not a copy.
+runs one C loop). The transpose is a view, not a copy. At 1M nodes / 10M edges the bounded walk
+takes 1.7 ms against scipy's 8.6: :meth:`Csr.submatrix` binary-searches hub rows instead of
+reading them.
 
 The arrays are plain ``ndarray``s, so a matrix saved with :func:`numpy.save` can come back
 memory-mapped (``np.load(..., mmap_mode="r")``) and be used without reading it whole.
@@ -31,6 +33,7 @@ class Csr:
     data: np.ndarray  # float64 value of each stored entry
     shape: tuple[int, int]
     _rows: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)  # cached row_ids()
+    sorted_rows: bool = False  # each row's columns ascending (from_edges), so a row can be binary-searched
 
     # ------------------------------------------------------------------ construction
 
@@ -55,7 +58,7 @@ class Csr:
         r, c = np.divmod(key, max(n_cols, 1))
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
-        return cls(indptr, c, v, (n_rows, n_cols))
+        return cls(indptr, c, v, (n_rows, n_cols), sorted_rows=True)
 
     @classmethod
     def from_dense(cls, matrix: np.ndarray) -> Csr:
@@ -88,7 +91,8 @@ class Csr:
     def scale_rows(self, factors: np.ndarray) -> Csr:
         """Row ``i`` multiplied by ``factors[i]``."""
         rows = self.row_ids()
-        return Csr(self.indptr, self.indices, self.data * np.asarray(factors)[rows], self.shape, self._rows)
+        scaled = self.data * np.asarray(factors)[rows]
+        return Csr(self.indptr, self.indices, scaled, self.shape, self._rows, sorted_rows=self.sorted_rows)
 
     def transpose(self) -> Transposed:
         """``A.T`` without moving an entry: products with it gather by row and add by column."""
@@ -104,27 +108,53 @@ class Csr:
         return np.bincount(self.row_ids(), weights=self.data * vec[self.indices], minlength=self.shape[0])
 
     def submatrix(self, nodes: np.ndarray) -> Csr:
-        """Rows and columns ``nodes`` (distinct), numbered in the order given: ``A[nodes][:, nodes]``."""
+        """Rows and columns ``nodes`` (distinct), numbered in the order given: ``A[nodes][:, nodes]``.
+
+        A kept row much longer than the number of kept nodes (a hub entity: a million mentions in
+        a big graph) is binary-searched for the kept columns instead of read whole, when the rows
+        are sorted: at 1M nodes a bounded walk keeps ~75 nodes whose rows hold ~2.5M entries.
+        """
         keep = np.asarray(nodes, dtype=np.int64).ravel()
         k = keep.size
         starts, lengths = self.indptr[keep], self.indptr[keep + 1] - self.indptr[keep]
-        total = int(lengths.sum())
-        # Every stored entry of the kept rows, gathered without a Python loop per row.
-        offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        pos = np.repeat(starts, lengths) + offsets
+        long = lengths > _SEARCH_ROW_FACTOR * max(k, 1) if self.sorted_rows else np.zeros(k, dtype=bool)
+        short_lengths = np.where(long, 0, lengths)
+        total = int(short_lengths.sum())
+        # Every stored entry of the kept short rows, gathered without a Python loop per row.
+        offsets = np.arange(total) - np.repeat(np.cumsum(short_lengths) - short_lengths, short_lengths)
+        pos = np.repeat(starts, short_lengths) + offsets
         cols, vals = self.indices[pos], self.data[pos]
-        rows = np.repeat(np.arange(k, dtype=np.int64), lengths)
+        rows = np.repeat(np.arange(k, dtype=np.int64), short_lengths)
         # New column numbers through a lookup table as long as the graph: one gather per entry
         # (a binary search per entry over the kept nodes measured 10x slower at 20,000 nodes).
         new_number = np.full(self.shape[1], -1, dtype=np.int64)
         new_number[keep] = np.arange(k, dtype=np.int64)
         cols = new_number[cols]
         inside = cols >= 0
-        # Kept rows stay in order, so the entries are already grouped by row: no sort needed.
         rows, cols, vals = rows[inside], cols[inside], vals[inside]
+        if long.any():
+            order = np.argsort(keep, kind="stable")
+            sorted_keep = keep[order]
+            extra_rows, extra_cols, extra_vals = [rows], [cols], [vals]
+            for i in np.flatnonzero(long).tolist():
+                lo, hi = int(starts[i]), int(starts[i] + lengths[i])
+                row = self.indices[lo:hi]
+                at = np.searchsorted(row, sorted_keep)
+                found = at < row.size
+                found[found] = row[at[found]] == sorted_keep[found]
+                extra_rows.append(np.full(int(found.sum()), i, dtype=np.int64))
+                extra_cols.append(order[found])
+                extra_vals.append(self.data[lo + at[found]])
+            rows, cols, vals = np.concatenate(extra_rows), np.concatenate(extra_cols), np.concatenate(extra_vals)
+            group = np.argsort(rows, kind="stable")  # entries of a row together again
+            rows, cols, vals = rows[group], cols[group], vals[group]
+        # Kept rows stay in order, so the entries are grouped by row.
         indptr = np.zeros(k + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=k), out=indptr[1:])
         return Csr(indptr, cols, vals, (k, k))
+
+
+_SEARCH_ROW_FACTOR = 8  # a kept row longer than 8x the kept nodes is searched, not read
 
 
 def _vector(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
