@@ -7,6 +7,10 @@ rows, ties broken by lower row (bench/README.md compares their speed).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 
 from kvgraph.store.ann import optional_faiss
@@ -75,6 +79,44 @@ def knn_inner_product(
         return out_rows[:, :0], scores[:, :0]
     q = np.ascontiguousarray(queries, dtype=np.float32)
     d = matrix.shape[1]
+    with _single_query_threads(faiss, nq):
+        _faiss_knn(faiss, q, matrix, rows, d, nq, n_cand, kk, scores, out_rows)
+    return _settle_ties(matrix, rows, q, k, kk, out_rows, scores)
+
+
+@contextlib.contextmanager
+def _single_query_threads(faiss: Any, nq: int) -> Iterator[None]:
+    """One OpenMP thread for a single query (this thread only; OpenMP settings are per thread).
+
+    For one query faiss splits the rows between its threads and merges their heaps; on 2 cores,
+    right after the embedding model's threads ran, that took 3-4x longer than one thread (10k
+    rows, k 30: 1.19 vs 0.33 ms; 100k: 14.9 vs 6.1 ms; bench/README.md "Exact search without
+    faiss"). Several queries are split between threads, which pays (32 queries at 10k: 4.9 vs
+    10.4 ms).
+    """
+    if nq != 1:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _faiss_knn(
+    faiss: Any,
+    q: np.ndarray,
+    matrix: np.ndarray,
+    rows: np.ndarray | None,
+    d: int,
+    nq: int,
+    n_cand: int,
+    kk: int,
+    scores: np.ndarray,
+    out_rows: np.ndarray,
+) -> None:
     if rows is None:
         faiss.knn_inner_product(
             faiss.swig_ptr(q),
@@ -101,6 +143,18 @@ def knn_inner_product(
             faiss.swig_ptr(out_rows),
             0,  # every query scans the same subset
         )
+
+
+def _settle_ties(
+    matrix: np.ndarray,
+    rows: np.ndarray | None,
+    q: np.ndarray,
+    k: int,
+    kk: int,
+    out_rows: np.ndarray,
+    scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    nq = len(q)
     if kk > k:
         # faiss picks arbitrarily among rows tied at the k-th score: where the row after the
         # k-th ties with it, score that query's candidates in full and choose by row order
