@@ -46,3 +46,19 @@ def test_the_setting_is_per_thread() -> None:
     worker.start()
     worker.join()
     assert other == [1] and faiss.omp_get_max_threads() == 2
+
+
+def test_rows_given_as_a_list_settle_ties_by_row() -> None:
+    matrix = np.array([[1.0, 0.0], [2.0, 0.0], [0.5, 0.0], [2.0, 0.0]], dtype=np.float32)
+    rows, scores = knn_inner_product(matrix, np.array([[1.0, 0.0]], dtype=np.float32), 1, rows=[1, 2, 3])
+    assert rows.tolist() == [[1]] and scores.tolist() == [[2.0]]  # rows 1 and 3 tie: the lower wins
+
+
+def test_numpy_top_k_keeps_the_best_item_when_its_chunk_holds_a_nan() -> None:
+    from kvgraph.store.dense import top_k_rows, top_k_rows_chunked
+
+    scores = np.linspace(0.0, 1.0, 400, dtype=np.float32)[::-1].copy()[None, :]
+    scores[0, 100], scores[0, 101] = 10.0, np.nan
+    top, vals = top_k_rows_chunked(scores, 3)
+    assert top.tolist() == top_k_rows(scores, 3).tolist() == [[100, 0, 1]]
+    assert vals[0, 0] == 10.0

@@ -147,7 +147,9 @@ def _analyzer(name: str, query: bool) -> Callable[[str], list[str]]:
     stem_words = _stemmer() if "stem" in options else None
 
     def analyze(text: str) -> list[str]:
-        tokens = _TOKEN.findall(text)
+        # Without split, the text is lower-cased before it is cut (as postings saved by earlier
+        # versions were made: "İstanbul" lower-cases to two runs); split needs the case to cut.
+        tokens = _TOKEN.findall(text if split else text.lower())
         if phrases:
             tokens = drop_request_phrases(tokens)
         if split:
@@ -159,7 +161,7 @@ def _analyzer(name: str, query: bool) -> Callable[[str], list[str]]:
                 terms.append(low)
                 terms.extend(p for p in split_identifier(raw) if p not in stop)
         else:
-            terms = [low for low in (t.lower() for t in tokens) if low not in stop]
+            terms = [t for t in tokens if t not in stop]
         if join and any(h in text for h in _HYPHENS):
             # "fine-tuning" is also "finetuning": a question written either way finds the other
             terms.extend(re.sub(r"\W", "", m.group(0)).lower() for m in _HYPHENATED.finditer(text))

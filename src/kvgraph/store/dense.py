@@ -79,6 +79,8 @@ def knn_inner_product(
         return out_rows[:, :0], scores[:, :0]
     q = np.ascontiguousarray(queries, dtype=np.float32)
     d = matrix.shape[1]
+    if rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)  # a list works too, here and for ties
     with _single_query_threads(faiss, nq):
         _faiss_knn(faiss, q, matrix, rows, d, nq, n_cand, kk, scores, out_rows)
     return _settle_ties(matrix, rows, q, k, kk, out_rows, scores)
@@ -239,7 +241,8 @@ def top_k_rows_chunked(scores: np.ndarray, k: int, chunk: int = 32) -> tuple[np.
         return top, np.take_along_axis(scores, top, axis=1)
     chunk = min(chunk, n // (2 * k))  # at least 2k chunks, so the floor is a real cut
     n_chunks = -(-n // chunk)
-    maxima = np.maximum.reduceat(scores, np.arange(0, n, chunk), axis=1)  # (queries, chunks)
+    # fmax: a NaN must not hide the real scores of its chunk (NaN is never among the top k)
+    maxima = np.fmax.reduceat(scores, np.arange(0, n, chunk), axis=1)  # (queries, chunks)
     floor = np.partition(maxima, n_chunks - k, axis=1)[:, n_chunks - k]
     qi, ch = np.nonzero(maxima >= floor[:, None])
     cols = ch[:, None] * chunk + np.arange(chunk)  # the items of those chunks (the last may be short)
