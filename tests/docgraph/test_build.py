@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, name_vectors, write_doc_graph
+from kvgraph.docgraph.build import (
+    EDGE_TYPES,
+    DocGraph,
+    build_doc_graph,
+    name_vectors,
+    pack_strings,
+    unpack_strings,
+    write_doc_graph,
+)
 from kvgraph.docgraph.knn import knn_pairs
 from kvgraph.embed.cache import EmbeddingCache
 from kvgraph.embed.onnx import OnnxEmbedder
@@ -249,3 +258,45 @@ def test_entity_vectors_are_saved_as_int8_and_float32_graphs_still_load(graph: D
     with open(tmp_path / "g" / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
     np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").entity_vectors, old)
+
+
+def test_strings_pack_and_unpack_exactly() -> None:
+    strings = ["", "plain", "naïve café", "東京", "line\nbreak", "tab\tand \x00 nul", "\x00", "x\x00\x00y"]
+    strings += ["😀 emoji", "\ud800 lone", ""]
+    text, lengths = pack_strings(strings)
+    assert text.dtype == np.uint8 and lengths.tolist() == [len(s) for s in strings]
+    assert unpack_strings(text, lengths) == strings
+    assert unpack_strings(*pack_strings([])) == []
+    with pytest.raises(ValueError, match="lengths"):
+        unpack_strings(text, lengths[:-2])
+
+
+def test_graphs_saved_with_json_strings_still_load(graph: DocGraph, tmp_path: Path) -> None:
+    """Format 1 kept keys, kinds, names and doc_of in graph.json; format 2 packs them into graph.npz."""
+    graph.save(tmp_path / "g")
+    with np.load(tmp_path / "g" / "graph.npz") as z:
+        arrays = {name: z[name] for name in z.files}
+    info = json.loads((tmp_path / "g" / "graph.json").read_text())
+    assert info["version"] == 2 and "keys" not in info and "keys_text" in arrays
+    packed = [n for n in arrays if n.endswith(("_text", "_lengths"))] + ["kinds"]
+    for name in packed:
+        del arrays[name]
+    info |= {"version": 1, "keys": graph.keys, "kinds": graph.kinds, "names": graph.names, "doc_of": graph.doc_of}
+    with open(tmp_path / "g" / "graph.npz", "wb") as f:
+        np.savez(f, **arrays)
+    (tmp_path / "g" / "graph.json").write_text(json.dumps(info))
+    back = DocGraph.load(tmp_path / "g")
+    assert back.keys == graph.keys and back.kinds == graph.kinds and back.names == graph.names
+    assert back.doc_of == graph.doc_of
+    np.testing.assert_array_equal(back.adjacency().toarray(), graph.adjacency().toarray())
+
+
+def test_packed_strings_that_disagree_are_reported_as_damage(graph: DocGraph, tmp_path: Path) -> None:
+    graph.save(tmp_path / "g")
+    with np.load(tmp_path / "g" / "graph.npz") as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["names_lengths"] = arrays["names_lengths"][:-1]  # one name fewer than the text holds
+    with open(tmp_path / "g" / "graph.npz", "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(InvalidInputError, match=r"damaged.*kvgraph repair"):
+        DocGraph.load(tmp_path / "g")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph
+from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, quantize_rows
 from kvgraph.docgraph.incremental import NeedsRebuild, update_doc_graph, update_from_store
 from kvgraph.kb import KnowledgeBase
 from kvgraph.retrieve.base import HybridRetriever
@@ -90,6 +90,8 @@ def assert_same_graph(updated: DocGraph, rebuilt: DocGraph) -> None:
     assert my_vectors.keys() == vectors.keys()
     for key, v in my_vectors.items():
         np.testing.assert_allclose(v, vectors[key], atol=1e-5)
+    assert updated.entity_vectors_int8 is not None  # what a save writes without quantizing again
+    np.testing.assert_array_equal(updated.entity_vectors_int8, quantize_rows(updated.entity_vectors))
 
 
 @pytest.fixture
