@@ -40,13 +40,15 @@ export function initDocuments({ onChange }) {
 
   async function remove(d) {
     if (!confirm(`Delete ${d.name} and its ${d.chunks} chunks?`)) return;
+    let done, message;
     try {
       const out = await api(`/api/documents/${d.id}`, { method: "DELETE" });
-      progress(1, `deleted ${d.name} (${out.chunks_deleted} chunks)`);
+      [done, message] = [1, `deleted ${d.name} (${out.chunks_deleted} chunks)`];
     } catch (err) {
-      progress(0, err.message);
+      [done, message] = [0, err.message];
     }
-    await load();
+    await load(); // the list first: the message must never describe a row still on the page
+    progress(done, message);
     onChange();
   }
 
