@@ -14,6 +14,7 @@ from kvgraph.kb import KnowledgeBase
 from kvgraph.retrieve.base import StoreRetriever
 from kvgraph.retrieve.fusion import (
     FusionRetriever,
+    Hits,
     Ranked,
     confidence_fusion,
     minmax_fusion,
@@ -85,8 +86,8 @@ def test_rocchio_moves_the_query_towards_the_first_hits(kb_path: Path, embedder:
         fusion = FusionRetriever(kb.store, embedder, feedback="rocchio", feedback_docs=1)
         query = "changing gear on a bike"
         qv = fusion.vector(query)
-        nodes: dict[str, object] = {}
-        first = fusion._fuse(query, fusion._dense(qv, nodes, 10), fusion._sparse(query, nodes, 10), nodes)  # type: ignore[arg-type]
+        nodes = Hits()
+        first = fusion._fuse(query, fusion._dense(qv, nodes, 10), fusion._sparse(query, nodes, 10), nodes)
         top = kb.store.get([first[0][0]])[0]
         assert top is not None and top.metadata["file_name"] == "bikes.md"
         moved = fusion._rocchio(qv, first)

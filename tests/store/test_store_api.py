@@ -273,6 +273,29 @@ def test_result_nodes_are_what_the_query_saw_even_after_writes(tmp_path):
     assert after.nodes[0].text == "changed"  # closing the store built the pending nodes
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_one_node_of_a_result_is_built_alone_and_is_what_the_query_saw(tmp_path, read_only):
+    nodes = make_nodes(50, 16, seed=6)
+    with EmbeddedVectorStore.open(tmp_path / "kb", dim=16) as w:
+        w.add(nodes)
+        q = nodes[7].embedding
+        reader = EmbeddedVectorStore.open(tmp_path / "kb", read_only=True) if read_only else w
+        try:
+            res = reader.query(VectorStoreQuery(query_embedding=q, similarity_top_k=5))
+            assert res.ids[0] == "n7"
+            second = res.node_at(1)
+            assert second.id == res.ids[1] and second.text == nodes[int(res.ids[1][1:])].text
+            assert not res.materialized  # only the node asked for was built
+            w.add([Node(id="n7", text="changed", metadata={}, embedding=-q)])  # replaced after the query
+            w.vacuum()
+            first = res.node_at(0)
+            assert first.id == "n7" and first.text == nodes[7].text
+            assert [n.id for n in res.nodes] == res.ids
+        finally:
+            if read_only:
+                reader.close()
+
+
 def test_ties_are_broken_by_insertion_order(tmp_path):
     v = np.zeros((6, 4), dtype=np.float32)
     v[:, 0] = 1.0

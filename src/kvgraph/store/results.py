@@ -44,8 +44,10 @@ class LazyNodesResult(VectorStoreQueryResult):
         plan: str = "",
         *,
         load: Callable[[LazyNodesResult], list[Node]] | None = None,
+        load_one: Callable[[LazyNodesResult, int], Node] | None = None,
     ) -> None:
         self._load = load
+        self._load_one = load_one
         self._nodes = nodes
         self.similarities = similarities if similarities is not None else []
         self.ids = ids if ids is not None else []
@@ -66,7 +68,13 @@ class LazyNodesResult(VectorStoreQueryResult):
     @nodes.setter
     def nodes(self, value: list[Node]) -> None:
         self._nodes = list(value)
-        self._load = None
+        self._load = self._load_one = None
+
+    def node_at(self, i: int) -> Node:
+        """``nodes[i]`` without building the others: fusion keeps a handful of a few hundred hits."""
+        if self._nodes is None and self._load_one is not None:
+            return self._load_one(self, i)
+        return self.nodes[i]
 
     def fail_with(self, error: Exception) -> None:
         """Make ``nodes`` raise ``error`` (its rows could not be read when they had to be)."""
@@ -75,6 +83,7 @@ class LazyNodesResult(VectorStoreQueryResult):
             raise error
 
         self._load = fail
+        self._load_one = None
 
     @property
     def materialized(self) -> bool:
@@ -150,12 +159,14 @@ class ResultsStore(IndexingStore):
                 ids=[r[1] for r in hit_rows],
                 plan=plan,
                 load=lambda _res: [decode(r) for r in hit_rows],
+                load_one=lambda _res, i: decode(hit_rows[i]),
             )
         res = LazyNodesResult(
             similarities=sims,
             ids=self._get_slot_ids().get(hits),
             plan=plan,
             load=lambda res: self._load_nodes(res, hits),
+            load_one=lambda res, i: self._load_nodes(res, [hits[i]], one=i)[0],
         )
         pending = self._pending
         pending.append(weakref.ref(res))
@@ -164,11 +175,12 @@ class ResultsStore(IndexingStore):
             self._sweep_at = max(PENDING_SWEEP, 2 * len(self._pending))
         return res
 
-    def _load_nodes(self, res: LazyNodesResult, slots: list[int]) -> list[Node]:
-        """The nodes in these slots, for a pending result (see _settle_results)."""
+    def _load_nodes(self, res: LazyNodesResult, slots: list[int], one: int | None = None) -> list[Node]:
+        """The nodes in these slots, for a pending result (see _settle_results); ``one``: the
+        position in the result of the single slot asked for."""
         with self._mutex, self._sqlite_errors():
             if res.materialized:  # settled by a write that ran while this thread waited
-                return res.nodes
+                return res.nodes if one is None else [res.nodes[one]]
             self._check_open()
             rows = self._records.rows_by_slots(slots)
             return [self._row_to_node(rows[s]) for s in slots]
