@@ -24,12 +24,14 @@ the chunks returned are read from the store.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kvgraph.docgraph.build import CHUNK, ENTITY, ENTITY_PREFIX, DocGraph
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
+from kvgraph.docgraph.name_match import NameMatcher
 from kvgraph.docgraph.ppr import Expansion, k_hop, personalized_pagerank, transition_matrix
 from kvgraph.errors import InvalidInputError
 from kvgraph.retrieve.base import RetrievedNode, Retriever, check_query
@@ -183,9 +185,9 @@ class KnowledgeGraphRetriever:
         # Matched by meaning: a question may spell an entity differently from every graph key.
         q = np.asarray(self.embedder.embed(unmatched), dtype=np.float32)
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        sims = q @ vectors.T
-        for row, col in enumerate(sims.argmax(axis=1)):
-            if sims[row, col] >= self.entity_match_threshold:
+        matcher = g.derived("name_matcher", partial(NameMatcher, vectors))
+        for col in matcher.best(q, self.entity_match_threshold):
+            if col >= 0:
                 found[int(rows[col])] = None
         return list(found)
 
