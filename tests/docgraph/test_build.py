@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 from kvgraph.docgraph.build import (
     EDGE_TYPES,
     DocGraph,
+    RowBuffer,
+    append_rows,
     build_doc_graph,
     name_vectors,
     pack_strings,
@@ -299,4 +303,49 @@ def test_packed_strings_that_disagree_are_reported_as_damage(graph: DocGraph, tm
     with open(tmp_path / "g" / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
     with pytest.raises(InvalidInputError, match=r"damaged.*kvgraph repair"):
+        DocGraph.load(tmp_path / "g")
+
+
+def test_rows_are_appended_in_place_without_changing_what_older_graphs_see() -> None:
+    rng = np.random.default_rng(0)
+    first = append_rows(None, rng.standard_normal((5, 4)).astype(np.float32), np.ones((2, 4), np.float32))
+    before = first.view()
+    snapshot = before.copy()
+    second = append_rows(first, before, np.full((3, 4), 2.0, np.float32))
+    assert second is first and np.shares_memory(second.view(), before)  # in the room left, no copy
+    np.testing.assert_array_equal(before, snapshot)  # the older view still holds its 7 rows
+    np.testing.assert_array_equal(second.view()[7:], 2.0)
+    # An append from the older rows again (a second update of the same graph) must not overwrite
+    # the rows the first one added: it copies.
+    branch = append_rows(first, before, np.full((1, 4), 3.0, np.float32))
+    assert branch is not first and not np.shares_memory(branch.view(), before)
+    np.testing.assert_array_equal(second.view()[7:], 2.0)
+    np.testing.assert_array_equal(branch.view()[:7], snapshot)
+    np.testing.assert_array_equal(branch.view()[7:], 3.0)
+    # No room left: a bigger buffer.
+    full = RowBuffer(np.zeros((3, 4), np.float32), 3)
+    grown = append_rows(full, full.view(), np.ones((1, 4), np.float32))
+    assert grown is not full and grown.used == 4 and len(grown.array) > 4
+
+
+def test_loaded_name_vectors_have_room_and_a_truncated_member_is_damage(graph: DocGraph, tmp_path: Path) -> None:
+    graph.save(tmp_path / "g")
+    back = DocGraph.load(tmp_path / "g")
+    assert back.int8_rows is not None and back.vector_rows is not None
+    assert len(back.int8_rows.array) > back.int8_rows.used  # room to append
+    with np.load(tmp_path / "g" / "graph.npz") as z:
+        arrays = {name: z[name] for name in z.files}
+    np.testing.assert_array_equal(back.entity_vectors_int8, arrays["entity_vectors_int8"])
+    np.testing.assert_array_equal(back.entity_vectors, graph.entity_vectors)
+    # A member whose header promises one row more than its data holds, under a valid zip CRC.
+    vectors = arrays.pop("entity_vectors_int8")
+    with open(tmp_path / "g" / "graph.npz", "wb") as f:
+        np.savez(f, **arrays)
+    member = io.BytesIO()
+    header = {"descr": "|i1", "fortran_order": False, "shape": (len(vectors) + 1, vectors.shape[1])}
+    np.lib.format.write_array_header_1_0(member, header)
+    member.write(vectors.tobytes())
+    with zipfile.ZipFile(tmp_path / "g" / "graph.npz", "a") as z:
+        z.writestr("entity_vectors_int8.npy", member.getvalue())
+    with pytest.raises(InvalidInputError, match=r"damaged.*truncated"):
         DocGraph.load(tmp_path / "g")

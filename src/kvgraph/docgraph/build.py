@@ -30,6 +30,7 @@ until the next save; so it reads the old graph or the new one, never a mix.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -37,9 +38,9 @@ import struct
 import time
 import zipfile
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -114,11 +115,20 @@ class DocGraph:
     synonym_sims: np.ndarray | None = None
     # entity_vectors as saved (quantize_rows), when known: a save writes it instead of quantizing again.
     entity_vectors_int8: np.ndarray | None = field(default=None, repr=False)
+    # What an incremental update already holds (key -> node, kind codes): not computed again.
+    known_index: InitVar[dict[str, int] | None] = None
+    known_kinds: InitVar[np.ndarray | None] = None
 
-    def __post_init__(self) -> None:
-        self.index = dict(zip(self.keys, range(len(self.keys))))
-        self.kind_array = np.fromiter(map(_KIND_CODES.__getitem__, self.kinds), np.int8, len(self.kinds))
+    def __post_init__(self, known_index: dict[str, int] | None, known_kinds: np.ndarray | None) -> None:
+        self.index = known_index if known_index is not None else dict(zip(self.keys, range(len(self.keys))))
+        if known_kinds is not None:
+            self.kind_array = np.asarray(known_kinds, dtype=np.int8)
+        else:
+            self.kind_array = kind_codes(self.kinds)
         self._derived: dict[Hashable, Any] = {}
+        # Where entity_vectors / entity_vectors_int8 live when they have room to grow (RowBuffer).
+        self.vector_rows: RowBuffer | None = None
+        self.int8_rows: RowBuffer | None = None
 
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, computed once per graph object and ``key``: what every query needs (the adjacency...).
@@ -256,7 +266,7 @@ class DocGraph:
         if not (d / NPZ_FILE).is_file() or not (d / JSON_FILE).is_file():
             raise InvalidInputError(f"{d}: no knowledge-vector graph here (expected {NPZ_FILE} and {JSON_FILE})")
         try:
-            arrays, info = _read_consistent(d)
+            arrays, info, int8_rows = _read_consistent(d)
         except _DAMAGE as e:
             raise _damaged(d, e) from None
         saved_types = info.get("edge_types")
@@ -267,11 +277,13 @@ class DocGraph:
         ):
             raise InvalidInputError(f"{d}: graph format {info.get('version')!r} is not supported; rebuild the graph")
         try:
+            codes = None
             if info["version"] == 1:
                 keys, kinds, names, doc_of = info["keys"], info["kinds"], info["names"], info["doc_of"]
             else:
                 keys, names = (unpack_strings(arrays[f"{n}_text"], arrays[f"{n}_lengths"]) for n in ("keys", "names"))
-                kinds = [_KIND_NAMES[c] for c in arrays["kinds"].tolist()]
+                codes = arrays["kinds"]
+                kinds = [_KIND_NAMES[c] for c in codes.tolist()]
                 doc_of = dict(
                     zip(
                         unpack_strings(arrays["doc_of_chunks_text"], arrays["doc_of_chunks_lengths"]),
@@ -287,18 +299,33 @@ class DocGraph:
                 etype=arrays["etype"],
                 weight=arrays["weight"],
                 doc_of=doc_of,
-                entity_vectors=saved_entity_vectors(arrays),
+                entity_vectors=None,
                 entity_vectors_int8=arrays.get("entity_vectors_int8"),
                 entity_vector_rows=arrays.get("entity_vector_rows"),
                 meta=info["meta"],
                 facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
                 build=info.get("build"),
-                **{name: arrays.get(name) for name in LIST_ARRAYS},
+                similar_rows=arrays.get("similar_rows"),
+                similar_cols=arrays.get("similar_cols"),
+                similar_sims=arrays.get("similar_sims"),
+                synonym_cols=arrays.get("synonym_cols"),
+                synonym_sims=arrays.get("synonym_sims"),
+                known_kinds=codes,
             )
+            if int8_rows is not None:
+                graph.int8_rows, graph.vector_rows = int8_rows, unit_rows_with_room(int8_rows.view())
+                graph.entity_vectors = graph.vector_rows.view()
+            else:
+                graph.entity_vectors = arrays.get("entity_vectors")  # saved before issue 17: float32
             _check_shapes(graph)
         except _DAMAGE as e:
             raise _damaged(d, e) from None
         return graph
+
+
+def kind_codes(kinds: Sequence[str]) -> np.ndarray:
+    """Node kinds as int8 codes (chunk 0, document 1, entity 2); KeyError for another kind."""
+    return np.fromiter(map(_KIND_CODES.__getitem__, kinds), np.int8, len(kinds))
 
 
 def pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -349,17 +376,71 @@ def quantize_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def int8_unit_rows(q: np.ndarray) -> np.ndarray:
-    """Unit float32 rows of int8 rows (all-zero rows stay zero).
+    """Unit float32 rows of int8 rows (all-zero rows stay zero)."""
+    return unit_rows_with_room(q, spare=0).view()
+
+
+def unit_rows_with_room(q: np.ndarray, spare: int | None = None) -> RowBuffer:
+    """:func:`int8_unit_rows` written into a :class:`RowBuffer` with ``spare`` rows of room (default: some).
 
     In blocks, with the squared norms from one einsum: every process that loads a graph runs this
     over all the name vectors (187k rows at 100k chunks: 0.79 s as one norm-and-divide, 0.19 s so).
     """
-    out = np.empty(q.shape, dtype=np.float32)
+    buffer = RowBuffer.allocate(len(q), q.shape[1], np.float32, spare)
+    out = buffer.array
     for start in range(0, len(q), _BLOCK_ROWS):
         block = np.asarray(q[start : start + _BLOCK_ROWS], dtype=np.float32)
         squares = np.einsum("ij,ij->i", block, block)
         inverse = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
-        np.multiply(block, inverse[:, None], out=out[start : start + _BLOCK_ROWS])
+        np.multiply(block, inverse[:, None], out=out[start : start + len(block)])
+    return buffer
+
+
+@dataclass
+class RowBuffer:
+    """Rows with room after them, so that an update appends name vectors in place.
+
+    Copying the 187k name vectors (float32 and int8) into new arrays took ~0.5 s of a one-file
+    ingest at 100k chunks, mostly page faults of the fresh memory. The first ``used`` rows are
+    taken; only the graph whose vectors end there may append (:func:`append_rows`): an older
+    graph keeps its view of the rows it had, which appending never changes.
+    """
+
+    array: np.ndarray
+    used: int
+
+    @classmethod
+    def allocate(cls, n: int, dim: int, dtype: Any, spare: int | None = None) -> RowBuffer:
+        room = max(_ROOM_MIN, n // 8) if spare is None else spare
+        return cls(np.empty((n + room, dim), dtype=dtype), n)
+
+    def view(self) -> np.ndarray:
+        return self.array[: self.used]
+
+    def ends(self, rows: np.ndarray) -> bool:
+        """Whether ``rows`` are this buffer's taken rows (so new ones may follow them in place)."""
+        a = self.array
+        return (
+            rows.dtype == a.dtype
+            and rows.shape == (self.used, a.shape[1])
+            and rows.flags.c_contiguous
+            and (self.used == 0 or rows.ctypes.data == a.ctypes.data)
+        )
+
+
+_ROOM_MIN = 1024  # rows of room a buffer gets at least
+
+
+def append_rows(buffer: RowBuffer | None, current: np.ndarray, fresh: np.ndarray) -> RowBuffer:
+    """A buffer holding ``current`` then ``fresh``: ``buffer`` itself when ``current`` ends it and it has room."""
+    n_old, n_new = len(current), len(current) + len(fresh)
+    if buffer is not None and buffer.ends(current) and len(buffer.array) >= n_new:
+        buffer.array[n_old:n_new] = fresh
+        buffer.used = n_new
+        return buffer
+    out = RowBuffer.allocate(n_new, current.shape[1], current.dtype)
+    out.array[:n_old] = current
+    out.array[n_old:n_new] = fresh
     return out
 
 
@@ -367,13 +448,6 @@ def stored_precision(vectors: np.ndarray) -> np.ndarray:
     """Unit rows as a saved graph holds them: every build and update works on these, so a graph in
     memory, the same graph saved and loaded, and an incrementally updated one agree exactly."""
     return int8_unit_rows(quantize_rows(vectors))
-
-
-def saved_entity_vectors(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    """The entity-name vectors of a saved graph as unit float32 rows (int8 since issue 17, float32 before)."""
-    if "entity_vectors_int8" in arrays:
-        return int8_unit_rows(arrays["entity_vectors_int8"])
-    return arrays.get("entity_vectors")
 
 
 # What reading a damaged graph.npz / graph.json can raise (zip CRCs, numpy headers, JSON, shapes).
@@ -387,13 +461,21 @@ def _damaged(d: Path, e: BaseException) -> InvalidInputError:
     )
 
 
-def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays and the JSON of one save (see the module docstring); ValueError if none is found."""
+def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], RowBuffer | None]:
+    """The arrays and the JSON of one save (see the module docstring), and the int8 name vectors
+    read into a buffer with room; ValueError if no save is found whole."""
     for attempt in range(_LOAD_TRIES):
         if attempt:
             time.sleep(_LOAD_BACKOFF_S * attempt)
+        int8_rows = None
         with np.load(d / NPZ_FILE) as z:
-            arrays = {name: z[name] for name in z.files}
+            arrays = {}
+            for name in z.files:
+                if name == "entity_vectors_int8":
+                    int8_rows = _read_rows_with_room(z.zip, f"{name}.npy")
+                    arrays[name] = int8_rows.view()
+                else:
+                    arrays[name] = z[name]
         build = bytes(arrays.pop("build")).decode() if "build" in arrays else None
         for candidate in (d / JSON_FILE, d / f"{JSON_FILE}{_TMP}{build}"):
             try:
@@ -403,8 +485,35 @@ def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             if not isinstance(info, dict):
                 raise ValueError(f"{candidate.name} does not hold a JSON object")
             if info.get("build") == build:  # None == None: a graph saved before builds had ids
-                return arrays, info
+                return arrays, info, int8_rows
     raise ValueError(f"{NPZ_FILE} and {JSON_FILE} belong to different saves and no save completes them")
+
+
+def _read_rows_with_room(archive: zipfile.ZipFile, member: str) -> RowBuffer:
+    """A 2-d array member of an npz archive read into a :class:`RowBuffer` (ValueError if it is not one).
+
+    Read through to the end of the member, so the zip CRC is checked as ``np.load`` checks it.
+    """
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        if len(shape) != 2 or fortran or dtype.hasobject:
+            raise ValueError(f"{member} is not a 2-d array of numbers")
+        buffer = RowBuffer.allocate(shape[0], shape[1], dtype)
+        view = buffer.view().data.cast("B")
+        reader = cast(io.BufferedIOBase, f)
+        got = 0
+        while got < len(view):
+            n = reader.readinto(view[got:])
+            if not n:
+                raise ValueError(f"{member} is truncated")
+            got += n
+        if f.read(1):
+            raise ValueError(f"{member} holds more data than its header says")
+    return buffer
 
 
 def _check_shapes(graph: DocGraph) -> None:

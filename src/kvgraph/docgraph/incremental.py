@@ -38,16 +38,17 @@ import numpy as np
 from kvgraph.docgraph.build import (
     CHUNK,
     DOC_PREFIX,
-    DOCUMENT,
     EDGE_TYPES,
-    ENTITY,
     ENTITY_PREFIX,
     SYNONYM_KINDS,
     Builder,
     ChunkParts,
     DocGraph,
+    RowBuffer,
     add_chunks,
+    append_rows,
     embed_names,
+    kind_codes,
     quantize_rows,
 )
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
@@ -111,16 +112,20 @@ def update_doc_graph(
     # 1. The nodes that stay, in their order; a document stays while one of its chunks does.
     keep = np.ones(g.n_nodes, dtype=bool)
     keep[[g.index[c] for c in drop_set]] = False
-    docs_left = {g.doc_of[k] for k, kind in zip(g.keys, g.kinds) if kind == CHUNK and k not in drop_set}
-    for doc in {g.doc_of[c] for c in drop_set if c in g.doc_of} - docs_left:
+    losing = {g.doc_of[c] for c in drop_set if c in g.doc_of}  # documents that lose a chunk
+    docs_left = {d for c, d in g.doc_of.items() if d in losing and c not in drop_set} if losing else set()
+    for doc in losing - docs_left:
         i = g.index.get(DOC_PREFIX + doc)
         if i is not None:
             keep[i] = False
     old = np.flatnonzero(keep)
     remap = np.full(g.n_nodes, -1, dtype=np.int64)
     remap[old] = np.arange(old.size)
-    b = Builder(keys=[g.keys[i] for i in old], kinds=[g.kinds[i] for i in old], names=[g.names[i] for i in old])
-    b.index = {key: j for j, key in enumerate(b.keys)}
+    if old.size == g.n_nodes:  # nothing removed (the usual ingest): copies, not rebuilt lists and dicts
+        b = Builder(keys=list(g.keys), kinds=list(g.kinds), names=list(g.names), index=dict(g.index))
+    else:
+        b = Builder(keys=[g.keys[i] for i in old], kinds=[g.kinds[i] for i in old], names=[g.names[i] for i in old])
+        b.index = dict(zip(b.keys, range(len(b.keys))))
 
     # 2. Edges that stay: structure and mentions between nodes that stay (the rest is derived below).
     stays = keep[g.src] & keep[g.dst] & np.isin(g.etype, _KEPT_TYPES)
@@ -141,7 +146,10 @@ def update_doc_graph(
     # 4. Orphans: entities no chunk mentions, documents no chunk belongs to.
     src, dst, etype, weight = _concat(kept_edges, b.edges)
     n_mid = len(b.keys)
-    kinds = np.array([{CHUNK: 0, DOCUMENT: 1, ENTITY: 2}[k] for k in b.kinds], dtype=np.int8)
+    if old.size == g.n_nodes:
+        kinds = np.concatenate([g.kind_array, kind_codes(b.kinds[g.n_nodes :])])
+    else:
+        kinds = kind_codes(b.kinds)
     from_chunk = kinds[src] == 0
     mentioned = np.zeros(n_mid, dtype=bool)
     mentioned[dst[from_chunk & (etype == EDGE_TYPES.index("MENTIONS"))]] = True
@@ -152,9 +160,12 @@ def update_doc_graph(
     final[alive] = np.arange(int(alive.sum()))
     live_edge = alive[src] & alive[dst]
     src, dst, etype, weight = final[src[live_edge]], final[dst[live_edge]], etype[live_edge], weight[live_edge]
-    keys = [k for k, a in zip(b.keys, alive.tolist()) if a]
-    out_kinds = [k for k, a in zip(b.kinds, alive.tolist()) if a]
-    names = [k for k, a in zip(b.names, alive.tolist()) if a]
+    every = bool(alive.all())  # nothing orphaned: the builder's lists and index stand as they are
+    keys = b.keys if every else [k for k, a in zip(b.keys, alive.tolist()) if a]
+    out_kinds = b.kinds if every else [k for k, a in zip(b.kinds, alive.tolist()) if a]
+    names = b.names if every else [k for k, a in zip(b.names, alive.tolist()) if a]
+    key_index = b.index if every else dict(zip(keys, range(len(keys))))
+    kinds = kinds if every else kinds[alive]
     to_final = np.where(remap >= 0, final[np.maximum(remap, 0)], -1)  # old node -> updated graph's (-1: gone)
     new_node = final  # builder node -> node of the updated graph
     facts = [(int(new_node[s]), int(new_node[o]), r, c) for s, o, r, c in facts]
@@ -165,10 +176,10 @@ def update_doc_graph(
     old_touched = to_final[g.dst[(g.etype == EDGE_TYPES.index("MENTIONS")) & np.isin(g.src, dropped)]]
     added_nodes = final[[b.index[n.id] for n in ordered]] if ordered else np.zeros(0, np.int64)
     touched = np.unique(np.concatenate([old_touched[old_touched >= 0], dst[mention & np.isin(src, added_nodes)]]))
-    position = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
-    for i, key in enumerate(keys):
-        if out_kinds[i] == CHUNK:
-            position[i] = i if order is None else order.get(key, len(order) + i)
+
+    def position(chunk: int) -> int:  # in store order (asked only for the chunks that mention touched entities)
+        return chunk if order is None else order.get(keys[chunk], len(order) + chunk)
+
     first = _first_mentions(
         touched,
         src[mention],
@@ -204,16 +215,15 @@ def update_doc_graph(
         new_rows = sorted(e for e, (_, kind) in first.items() if kind in SYNONYM_KINDS and e not in has_row)
         entity = _update_entities(g, kept_rows, row_nodes[kept_rows], new_rows, names, embedder, params, embed_batch)
     if entity is not None:
-        _, rows, syn_cols, syn_sims = entity
+        _, rows, syn_cols, syn_sims, _ = entity
         a, c, w = pairs_from_lists(syn_cols, syn_sims, float(params["synonym_threshold"]))
         extra.append((rows[a], rows[c], "SYNONYM", w))
     timings["synonyms_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     similar = None
     if g.similar_rows is not None and neighbours is not None and vectors_of is not None:
-        index = {k: i for i, k in enumerate(keys)}
         added = [(int(new_node[b.index[n.id]]), n) for n in ordered]
-        similar = _update_similar(g, to_final, added, index, keys, neighbours, vectors_of, params)
+        similar = _update_similar(g, to_final, added, key_index, keys, neighbours, vectors_of, params)
         a, c, w = pairs_from_lists(similar[1], similar[2], float(params["similar_threshold"]), rows=similar[0])
         extra.append((a, c, "SIMILAR", w))
     timings["knn_s"] = time.perf_counter() - t0
@@ -222,11 +232,12 @@ def update_doc_graph(
         etype = np.concatenate([etype, np.full(len(a), EDGE_TYPES.index(name), np.int8)])
         weight = np.concatenate([weight, np.asarray(w, np.float32)])
 
+    int8_rows = None if entity is None else _int8_of(g, entity[0], kept_rows)
     meta = dict(g.meta)
     meta["updates"] = int(meta.get("updates", 0)) + 1
     meta["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     meta["update_timings"] = {k: round(v, 3) for k, v in (timings | {"total_s": time.perf_counter() - t_start}).items()}
-    return DocGraph(
+    updated = DocGraph(
         keys=keys,
         kinds=out_kinds,
         names=names,
@@ -237,7 +248,7 @@ def update_doc_graph(
         doc_of=doc_of,
         entity_vectors=None if entity is None else entity[0],
         entity_vector_rows=None if entity is None else entity[1],
-        entity_vectors_int8=None if entity is None else _int8_of(g, entity[0], kept_rows),
+        entity_vectors_int8=None if int8_rows is None else int8_rows.view(),
         meta=meta,
         facts=facts,
         similar_rows=None if similar is None else similar[0],
@@ -245,7 +256,12 @@ def update_doc_graph(
         similar_sims=None if similar is None else similar[2],
         synonym_cols=None if entity is None else entity[2],
         synonym_sims=None if entity is None else entity[3],
+        known_index=key_index,
+        known_kinds=kinds,
     )
+    updated.vector_rows = None if entity is None else entity[4]
+    updated.int8_rows = int8_rows
+    return updated
 
 
 def _first_mentions(
@@ -253,7 +269,7 @@ def _first_mentions(
     src: np.ndarray,
     dst: np.ndarray,
     keys: list[str],
-    position: np.ndarray,
+    position: Callable[[int], int],
     known: Mapping[str, Node],
     read_chunks: ReadChunks | None,
     extractor: EntityExtractor,
@@ -268,7 +284,7 @@ def _first_mentions(
     """
     wanted = np.isin(dst, touched)
     candidates: dict[int, list[int]] = {}
-    for e, c in sorted(zip(dst[wanted].tolist(), src[wanted].tolist()), key=lambda p: (p[0], position[p[1]])):
+    for e, c in sorted(zip(dst[wanted].tolist(), src[wanted].tolist()), key=lambda p: (p[0], position(p[1]))):
         candidates.setdefault(e, []).append(c)
     chunks: dict[int, Node] = {}
 
@@ -405,8 +421,8 @@ def _update_entities(
     embedder: Embedder,
     params: Mapping[str, Any],
     embed_batch: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Entity name vectors, their nodes and neighbour lists after the update.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, RowBuffer]:
+    """Entity name vectors, their nodes and neighbour lists after the update, and the vectors' buffer.
 
     ``kept_rows`` of the old vectors stay (their entities now ``kept_nodes``); the names of
     ``new_entities`` are embedded and appended.
@@ -417,16 +433,17 @@ def _update_entities(
     row_map[kept_rows] = np.arange(kept_rows.size)
     # Saved vectors are unit rows already (embed_names returns unit rows too).
     fresh = embed_names(embedder, [names[e] for e in new_entities], embed_batch)
-    every_row = kept_rows.size == len(old_nodes)  # nothing removed: no gather (a copy of the whole matrix)
+    every_row = kept_rows.size == len(old_nodes)  # nothing removed: appended in place when there is room
     kept = g.entity_vectors if every_row else g.entity_vectors[kept_rows]
-    vectors = np.concatenate([kept.astype(np.float32, copy=False), fresh.astype(np.float32)])
+    buffer = append_rows(g.vector_rows, kept.astype(np.float32, copy=False), fresh.astype(np.float32))
+    vectors = buffer.view()
     rows = np.concatenate([kept_nodes, np.array(new_entities, dtype=np.int64)])
     k = int(params["synonym_k"])
     n, n_old = len(vectors), kept_rows.size
     cols = np.full((n, k), -1, np.int64)
     sims = np.full((n, k), -np.inf, np.float32)
     if k < 1 or g.synonym_cols is None or g.synonym_sims is None:
-        return vectors, rows, cols, sims
+        return vectors, rows, cols, sims, buffer
     _, cols_old, sims_old, lost = _carry_lists(np.arange(len(old_nodes)), g.synonym_cols, g.synonym_sims, row_map)
     cols[:n_old], sims[:n_old] = cols_old, sims_old
     # Lists that lost a member, and the new names: searched against every name.
@@ -451,10 +468,10 @@ def _update_entities(
         c, cs = cols[part], sims[part]
         top_k_merge(c, cs, new[top], np.take_along_axis(s, top, axis=1), k)
         cols[part], sims[part] = c, cs
-    return vectors, rows, cols, sims
+    return vectors, rows, cols, sims, buffer
 
 
-def _int8_of(g: DocGraph, vectors: np.ndarray, kept_rows: np.ndarray) -> np.ndarray | None:
+def _int8_of(g: DocGraph, vectors: np.ndarray, kept_rows: np.ndarray) -> RowBuffer | None:
     """The saved int8 form of the updated name vectors: the old graph's rows kept, the new ones quantized.
 
     Quantizing every row again at each save took 0.17 s at 187k names; the rows are at stored
@@ -462,8 +479,9 @@ def _int8_of(g: DocGraph, vectors: np.ndarray, kept_rows: np.ndarray) -> np.ndar
     """
     if g.entity_vectors_int8 is None or g.entity_vector_rows is None:
         return None
-    old = g.entity_vectors_int8 if kept_rows.size == len(g.entity_vector_rows) else g.entity_vectors_int8[kept_rows]
-    return np.concatenate([old, quantize_rows(vectors[kept_rows.size :])])
+    every_row = kept_rows.size == len(g.entity_vector_rows)
+    old = g.entity_vectors_int8 if every_row else g.entity_vectors_int8[kept_rows]
+    return append_rows(g.int8_rows, old, quantize_rows(vectors[kept_rows.size :]))
 
 
 def _update_similar(
@@ -562,7 +580,8 @@ def update_from_store(
     ids = store.ids(filters=filters)
     if not ids:
         raise NeedsRebuild("no chunks are stored")
-    in_graph = {k for k, kind in zip(graph.keys, graph.kinds) if kind == CHUNK}
+    keys = graph.keys
+    in_graph = {keys[i] for i in np.flatnonzero(graph.kind_array == 0).tolist()}
     current = set(ids)
     added = [i for i in ids if i not in in_graph]
     removed = in_graph - current
