@@ -513,7 +513,7 @@ def bench_kb_scale(sizes: list[int], work_dir: Path, n_questions: int) -> list[d
             chunk_vectors = np.stack([x.embedding_array() for x in nodes])
             for name, vectors, k, threshold in (
                 ("similar", chunk_vectors, 5, 0.5),
-                ("synonym", graph.entity_vectors, 5, 0.9),
+                ("synonym", graph.name_matrix(), 5, 0.9),
             ):
                 assert vectors is not None
                 for method in ("exact", "hnsw"):

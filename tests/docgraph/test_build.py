@@ -141,8 +141,10 @@ def test_save_load_round_trip(graph: DocGraph, tmp_path: Path) -> None:
     back = DocGraph.load(tmp_path / "g")
     assert back.keys == graph.keys and back.kinds == graph.kinds and back.names == graph.names
     assert back.doc_of == graph.doc_of and back.meta == graph.meta
-    for name in ("src", "dst", "etype", "weight", "entity_vectors", "entity_vector_rows"):
+    for name in ("src", "dst", "etype", "weight", "entity_vector_rows"):
         np.testing.assert_array_equal(getattr(back, name), getattr(graph, name))
+    assert back.entity_vectors is None  # name vectors stay packed until something needs them
+    np.testing.assert_array_equal(back.name_matrix(), graph.name_matrix())
     np.testing.assert_array_equal(back.adjacency().toarray(), graph.adjacency().toarray())
 
 
@@ -254,14 +256,14 @@ def test_entity_vectors_are_saved_as_int8_and_float32_graphs_still_load(graph: D
     assert "entity_vectors" not in arrays and arrays["entity_vectors_int8"].dtype == np.int8
     assert np.abs(arrays["entity_vectors_int8"]).max(axis=1).tolist() == [127] * len(graph.entity_vectors)
     # what the graph holds in memory is already at the saved precision: nothing changes on reload
-    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").entity_vectors, graph.entity_vectors)
+    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), graph.entity_vectors)
     # a graph saved before issue 17 kept float32 vectors under another name
     old = graph.entity_vectors + np.float32(1e-3)
     arrays["entity_vectors"] = old
     del arrays["entity_vectors_int8"]
     with open(tmp_path / "g" / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
-    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").entity_vectors, old)
+    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), old)
 
 
 def test_strings_pack_and_unpack_exactly() -> None:
@@ -331,12 +333,13 @@ def test_rows_are_appended_in_place_without_changing_what_older_graphs_see() -> 
 def test_loaded_name_vectors_have_room_and_a_truncated_member_is_damage(graph: DocGraph, tmp_path: Path) -> None:
     graph.save(tmp_path / "g")
     back = DocGraph.load(tmp_path / "g")
-    assert back.int8_rows is not None and back.vector_rows is not None
+    assert back.int8_rows is not None and back.vector_rows is None  # floats unpacked on first use
     assert len(back.int8_rows.array) > back.int8_rows.used  # room to append
     with np.load(tmp_path / "g" / "graph.npz") as z:
         arrays = {name: z[name] for name in z.files}
     np.testing.assert_array_equal(back.entity_vectors_int8, arrays["entity_vectors_int8"])
-    np.testing.assert_array_equal(back.entity_vectors, graph.entity_vectors)
+    np.testing.assert_array_equal(back.name_matrix(), graph.entity_vectors)
+    assert back.vector_rows is not None and len(back.vector_rows.array) > back.vector_rows.used
     # A member whose header promises one row more than its data holds, under a valid zip CRC.
     vectors = arrays.pop("entity_vectors_int8")
     with open(tmp_path / "g" / "graph.npz", "wb") as f:

@@ -142,6 +142,27 @@ class DocGraph:
         value: T = self._derived[key]
         return value
 
+    def name_matrix(self) -> np.ndarray | None:
+        """The entity-name vectors as unit float32 rows (None without any), unpacked from the saved
+        int8 rows on first use.
+
+        A loaded graph keeps its name vectors as int8 until something needs them as floats (graph
+        mode's name matching): an ingest that only updates the graph never does, and unpacking
+        187k names at 100k chunks costs 0.1-0.9 s and 330 MB (its page faults vary with the
+        machine). Two threads may unpack at once; they get equal arrays.
+        """
+        if self.entity_vectors is None and self.entity_vectors_int8 is not None:
+            rows = unit_rows_with_room(self.entity_vectors_int8)
+            self.vector_rows, self.entity_vectors = rows, rows.view()
+        return self.entity_vectors
+
+    def name_count(self) -> int | None:
+        """How many entity-name vectors the graph holds (None without any), without unpacking them."""
+        for vectors in (self.entity_vectors, self.entity_vectors_int8):
+            if vectors is not None:
+                return len(vectors)
+        return None
+
     @property
     def n_nodes(self) -> int:
         return len(self.keys)
@@ -208,10 +229,11 @@ class DocGraph:
             "weight": self.weight.astype(np.float32),
             "build": np.frombuffer(build.encode(), dtype=np.uint8),
         }
-        if self.entity_vectors is not None and self.entity_vector_rows is not None:
-            known = self.entity_vectors_int8
-            if known is None or known.shape != self.entity_vectors.shape:
-                known = quantize_rows(self.entity_vectors)
+        if self.name_count() is not None and self.entity_vector_rows is not None:
+            known, floats = self.entity_vectors_int8, self.entity_vectors
+            if floats is not None and (known is None or known.shape != floats.shape):
+                known = quantize_rows(floats)
+            assert known is not None  # name_count(): one of the two is there
             arrays["entity_vectors_int8"] = known
             arrays["entity_vector_rows"] = self.entity_vector_rows.astype(np.int64)
         for name in LIST_ARRAYS:
@@ -300,7 +322,7 @@ class DocGraph:
                 weight=arrays["weight"],
                 doc_of=doc_of,
                 entity_vectors=None,
-                entity_vectors_int8=arrays.get("entity_vectors_int8"),
+                entity_vectors_int8=None if int8_rows is None else int8_rows.view(),
                 entity_vector_rows=arrays.get("entity_vector_rows"),
                 meta=info["meta"],
                 facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
@@ -313,8 +335,7 @@ class DocGraph:
                 known_kinds=codes,
             )
             if int8_rows is not None:
-                graph.int8_rows, graph.vector_rows = int8_rows, unit_rows_with_room(int8_rows.view())
-                graph.entity_vectors = graph.vector_rows.view()
+                graph.int8_rows = int8_rows  # unpacked to floats when first needed (name_matrix)
             else:
                 graph.entity_vectors = arrays.get("entity_vectors")  # saved before issue 17: float32
             _check_shapes(graph)
@@ -529,8 +550,7 @@ def _check_shapes(graph: DocGraph) -> None:
         raise ValueError("the chunk neighbour lists disagree")
     if graph.synonym_cols is not None and (
         graph.synonym_sims is None
-        or graph.entity_vectors is None
-        or len(graph.synonym_cols) != len(graph.entity_vectors)
+        or len(graph.synonym_cols) != graph.name_count()
         or graph.synonym_cols.shape != graph.synonym_sims.shape
     ):
         raise ValueError("the entity neighbour lists disagree")
@@ -670,9 +690,10 @@ def embed_names(
 
 def name_vectors(graph: DocGraph) -> dict[str, np.ndarray]:
     """The entity name vectors a graph holds, by name: what a rebuild need not embed again."""
-    if graph.entity_vectors is None or graph.entity_vector_rows is None:
+    vectors = graph.name_matrix()
+    if vectors is None or graph.entity_vector_rows is None:
         return {}
-    return {graph.names[int(r)]: v for r, v in zip(graph.entity_vector_rows, graph.entity_vectors)}
+    return {graph.names[int(r)]: v for r, v in zip(graph.entity_vector_rows, vectors)}
 
 
 def build_doc_graph(

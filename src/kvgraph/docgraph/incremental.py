@@ -48,6 +48,7 @@ from kvgraph.docgraph.build import (
     add_chunks,
     append_rows,
     embed_names,
+    int8_unit_rows,
     kind_codes,
     quantize_rows,
 )
@@ -205,7 +206,7 @@ def update_doc_graph(
     t0 = time.perf_counter()
     entity = None
     kept_rows = np.zeros(0, np.int64)
-    if g.entity_vectors is not None and g.entity_vector_rows is not None and embedder is not None:
+    if g.name_count() is not None and g.entity_vector_rows is not None and embedder is not None:
         # A name vector stays while its entity does under the same name; a renamed entity or one
         # that now counts for synonyms gets a new one.
         row_nodes = to_final[g.entity_vector_rows]
@@ -215,7 +216,7 @@ def update_doc_graph(
         new_rows = sorted(e for e, (_, kind) in first.items() if kind in SYNONYM_KINDS and e not in has_row)
         entity = _update_entities(g, kept_rows, row_nodes[kept_rows], new_rows, names, embedder, params, embed_batch)
     if entity is not None:
-        _, rows, syn_cols, syn_sims, _ = entity
+        _, rows, syn_cols, syn_sims = entity
         a, c, w = pairs_from_lists(syn_cols, syn_sims, float(params["synonym_threshold"]))
         extra.append((rows[a], rows[c], "SYNONYM", w))
     timings["synonyms_s"] = time.perf_counter() - t0
@@ -232,7 +233,12 @@ def update_doc_graph(
         etype = np.concatenate([etype, np.full(len(a), EDGE_TYPES.index(name), np.int8)])
         weight = np.concatenate([weight, np.asarray(w, np.float32)])
 
-    int8_rows = None if entity is None else _int8_of(g, entity[0], kept_rows)
+    int8_rows = None if entity is None else _int8_of(g, entity[0].fresh, kept_rows)
+    # Floats when the old graph had them unpacked (a long-lived process: in place when there is
+    # room), else left packed: name_matrix() unpacks them if a query needs them.
+    float_rows = None
+    if entity is not None and entity[0].old is not None:
+        float_rows = append_rows(g.vector_rows, entity[0].old, entity[0].fresh)
     meta = dict(g.meta)
     meta["updates"] = int(meta.get("updates", 0)) + 1
     meta["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -246,7 +252,7 @@ def update_doc_graph(
         etype=etype.astype(np.int8),
         weight=weight.astype(np.float32),
         doc_of=doc_of,
-        entity_vectors=None if entity is None else entity[0],
+        entity_vectors=None if float_rows is None else float_rows.view(),
         entity_vector_rows=None if entity is None else entity[1],
         entity_vectors_int8=None if int8_rows is None else int8_rows.view(),
         meta=meta,
@@ -259,7 +265,7 @@ def update_doc_graph(
         known_index=key_index,
         known_kinds=kinds,
     )
-    updated.vector_rows = None if entity is None else entity[4]
+    updated.vector_rows = float_rows
     updated.int8_rows = int8_rows
     return updated
 
@@ -335,7 +341,7 @@ def _check_params(
         raise NeedsRebuild("the graph was saved without the parameters an update needs")
     if int(params["knn"]) > 0 and (g.similar_rows is None or neighbours is None or vectors_of is None):
         raise NeedsRebuild("no chunk neighbour lists (or no store to search)")
-    if g.entity_vectors is not None:
+    if g.name_count() is not None:
         if embedder is None or getattr(embedder, "model_name", None) != params.get("entity_embedder"):
             raise NeedsRebuild("entity names were embedded by another model")
         if int(params["synonym_k"]) > 0 and g.synonym_cols is None:
@@ -377,23 +383,87 @@ def top_k_merge(cols: np.ndarray, sims: np.ndarray, cand: np.ndarray, cand_sims:
     sims[:] = np.take_along_axis(all_sims, order, axis=1)
 
 
-def exact_lists(queries: np.ndarray, own: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each query row's ``k`` nearest rows of ``vectors`` (unit rows) other than its own row ``own``."""
+def exact_lists(queries: np.ndarray, own: np.ndarray, rows: NameRows, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's ``k`` nearest of ``rows`` (unit rows) other than its own row ``own``, read block by block."""
     q = len(queries)
     cols = np.full((q, k), -1, np.int64)
     sims = np.full((q, k), -np.inf, np.float32)
-    kk = min(k, len(vectors) - 1)
+    kk = min(k, rows.n - 1)
     if kk < 1 or not q:
         return cols, sims
-    for lo in range(0, q, _BLOCK):
-        s = queries[lo : lo + _BLOCK] @ vectors.T
-        s[np.arange(len(s)), own[lo : lo + _BLOCK]] = -np.inf
-        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        top_sims = np.take_along_axis(s, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        cols[lo : lo + _BLOCK, :kk] = np.take_along_axis(top, order, axis=1)
-        sims[lo : lo + _BLOCK, :kk] = np.take_along_axis(top_sims, order, axis=1)
+    for qlo in range(0, q, _BLOCK):
+        part = queries[qlo : qlo + _BLOCK]
+        mine = own[qlo : qlo + _BLOCK]
+        best_cols, best_sims = cols[qlo : qlo + _BLOCK], sims[qlo : qlo + _BLOCK]
+        step = max(_BLOCK, _PRODUCT_CELLS // len(part))
+        for lo in range(0, rows.n, step):
+            block = rows.block(lo, min(lo + step, rows.n))
+            s = part @ block.T
+            inside = (mine >= lo) & (mine < lo + len(block))
+            s[np.flatnonzero(inside), mine[inside] - lo] = -np.inf
+            take = min(kk, len(block))
+            top = np.argpartition(-s, take - 1, axis=1)[:, :take]
+            all_cols = np.concatenate([best_cols, top + lo], axis=1)
+            all_sims = np.concatenate([best_sims, np.take_along_axis(s, top, axis=1)], axis=1)
+            order = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
+            best_cols[:] = np.take_along_axis(all_cols, order, axis=1)
+            best_sims[:] = np.take_along_axis(all_sims, order, axis=1)
+    cols[sims == -np.inf] = -1
     return cols, sims
+
+
+class NameRows:
+    """The updated graph's name vectors, the old graph's kept rows then the new ones, as unit float32
+    rows read by block: from the old graph's unpacked matrix when it has one, else unpacked from its
+    int8 rows a block at a time (an ingest process never holds all of them as floats)."""
+
+    def __init__(self, g: DocGraph, kept_rows: np.ndarray, fresh: np.ndarray) -> None:
+        every = kept_rows.size == g.name_count()
+        floats, int8 = g.entity_vectors, g.entity_vectors_int8
+        self.old: np.ndarray | None = None
+        self.old_int8: np.ndarray | None = None
+        if floats is not None:
+            self.old = floats if every else floats[kept_rows]
+        else:
+            assert int8 is not None
+            self.old_int8 = int8 if every else int8[kept_rows]
+        self.fresh = np.asarray(fresh, dtype=np.float32)
+        self.n_old = int(kept_rows.size)
+        self.n = self.n_old + len(self.fresh)
+
+    def old_rows(self, lo: int, hi: int) -> np.ndarray:
+        if self.old is not None:
+            old: np.ndarray = self.old[lo:hi]
+            return old
+        assert self.old_int8 is not None
+        return int8_unit_rows(self.old_int8[lo:hi])
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo`` to ``hi`` of old-then-new."""
+        if hi <= self.n_old:
+            return self.old_rows(lo, hi)
+        new = self.fresh[max(lo - self.n_old, 0) : hi - self.n_old]
+        return new if lo >= self.n_old else np.concatenate([self.old_rows(lo, self.n_old), new])
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The rows at ``index`` (any order)."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((index.size, self.fresh.shape[1] if self.fresh.size else self._dim()), np.float32)
+        is_old = index < self.n_old
+        if is_old.any():
+            picked = index[is_old]
+            if self.old is not None:
+                out[is_old] = self.old[picked]
+            else:
+                assert self.old_int8 is not None
+                out[is_old] = int8_unit_rows(self.old_int8[picked])
+        out[~is_old] = self.fresh[index[~is_old] - self.n_old]
+        return out
+
+    def _dim(self) -> int:
+        source = self.old if self.old is not None else self.old_int8
+        assert source is not None
+        return int(source.shape[1])
 
 
 def _carry_lists(
@@ -421,42 +491,39 @@ def _update_entities(
     embedder: Embedder,
     params: Mapping[str, Any],
     embed_batch: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, RowBuffer]:
-    """Entity name vectors, their nodes and neighbour lists after the update, and the vectors' buffer.
+) -> tuple[NameRows, np.ndarray, np.ndarray, np.ndarray]:
+    """Entity name vectors (old kept rows, then the new names'), their nodes and neighbour lists after the update.
 
     ``kept_rows`` of the old vectors stay (their entities now ``kept_nodes``); the names of
     ``new_entities`` are embedded and appended.
     """
-    assert g.entity_vectors is not None and g.entity_vector_rows is not None
+    assert g.name_count() is not None and g.entity_vector_rows is not None
     old_nodes = g.entity_vector_rows
     row_map = np.full(len(old_nodes), -1, dtype=np.int64)
     row_map[kept_rows] = np.arange(kept_rows.size)
     # Saved vectors are unit rows already (embed_names returns unit rows too).
     fresh = embed_names(embedder, [names[e] for e in new_entities], embed_batch)
-    every_row = kept_rows.size == len(old_nodes)  # nothing removed: appended in place when there is room
-    kept = g.entity_vectors if every_row else g.entity_vectors[kept_rows]
-    buffer = append_rows(g.vector_rows, kept.astype(np.float32, copy=False), fresh.astype(np.float32))
-    vectors = buffer.view()
+    vectors = NameRows(g, kept_rows, fresh)
     rows = np.concatenate([kept_nodes, np.array(new_entities, dtype=np.int64)])
     k = int(params["synonym_k"])
-    n, n_old = len(vectors), kept_rows.size
+    n, n_old = vectors.n, vectors.n_old
     cols = np.full((n, k), -1, np.int64)
     sims = np.full((n, k), -np.inf, np.float32)
     if k < 1 or g.synonym_cols is None or g.synonym_sims is None:
-        return vectors, rows, cols, sims, buffer
+        return vectors, rows, cols, sims
     _, cols_old, sims_old, lost = _carry_lists(np.arange(len(old_nodes)), g.synonym_cols, g.synonym_sims, row_map)
     cols[:n_old], sims[:n_old] = cols_old, sims_old
     # Lists that lost a member, and the new names: searched against every name.
     redo = np.concatenate([np.flatnonzero(lost), np.arange(n_old, n)])
-    cols[redo], sims[redo] = exact_lists(vectors[redo], redo, vectors, k)
+    cols[redo], sims[redo] = exact_lists(vectors.take(redo), redo, vectors, k)
     # The other lists take in the new names that beat their worst member. Blocks of consecutive
     # rows, so each product reads the matrix in place (gathering the rows first copied all of it:
     # 0.15 s of a one-file ingest at 10k chunks, ~1 s at 100k).
     new = np.arange(n_old, n)
-    new_t = np.ascontiguousarray(vectors[new].T)
+    new_t = np.ascontiguousarray(vectors.fresh.T)
     step = max(_BLOCK, _PRODUCT_CELLS // max(1, new.size))
     for lo in range(0, n_old if new.size else 0, step):
-        s = vectors[lo : min(lo + step, n_old)] @ new_t
+        s = vectors.old_rows(lo, min(lo + step, n_old)) @ new_t
         part = np.arange(lo, lo + len(s))
         # Most lists keep their members: merge only those a new name beats (and not the redone ones).
         beats = (s > sims[part, -1:]).any(axis=1) & ~lost[part]
@@ -468,10 +535,10 @@ def _update_entities(
         c, cs = cols[part], sims[part]
         top_k_merge(c, cs, new[top], np.take_along_axis(s, top, axis=1), k)
         cols[part], sims[part] = c, cs
-    return vectors, rows, cols, sims, buffer
+    return vectors, rows, cols, sims
 
 
-def _int8_of(g: DocGraph, vectors: np.ndarray, kept_rows: np.ndarray) -> RowBuffer | None:
+def _int8_of(g: DocGraph, fresh: np.ndarray, kept_rows: np.ndarray) -> RowBuffer | None:
     """The saved int8 form of the updated name vectors: the old graph's rows kept, the new ones quantized.
 
     Quantizing every row again at each save took 0.17 s at 187k names; the rows are at stored
@@ -481,7 +548,7 @@ def _int8_of(g: DocGraph, vectors: np.ndarray, kept_rows: np.ndarray) -> RowBuff
         return None
     every_row = kept_rows.size == len(g.entity_vector_rows)
     old = g.entity_vectors_int8 if every_row else g.entity_vectors_int8[kept_rows]
-    return append_rows(g.int8_rows, old, quantize_rows(vectors[kept_rows.size :]))
+    return append_rows(g.int8_rows, old, quantize_rows(fresh))
 
 
 def _update_similar(

@@ -236,12 +236,14 @@ class Registry:
 
     def node_total(self) -> int:
         """The number of nodes the store should hold, by the registry's count."""
-        try:
-            with self._errors():
-                total = int(self.db.execute("SELECT coalesce(sum(n_nodes), 0) FROM files").fetchone()[0])
-        except sqlite3.OperationalError:  # read-only view of a file that holds no registry
-            total = 0
-        return total + sum(self.documents().values())
+        total = 0
+        for table in ("files", "documents"):  # summed by SQLite: 100k API documents took 0.1 s as a dict
+            try:
+                with self._errors():
+                    total += int(self.db.execute(f"SELECT coalesce(sum(n_nodes), 0) FROM {table}").fetchone()[0])
+            except sqlite3.OperationalError:  # a read-only view of a file without the table
+                pass
+        return total
 
     def quick_check(self) -> list[str]:
         """SQLite's structural check of the file: empty when it finds nothing wrong."""

@@ -179,7 +179,7 @@ class KnowledgeGraphRetriever:
             else:
                 unmatched.append(m.name)
         g = self.graph
-        rows, vectors = g.entity_vector_rows, g.entity_vectors
+        rows, vectors = g.entity_vector_rows, g.name_matrix()
         if not unmatched or self.embedder is None or rows is None or vectors is None or not len(rows):
             return list(found)
         # Matched by meaning: a question may spell an entity differently from every graph key.
