@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kvgraph.docgraph import name_match
+from kvgraph.docgraph.build import int8_unit_rows, quantize_rows
 from kvgraph.docgraph.name_match import NameMatcher
 
 
@@ -51,3 +52,21 @@ def test_exact_duplicates_and_small_matrices() -> None:
     assert matcher.best(small[[5]], 0.99) == [5]
     assert matcher.best(np.zeros((0, 384), np.float32), 0.5) == []
     assert NameMatcher(np.zeros((0, 384), np.float32)).best(small[[1]], 0.5) == [-1]
+
+
+def test_packed_int8_rows_give_the_same_answers_as_their_floats() -> None:
+    vectors = names_like(name_match.PROJECT_FROM + 3000, 384, seed=7)
+    packed = quantize_rows(vectors)
+    floats = int8_unit_rows(packed)  # what a saved graph's rows are once unpacked
+    rng = np.random.default_rng(8)
+    noise = unit(rng.standard_normal((30, 384))) * np.linspace(0.05, 1.2, 30)[:, None]
+    queries = unit(floats[rng.integers(0, len(floats), 30)] + noise)
+    from_packed = NameMatcher(packed=packed)
+    assert from_packed.vectors is None and from_packed.basis is not None  # never unpacked whole
+    got = from_packed.best(queries, 0.85)
+    assert got == NameMatcher(floats).best(queries, 0.85) == full_product(floats, queries, 0.85)
+    assert any(g >= 0 for g in got) and any(g < 0 for g in got)
+    small = NameMatcher(packed=packed[:50])  # small: unpacked once
+    assert small.vectors is not None and small.best(floats[[4]], 0.99) == [4]
+    with pytest.raises(ValueError, match="no name vectors"):
+        NameMatcher()

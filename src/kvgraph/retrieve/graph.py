@@ -179,13 +179,14 @@ class KnowledgeGraphRetriever:
             else:
                 unmatched.append(m.name)
         g = self.graph
-        rows, vectors = g.entity_vector_rows, g.name_matrix()
-        if not unmatched or self.embedder is None or rows is None or vectors is None or not len(rows):
+        rows = g.entity_vector_rows
+        if not unmatched or self.embedder is None or rows is None or not g.name_count():
             return list(found)
         # Matched by meaning: a question may spell an entity differently from every graph key.
         q = np.asarray(self.embedder.embed(unmatched), dtype=np.float32)
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        matcher = g.derived("name_matcher", partial(NameMatcher, vectors))
+        # From the floats when this process unpacked them, else from the saved int8 rows.
+        matcher = g.derived("name_matcher", partial(NameMatcher, g.entity_vectors, g.entity_vectors_int8))
         for col in matcher.best(q, self.entity_match_threshold):
             if col >= 0:
                 found[int(rows[col])] = None
