@@ -565,7 +565,8 @@ def _update_similar(
     assert g.similar_rows is not None and g.similar_cols is not None and g.similar_sims is not None
     k, threshold = int(params["knn"]), float(params["similar_threshold"])
     rows, cols, sims, lost = _carry_lists(g.similar_rows, g.similar_cols, g.similar_sims, to_final)
-    position = {int(r): p for p, r in enumerate(rows.tolist())}
+    position = np.full(max(len(keys), int(rows.max(initial=-1)) + 1), -1, dtype=np.int64)  # node -> its list
+    position[rows] = np.arange(rows.size)
     vectors = np.stack([_vector(n) for _, n in added]) if added else np.zeros((0, 1), np.float32)
     new_rows = np.array([node for node, _ in added], dtype=np.int64)
     new_cols = np.full((len(added), k), -1, np.int64)
@@ -576,12 +577,18 @@ def _update_similar(
         hits = [(index[i], s) for i, s in zip(*found) if i in index and index[i] != me]
         for slot, (j, s) in enumerate(hits[:k]):
             new_cols[p, slot], new_sims[p, slot] = j, s
-        for j, s in hits:
-            q = position.get(j)
-            if s >= threshold and q is not None and not lost[q]:
-                c, cs = cols[q : q + 1], sims[q : q + 1]
-                top_k_merge(c, cs, np.array([[me]]), np.array([[s]], np.float32), k)
-                cols[q], sims[q] = c[0], cs[0]
+        # Every list it beats takes it in, in one merge (the hits are distinct chunks: one row each).
+        if hits:
+            near = np.array([j for j, _ in hits], dtype=np.int64)
+            near_sims = np.array([s for _, s in hits], dtype=np.float32)
+            q = position[near]
+            ok = (near_sims >= threshold) & (q >= 0)
+            ok[ok] = ~lost[q[ok]]
+            q = q[ok]
+            if q.size:
+                c, cs = cols[q], sims[q]
+                top_k_merge(c, cs, np.full((q.size, 1), me, np.int64), near_sims[ok][:, None], k)
+                cols[q], sims[q] = c, cs
     # Chunks whose list named a deleted chunk: searched again.
     redo = np.flatnonzero(lost)
     if redo.size:
