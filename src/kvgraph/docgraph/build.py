@@ -85,9 +85,11 @@ class DocGraph:
     """A document graph as arrays: node ``keys`` with ``kinds`` and display ``names``; typed, weighted edges.
 
     Chunk keys are the chunk ids of the vector store; documents are ``doc:<id>``; entities
-    ``entity:<canonical key>``. ``entity_vectors`` (optional, unit rows) embed the names of the
-    entities listed in ``entity_vector_rows`` and let a query's entities match graph entities
-    by meaning, not only by spelling.
+    ``entity:<canonical key>``. The entity-name vectors (optional, unit rows) embed the names of
+    the entities listed in ``entity_vector_rows`` and let a query's entities match graph entities
+    by meaning, not only by spelling. A loaded graph holds them packed (``entity_vectors_int8``)
+    and ``entity_vectors`` is None until :meth:`name_matrix` unpacks them; read them through
+    :meth:`name_matrix` (or :meth:`name_count`), not the field.
     """
 
     keys: list[str]
