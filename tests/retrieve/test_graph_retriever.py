@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from graph_support import doc_graph_of, passages_kb
@@ -119,3 +120,34 @@ def test_bad_query_raises(kb: KnowledgeBase, graph: DocGraph) -> None:
         kvg.retrieve("  ", 3)
     with pytest.raises(InvalidInputError, match="k must"):
         kvg.retrieve(QUESTION, 0)
+
+
+class CountingEmbedder:
+    """The real embedder, counting its calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+        self.dim, self.model_name = inner.dim, inner.model_name
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+
+def test_the_question_and_its_unspelled_names_are_embedded_in_one_call(kb: KnowledgeBase, graph: DocGraph) -> None:
+    question = "Which river flows past the home town of composer I. Vantorek?"  # no key spells "I. Vantorek"
+    counting = CountingEmbedder(kb.embedder)
+    base = VectorRetriever(kb.store, counting)  # type: ignore[arg-type]
+    r = KnowledgeGraphRetriever(base, graph, kb.store, counting)  # type: ignore[arg-type]
+    _, unmatched = r._spelled(question)
+    assert unmatched, "precondition: the question names an entity no graph key spells"
+    batched = r.retrieve(question, 4)
+    assert counting.calls == [[question, *unmatched]]
+    # The same ranking as the base search followed by a separate call for the names.
+    counting.calls.clear()
+    separate = r.rank(question, base.retrieve(question, r.fetch), limit=4)
+    assert len(counting.calls) == 2
+    assert [(x.node.id, round(x.score, 6), x.path) for x in batched] == [
+        (x.node.id, round(x.score, 6), x.path) for x in separate
+    ]

@@ -16,6 +16,10 @@ from kvgraph.schema import Node, NodeWithScore
 from kvgraph.text import replace_surrogates
 
 if TYPE_CHECKING:  # kept out of the import: kvgraph.store loads the whole embedded store
+    from collections.abc import Sequence
+
+    import numpy as np
+
     from kvgraph.embed.base import Embedder
     from kvgraph.filters import FilterSpec
     from kvgraph.store.base import VectorStore
@@ -92,6 +96,12 @@ class StoreRetriever:
     def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
         emb = self.embedder.embed([query])[0] if self.mode != "sparse" and self.embedder is not None else None
+        return self.search(query, emb, k)
+
+    def search(self, query: str, vector: Sequence[float] | np.ndarray | None, k: int) -> list[NodeWithScore]:
+        """:meth:`retrieve` with the query's embedding given (by a caller that embedded it along with
+        other texts); ``vector`` is ignored in sparse mode."""
+        emb = vector if self.mode != "sparse" else None
         return _results(
             self.store,
             query_embedding=emb,
