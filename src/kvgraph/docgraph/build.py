@@ -403,6 +403,17 @@ def int8_unit_rows(q: np.ndarray) -> np.ndarray:
     return unit_rows_with_room(q, spare=0).view()
 
 
+def name_rows(floats: np.ndarray | None, packed: np.ndarray | None, index: np.ndarray | slice) -> np.ndarray:
+    """Unit float32 name vectors at ``index``: from ``floats`` when a process unpacked them, else
+    unpacked from the ``packed`` int8 rows for these rows only."""
+    if floats is not None:
+        rows: np.ndarray = floats[index]
+        return rows
+    if packed is None:
+        raise ValueError("no name vectors: give them as floats or packed as int8")
+    return int8_unit_rows(packed[index])
+
+
 def unit_rows_with_room(q: np.ndarray, spare: int | None = None) -> RowBuffer:
     """:func:`int8_unit_rows` written into a :class:`RowBuffer` with ``spare`` rows of room (default: some).
 

@@ -48,8 +48,8 @@ from kvgraph.docgraph.build import (
     add_chunks,
     append_rows,
     embed_names,
-    int8_unit_rows,
     kind_codes,
+    name_rows,
     quantize_rows,
 )
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
@@ -432,11 +432,7 @@ class NameRows:
         self.n = self.n_old + len(self.fresh)
 
     def old_rows(self, lo: int, hi: int) -> np.ndarray:
-        if self.old is not None:
-            old: np.ndarray = self.old[lo:hi]
-            return old
-        assert self.old_int8 is not None
-        return int8_unit_rows(self.old_int8[lo:hi])
+        return name_rows(self.old, self.old_int8, slice(lo, hi))
 
     def block(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo`` to ``hi`` of old-then-new."""
@@ -448,22 +444,14 @@ class NameRows:
     def take(self, index: np.ndarray) -> np.ndarray:
         """The rows at ``index`` (any order)."""
         index = np.asarray(index, dtype=np.int64)
-        out = np.empty((index.size, self.fresh.shape[1] if self.fresh.size else self._dim()), np.float32)
-        is_old = index < self.n_old
-        if is_old.any():
-            picked = index[is_old]
-            if self.old is not None:
-                out[is_old] = self.old[picked]
-            else:
-                assert self.old_int8 is not None
-                out[is_old] = int8_unit_rows(self.old_int8[picked])
-        out[~is_old] = self.fresh[index[~is_old] - self.n_old]
-        return out
-
-    def _dim(self) -> int:
         source = self.old if self.old is not None else self.old_int8
         assert source is not None
-        return int(source.shape[1])
+        out = np.empty((index.size, source.shape[1]), np.float32)
+        is_old = index < self.n_old
+        if is_old.any():
+            out[is_old] = name_rows(self.old, self.old_int8, index[is_old])
+        out[~is_old] = self.fresh[index[~is_old] - self.n_old]
+        return out
 
 
 def _carry_lists(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvgraph.docgraph.build import int8_unit_rows
+from kvgraph.docgraph.build import int8_unit_rows, name_rows
 
 PROJECT_FROM = 32_768  # rows; below this one full product is as cheap
 DIMS = 64
@@ -67,11 +67,7 @@ class NameMatcher:
 
     def rows_at(self, index: np.ndarray | slice) -> np.ndarray:
         """Unit float32 rows (unpacked from int8 when the matcher holds packed rows)."""
-        if self.vectors is not None:
-            rows: np.ndarray = self.vectors[index]
-            return rows
-        assert self.packed is not None
-        return int8_unit_rows(self.packed[index])
+        return name_rows(self.vectors, self.packed, index)
 
     def best(self, queries: np.ndarray, threshold: float) -> list[int]:
         """For each query row (unit), the row of ``vectors`` most similar to it, or -1 if below ``threshold``."""
