@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvgraph.docgraph import cache
+from kvgraph.docgraph import cache, incremental
 from kvgraph.docgraph.build import EDGE_TYPES, DocGraph, build_doc_graph, quantize_rows
 from kvgraph.docgraph.incremental import NeedsRebuild, update_doc_graph, update_from_store
 from kvgraph.kb import KnowledgeBase
@@ -94,6 +94,20 @@ def assert_same_graph(updated: DocGraph, rebuilt: DocGraph) -> None:
         np.testing.assert_allclose(v, vectors[key], atol=1e-5)
     assert updated.entity_vectors_int8 is not None  # what a save writes without quantizing again
     np.testing.assert_array_equal(updated.entity_vectors_int8, quantize_rows(mine))
+    # Each name's nearest-name list (what the next update starts from) is the rebuilt one: the
+    # same similarities, best first (names at equal similarity may come in either order).
+    mine_lists, their_lists = _name_lists(updated), _name_lists(rebuilt)
+    assert mine_lists.keys() == their_lists.keys()
+    for key, sims in mine_lists.items():
+        assert sims == pytest.approx(their_lists[key], abs=1e-5), key
+
+
+def _name_lists(g: DocGraph) -> dict[str, list[float]]:
+    assert g.synonym_sims is not None and g.entity_vector_rows is not None
+    return {
+        g.keys[node]: [s for s in sims if s != -np.inf]
+        for node, sims in zip(g.entity_vector_rows.tolist(), g.synonym_sims.tolist())
+    }
 
 
 @pytest.fixture
@@ -159,14 +173,20 @@ def test_graphs_it_cannot_update_ask_for_a_rebuild(kb: KnowledgeBase) -> None:
     assert kb.graph.doc_graph().meta.get("updates") is None
 
 
-@pytest.mark.parametrize("from_disk", [False, True])
-def test_random_adds_replacements_and_deletions_keep_matching_a_rebuild(tmp_path: Path, from_disk: bool) -> None:
+@pytest.mark.parametrize(("from_disk", "name_block"), [(False, None), (True, None), (True, 5)])
+def test_random_adds_replacements_and_deletions_keep_matching_a_rebuild(
+    tmp_path: Path, from_disk: bool, name_block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many small documents sharing names and places: every update equals a rebuild, step after step.
 
     ``from_disk``: each update starts from the saved graph, read again, whose name vectors are
     still packed as int8 (what a new ``kvgraph ingest`` process updates); otherwise from the graph
-    in memory, whose vectors were unpacked (a long-lived process).
+    in memory, whose vectors were unpacked (a long-lived process). ``name_block``: the update
+    reads the old names in blocks of this many rows, so that lists merge across block edges as
+    they do at 100k chunks (8k rows a block).
     """
+    if name_block is not None:
+        monkeypatch.setattr(incremental, "_NAME_BLOCK", name_block)
     rng = random.Random(2)
     people = ["Ada Varn", "Bo Keller", "Cy Morrow", "Di Oster", "Ed Quill", "Flo Ranke", "Gus Telm", "Hal Ubbe"]
     places = ["Lorwick", "Marrowick", "Port Ellery", "the Salt Isles", "Kelmora", "Brantor"]
