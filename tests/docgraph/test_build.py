@@ -7,6 +7,7 @@ import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from kvgraph.docgraph.build import (
     write_doc_graph,
 )
 from kvgraph.docgraph.knn import knn_pairs
+from kvgraph.docgraph.names_file import NamesFile
 from kvgraph.embed.cache import EmbeddingCache
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import InvalidInputError
@@ -248,15 +250,43 @@ def test_graph_builds_keep_entity_names_out_of_the_embedding_cache(tmp_path: Pat
         assert "entity:martha washington" in kb.graph.doc_graph().index
 
 
-def test_entity_vectors_are_saved_as_int8_and_float32_graphs_still_load(graph: DocGraph, tmp_path: Path) -> None:
+def saved_arrays(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(directory / "graph.npz") as z:
+        arrays = {name: z[name] for name in z.files}
+    return arrays, json.loads((directory / "graph.json").read_text())
+
+
+def as_format_2(directory: Path) -> dict[str, np.ndarray]:
+    """Rewrite a saved graph as format 2 wrote it: the int8 name vectors inside graph.npz."""
+    arrays, info = saved_arrays(directory)
+    names = NamesFile.from_info(directory, info.pop("name_vectors"))
+    arrays["entity_vectors_int8"] = np.array(names.map())
+    names.path.unlink()
+    with open(directory / "graph.npz", "wb") as f:
+        np.savez(f, **arrays)
+    (directory / "graph.json").write_text(json.dumps(info | {"version": 2}))
+    return arrays
+
+
+def test_entity_vectors_are_saved_as_int8_and_older_formats_still_load(graph: DocGraph, tmp_path: Path) -> None:
     assert graph.entity_vectors is not None
     graph.save(tmp_path / "g")
-    with np.load(tmp_path / "g" / "graph.npz") as z:
-        arrays = {name: z[name] for name in z.files}
-    assert "entity_vectors" not in arrays and arrays["entity_vectors_int8"].dtype == np.int8
-    assert np.abs(arrays["entity_vectors_int8"]).max(axis=1).tolist() == [127] * len(graph.entity_vectors)
+    arrays, info = saved_arrays(tmp_path / "g")
+    assert info["version"] == 3 and "entity_vectors" not in arrays and "entity_vectors_int8" not in arrays
+    assert arrays["src"].dtype == np.int32  # node numbers; read back as int64
+    rows = NamesFile.from_info(tmp_path / "g", info["name_vectors"]).map()
+    assert rows.dtype == np.int8 and np.abs(rows).max(axis=1).tolist() == [127] * len(graph.entity_vectors)
     # what the graph holds in memory is already at the saved precision: nothing changes on reload
-    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), graph.entity_vectors)
+    back = DocGraph.load(tmp_path / "g")
+    assert back.src.dtype == np.int64 and back.names_file is not None
+    np.testing.assert_array_equal(back.name_matrix(), graph.entity_vectors)
+    # format 2 kept the int8 rows inside graph.npz
+    arrays = as_format_2(tmp_path / "g")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["graph.json", "graph.npz"]
+    two = DocGraph.load(tmp_path / "g")
+    assert two.names_file is None and two.int8_rows is not None
+    np.testing.assert_array_equal(two.name_matrix(), graph.entity_vectors)
+    np.testing.assert_array_equal(two.adjacency().toarray(), graph.adjacency().toarray())
     # a graph saved before issue 17 kept float32 vectors under another name
     old = graph.entity_vectors + np.float32(1e-3)
     arrays["entity_vectors"] = old
@@ -264,6 +294,16 @@ def test_entity_vectors_are_saved_as_int8_and_float32_graphs_still_load(graph: D
     with open(tmp_path / "g" / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
     np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), old)
+    # saving a graph read in an older format writes the current one
+    DocGraph.load(tmp_path / "g").save(tmp_path / "g")
+    assert saved_arrays(tmp_path / "g")[1]["version"] == 3
+    np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), quantized_unit(old))
+
+
+def quantized_unit(vectors: np.ndarray) -> np.ndarray:
+    from kvgraph.docgraph.build import stored_precision
+
+    return stored_precision(vectors)
 
 
 def test_strings_pack_and_unpack_exactly() -> None:
@@ -280,9 +320,8 @@ def test_strings_pack_and_unpack_exactly() -> None:
 def test_graphs_saved_with_json_strings_still_load(graph: DocGraph, tmp_path: Path) -> None:
     """Format 1 kept keys, kinds, names and doc_of in graph.json; format 2 packs them into graph.npz."""
     graph.save(tmp_path / "g")
-    with np.load(tmp_path / "g" / "graph.npz") as z:
-        arrays = {name: z[name] for name in z.files}
-    info = json.loads((tmp_path / "g" / "graph.json").read_text())
+    as_format_2(tmp_path / "g")
+    arrays, info = saved_arrays(tmp_path / "g")
     assert info["version"] == 2 and "keys" not in info and "keys_text" in arrays
     packed = [n for n in arrays if n.endswith(("_text", "_lengths"))] + ["kinds"]
     for name in packed:
@@ -330,8 +369,9 @@ def test_rows_are_appended_in_place_without_changing_what_older_graphs_see() -> 
     assert grown is not full and grown.used == 4 and len(grown.array) > 4
 
 
-def test_loaded_name_vectors_have_room_and_a_truncated_member_is_damage(graph: DocGraph, tmp_path: Path) -> None:
+def test_format_2_name_vectors_have_room_and_a_truncated_member_is_damage(graph: DocGraph, tmp_path: Path) -> None:
     graph.save(tmp_path / "g")
+    as_format_2(tmp_path / "g")
     back = DocGraph.load(tmp_path / "g")
     assert back.int8_rows is not None and back.vector_rows is None  # floats unpacked on first use
     assert len(back.int8_rows.array) > back.int8_rows.used  # room to append

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvgraph.docgraph.build import DocGraph, build_doc_graph
+from kvgraph.docgraph.build import DocGraph, build_doc_graph, stored_precision
 from kvgraph.schema import Node
 
 ROUNDS = int(os.environ.get("KVGRAPH_CRASH_ROUNDS", "40"))
 
 GRAPHS = """
-from kvgraph.docgraph.build import build_doc_graph
+import numpy as np
+from kvgraph.docgraph.build import build_doc_graph, stored_precision
 from kvgraph.schema import Node
 
 def graph(tag, n):
@@ -37,7 +38,13 @@ def graph(tag, n):
              ref_doc_id=f"{tag}-doc{i % 9}", relationships={"next": f"{tag}{i + 1}"} if i + 1 < n else {})
         for i in range(n)
     ]
-    return build_doc_graph(nodes)
+    g = build_doc_graph(nodes)
+    # Name vectors too (saved in a file of their own), different for each graph.
+    entities = np.flatnonzero(g.kind_array == 2)
+    v = np.random.default_rng(n).standard_normal((len(entities), 384)).astype(np.float32)
+    g.entity_vectors = stored_precision(v / np.linalg.norm(v, axis=1, keepdims=True))
+    g.entity_vector_rows = entities
+    return g
 """
 
 WRITER = (
@@ -68,7 +75,7 @@ while time.monotonic() < deadline:
     w = want[g.keys[0][0]]
     same = g.keys == w.keys and g.names == w.names and all(
         np.array_equal(getattr(g, f), getattr(w, f)) for f in ("src", "dst", "etype", "weight")
-    )
+    ) and np.array_equal(g.name_matrix(), w.entity_vectors)
     seen[g.keys[0][0]] += 1
     if not same:
         bad.append(g.keys[0])
@@ -78,7 +85,7 @@ print(json.dumps({"seen": seen, "n_bad": len(bad)}))
 
 
 def graph(tag: str, n: int) -> DocGraph:
-    scope: dict[str, object] = {"build_doc_graph": build_doc_graph, "Node": Node}
+    scope: dict[str, object] = {"build_doc_graph": build_doc_graph, "stored_precision": stored_precision, "Node": Node}
     exec(GRAPHS, scope)  # the same graphs the child processes build
     made = scope["graph"](tag, n)  # type: ignore[operator]
     assert isinstance(made, DocGraph)
@@ -91,6 +98,7 @@ def same(x: DocGraph, y: DocGraph) -> bool:
         and x.names == y.names
         and x.doc_of == y.doc_of
         and all(np.array_equal(getattr(x, f), getattr(y, f)) for f in ("src", "dst", "etype", "weight"))
+        and np.array_equal(x.name_matrix(), y.name_matrix())
     )
 
 

@@ -15,7 +15,8 @@ LLM-extracted triples (:mod:`kvgraph.docgraph.triples`). Edges:
   triple's relation text and the chunk that states it.
 
 :class:`DocGraph` is plain arrays; :meth:`DocGraph.save` writes it to a directory
-(``graph.npz`` + ``graph.json``) that :meth:`DocGraph.load` reads back in milliseconds. That
+(``graph.npz`` + ``graph.json``, and the entity-name vectors in ``names-<id>.i8``,
+:mod:`kvgraph.docgraph.names_file`) that :meth:`DocGraph.load` reads back in milliseconds. That
 directory is the source of truth for retrieval (it is derived from the vector store and can
 always be rebuilt from it); :func:`write_doc_graph` exports the same graph into a
 :class:`~kvgraph.graphdb.base.GraphStore` so people can query it with Cypher.
@@ -25,7 +26,10 @@ the save that wrote them (``build``). A save writes both under temporary names f
 renames the arrays into place, then the JSON. A reader that finds the arrays of one save next
 to the JSON of another (a save in progress, or one killed between its two renames) takes the
 JSON of the arrays' save from its temporary name, ``graph.json.tmp-<build>``, which stays
-until the next save; so it reads the old graph or the new one, never a mix.
+until the next save; so it reads the old graph or the new one, never a mix. The name-vector
+file a JSON names is complete before that JSON is written, and rows a saved graph uses are never
+written again (a file is deleted once no saved graph names it: a reader that finds it gone reads
+the new save).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import numpy as np
 from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
+from kvgraph.docgraph.names_file import NamesFile, remove_unused
 from kvgraph.docgraph.triples import Triple
 from kvgraph.errors import InvalidInputError
 from kvgraph.fileio import disk_full_errors, fsync_dir
@@ -62,11 +67,19 @@ EDGE_TYPES = ("NEXT", "PARENT", "MENTIONS", "SIMILAR", "SYNONYM", "RELATED")
 ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
 # 2: node keys, kinds, names and doc_of packed into graph.npz (JSON of 400k strings took ~0.9 s of
 # every save and load at 100k chunks); 1 (JSON) is still read.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# 3: the name vectors in a file of their own that updates append to (names_file.py), node
+# numbers saved as int32: a one-file ingest at 100k chunks read and wrote 142 MB, now ~48 MB.
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+# Saved as int32 while the graph has fewer nodes than int32 holds; read back as int64.
+_NODE_ARRAYS = frozenset(
+    {"src", "dst", "entity_vector_rows", "similar_rows", "similar_cols", "synonym_cols"}
+    | {f"{n}_lengths" for n in ("keys", "names", "doc_of_chunks", "doc_of_docs")}
+)
 _KIND_CODES = {CHUNK: 0, DOCUMENT: 1, ENTITY: 2}
 _KIND_NAMES = (CHUNK, DOCUMENT, ENTITY)
 NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
+NAMES_KEY = "name_vectors"  # graph.json: the name-vector file (format 1 used "names" for the node names)
 _TMP = ".tmp-"  # graph.json.tmp-<build>: a save's JSON before its rename (see the module docstring)
 # A save that finishes while a reader reads makes it read both files again; between tries the
 # reader waits a little longer each time, so a writer saving in a loop on a busy machine cannot
@@ -117,6 +130,8 @@ class DocGraph:
     synonym_sims: np.ndarray | None = None
     # entity_vectors as saved (quantize_rows), when known: a save writes it instead of quantizing again.
     entity_vectors_int8: np.ndarray | None = field(default=None, repr=False)
+    # The file entity_vectors_int8 maps (a saved or updated graph), which a save appends to.
+    names_file: NamesFile | None = field(default=None, repr=False, compare=False)
     # What an incremental update already holds (key -> node, kind codes): not computed again.
     known_index: InitVar[dict[str, int] | None] = None
     known_kinds: InitVar[np.ndarray | None] = None
@@ -231,12 +246,12 @@ class DocGraph:
             "weight": self.weight.astype(np.float32),
             "build": np.frombuffer(build.encode(), dtype=np.uint8),
         }
+        known: np.ndarray | None = None
         if self.name_count() is not None and self.entity_vector_rows is not None:
             known, floats = self.entity_vectors_int8, self.entity_vectors
             if floats is not None and (known is None or known.shape != floats.shape):
                 known = quantize_rows(floats)
             assert known is not None  # name_count(): one of the two is there
-            arrays["entity_vectors_int8"] = known
             arrays["entity_vector_rows"] = self.entity_vector_rows.astype(np.int64)
         for name in LIST_ARRAYS:
             value = getattr(self, name)
@@ -250,7 +265,10 @@ class DocGraph:
             ("doc_of_docs", list(self.doc_of.values())),
         ):
             arrays[f"{name}_text"], arrays[f"{name}_lengths"] = pack_strings(strings)
-        info = {
+        if self.n_nodes < np.iinfo(np.int32).max:
+            for name in _NODE_ARRAYS & arrays.keys():
+                arrays[name] = arrays[name].astype(np.int32)
+        info: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "build": build,
             "edge_types": list(EDGE_TYPES),
@@ -258,9 +276,13 @@ class DocGraph:
             "facts": [list(f) for f in self.facts],
         }
         tmp_npz, tmp_json = d / f".{NPZ_FILE}{_TMP}{build}", d / f"{JSON_FILE}{_TMP}{build}"
+        names = None
         try:
             with disk_full_errors(d):
                 d.mkdir(parents=True, exist_ok=True)
+                if known is not None:
+                    names = self._names_file_for(d, known, build)
+                    info[NAMES_KEY] = names.describe()
                 with open(tmp_npz, "wb") as f:
                     np.savez(f, **arrays)  # type: ignore[arg-type]
                     f.flush()
@@ -279,9 +301,26 @@ class DocGraph:
         fsync_dir(d)
         for p in d.glob(f"*{_TMP}*"):  # what saves killed before their renames left behind
             p.unlink(missing_ok=True)
+        remove_unused(d, None if names is None else names.path.name)
         self.build = build
-        self.entity_vectors_int8 = arrays.get("entity_vectors_int8")  # the next update and save reuse it
+        if names is not None:  # the next update appends to the file, and reads the rows from it
+            self.names_file, self.entity_vectors_int8, self.int8_rows = names, names.map(check=False), None
         return d
+
+    def _names_file_for(self, d: Path, rows: np.ndarray, build: str) -> NamesFile:
+        """The file holding ``rows`` for a save into ``d``: the one they map when an update appended
+        to it there (flushed now), else a new one."""
+        names = self.names_file
+        if (
+            names is not None
+            and rows is self.entity_vectors_int8
+            and names.rows == len(rows)
+            and names.path.parent.resolve() == d.resolve()
+            and names.path.exists()
+        ):
+            names.sync()
+            return names
+        return NamesFile.write(d, build, rows)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> DocGraph:
@@ -290,7 +329,7 @@ class DocGraph:
         if not (d / NPZ_FILE).is_file() or not (d / JSON_FILE).is_file():
             raise InvalidInputError(f"{d}: no knowledge-vector graph here (expected {NPZ_FILE} and {JSON_FILE})")
         try:
-            arrays, info, int8_rows = _read_consistent(d)
+            arrays, info, int8_rows, mapped = _read_consistent(d)
         except _DAMAGE as e:
             raise _damaged(d, e) from None
         saved_types = info.get("edge_types")
@@ -336,7 +375,9 @@ class DocGraph:
                 synonym_sims=arrays.get("synonym_sims"),
                 known_kinds=codes,
             )
-            if int8_rows is not None:
+            if mapped is not None:
+                graph.names_file, graph.entity_vectors_int8 = mapped
+            elif int8_rows is not None:  # format 2
                 graph.int8_rows = int8_rows  # unpacked to floats when first needed (name_matrix)
             else:
                 graph.entity_vectors = arrays.get("entity_vectors")  # saved before issue 17: float32
@@ -495,12 +536,26 @@ def _damaged(d: Path, e: BaseException) -> InvalidInputError:
     )
 
 
-def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], RowBuffer | None]:
-    """The arrays and the JSON of one save (see the module docstring), and the int8 name vectors
-    read into a buffer with room; ValueError if no save is found whole."""
+def saved_names(directory: Path) -> object:
+    """What the graph saved in ``directory`` records of its name-vector file (None if nothing can be read)."""
+    try:
+        info = json.loads((directory / JSON_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info.get(NAMES_KEY) if isinstance(info, dict) else None
+
+
+def _read_consistent(
+    d: Path,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], RowBuffer | None, tuple[NamesFile, np.ndarray] | None]:
+    """The arrays and the JSON of one save (see the module docstring), and the int8 name vectors:
+    mapped from their file (format 3), or read into a buffer with room (format 2); ValueError if no
+    save is found whole."""
+    missing = None
     for attempt in range(_LOAD_TRIES):
         if attempt:
             time.sleep(_LOAD_BACKOFF_S * attempt)
+        missing = None
         int8_rows = None
         with np.load(d / NPZ_FILE) as z:
             arrays = {}
@@ -508,6 +563,8 @@ def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], Ro
                 if name == "entity_vectors_int8":
                     int8_rows = _read_rows_with_room(z.zip, f"{name}.npy")
                     arrays[name] = int8_rows.view()
+                elif name in _NODE_ARRAYS:
+                    arrays[name] = z[name].astype(np.int64, copy=False)
                 else:
                     arrays[name] = z[name]
         build = bytes(arrays.pop("build")).decode() if "build" in arrays else None
@@ -518,8 +575,18 @@ def _read_consistent(d: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], Ro
                 continue  # the temporary JSON was just renamed into place: read again
             if not isinstance(info, dict):
                 raise ValueError(f"{candidate.name} does not hold a JSON object")
-            if info.get("build") == build:  # None == None: a graph saved before builds had ids
-                return arrays, info, int8_rows
+            if info.get("build") != build:  # None == None: a graph saved before builds had ids
+                continue
+            if NAMES_KEY not in info:
+                return arrays, info, int8_rows, None
+            names = NamesFile.from_info(d, info[NAMES_KEY])
+            try:
+                return arrays, info, None, (names, names.map())
+            except FileNotFoundError:
+                missing = names.path.name  # a save replaced the file since: read the new save
+                break
+    if missing is not None:
+        raise ValueError(f"{missing} is missing")
     raise ValueError(f"{NPZ_FILE} and {JSON_FILE} belong to different saves and no save completes them")
 
 

@@ -148,10 +148,17 @@ def _roll_forward(kb: Path, staging: Path) -> None:
     staged_graph = staging / DOC_GRAPH_DIR
     if staged_graph.exists():
         (kb / DOC_GRAPH_DIR).mkdir(exist_ok=True)
-        for name in GRAPH_FILES:
+        from kvgraph.docgraph.build import saved_names
+        from kvgraph.docgraph.names_file import names_files, remove_unused
+
+        graph_dir = kb / DOC_GRAPH_DIR
+        # The name vectors before the arrays and JSON that name them; each move only if not done yet.
+        for name in [p.name for p in names_files(staged_graph)] + list(GRAPH_FILES):
             if (staged_graph / name).exists():
-                os.replace(staged_graph / name, kb / DOC_GRAPH_DIR / name)
-        fsync_dir(kb / DOC_GRAPH_DIR)
+                os.replace(staged_graph / name, graph_dir / name)
+        fsync_dir(graph_dir)
+        current = saved_names(graph_dir)
+        remove_unused(graph_dir, current.get("file") if isinstance(current, dict) else None)
     fsync_dir(kb)
     (staging / COMMIT_FILE).unlink()
     fsync_dir(staging)
