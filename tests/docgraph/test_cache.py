@@ -97,3 +97,32 @@ def test_knowledge_base_handles_share_the_graph_and_see_rebuilds(tmp_path: Path)
             rebuilt = reader.graph.doc_graph()
             assert rebuilt is not built and rebuilt.build != built.build
             assert "c" in {rebuilt.doc_of.get(k) for k in rebuilt.keys}
+
+
+def test_an_ingest_reads_the_saved_graph_once_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", expand_neighbors=False) as kb:
+        kb.add_documents([Document(id="a", text="Ada Varn sailed from Lorwick to Kelmora.", metadata={})])
+        kb.graph.build()
+        forget()  # as a new process finds it
+        reads: list[str] = []
+        load = DocGraph.load
+
+        def counted(directory: str | os.PathLike[str]) -> DocGraph:
+            import threading
+            import time
+
+            reads.append(threading.current_thread().name)
+            time.sleep(0.3)  # a large graph: still reading when the files are stored
+            return load(directory)
+
+        monkeypatch.setattr(DocGraph, "load", staticmethod(counted))
+        f = tmp_path / "b.txt"
+        f.write_text("Bo Keller met Ada Varn in Kelmora.")
+        kb.ingest(f)
+        assert reads == ["kvgraph-graph-prefetch"]  # read beside the ingest, then updated without a second read
+        assert "entity:bo keller" in kb.graph.doc_graph().index
+        reads.clear()
+        kb.ingest(f)  # nothing changed: the read in the background is not waited for, and nothing breaks
+        assert kb.graph.doc_graph().meta["updates"] == 1

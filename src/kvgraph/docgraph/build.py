@@ -403,7 +403,7 @@ def unpack_strings(text: np.ndarray, lengths: np.ndarray) -> list[str]:
     """The strings :func:`pack_strings` packed; ValueError if the lengths do not fit the text.
 
     Splitting at the separators is one C call (slicing 1M strings by their lengths took ~0.35 s);
-    the lengths confirm it, and place the strings that contain NUL themselves.
+    the total length confirms it, and the lengths place the strings that contain NUL themselves.
     """
     joined = text.tobytes().decode("utf-8", "surrogatepass")
     n = len(lengths)
@@ -412,7 +412,7 @@ def unpack_strings(text: np.ndarray, lengths: np.ndarray) -> list[str]:
     if n == 0:
         return []
     parts = joined.split("\0")
-    if len(parts) == n and np.array_equal(np.fromiter(map(len, parts), np.int64, n), lengths):
+    if len(parts) == n:  # no string holds a NUL, and the total fits: these are the strings
         return parts
     ends = (np.cumsum(lengths) + np.arange(n)).tolist()
     return [joined[e - k : e] for e, k in zip(ends, lengths.tolist())]

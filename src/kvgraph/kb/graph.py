@@ -13,6 +13,7 @@ Everything opens on first use, read-only when the knowledge base was opened read
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -74,6 +75,7 @@ class KBGraph:
         self._kb = kb
         self._store: GraphStore | None = None
         self._index: NodeIndex | None = None
+        self._prefetch: threading.Thread | None = None
 
     @property
     def store(self) -> GraphStore:
@@ -395,6 +397,27 @@ class KBGraph:
 
         return describe_path(self.doc_graph(), path)
 
+    def prefetch(self) -> None:
+        """Start reading the saved document graph in a background thread, for a :meth:`refresh` to come.
+
+        An ingest calls this before it parses, embeds and stores the files, so that the read
+        (0.3 s at 100k chunks: arrays, 400k keys and their index) overlaps with that work instead
+        of following it. Whatever goes wrong is left for the refresh, which reads the graph again.
+        """
+        if self._prefetch is not None or not (self.doc_graph_path / "graph.npz").exists():
+            return
+        from kvgraph.docgraph.cache import shared_graph
+
+        def read() -> None:
+            try:
+                shared_graph(self.doc_graph_path)
+            except Exception:  # the refresh meets it and decides
+                return
+
+        # A daemon: an ingest that changed nothing exits without waiting for a graph it never needs.
+        self._prefetch = threading.Thread(target=read, name="kvgraph-graph-prefetch", daemon=True)
+        self._prefetch.start()
+
     def refresh(self) -> None:
         """Update the document graph after the chunks changed, if one was built (keeps graph mode current).
 
@@ -404,6 +427,9 @@ class KBGraph:
         LLM only about new or changed chunks; when no LLM is configured it uses the cached
         triples and logs how many chunks have none, rather than failing the ingest that called it.
         """
+        if self._prefetch is not None:
+            self._prefetch.join()  # then shared_graph holds what it read
+            self._prefetch = None
         if not (self.doc_graph_path / "graph.npz").exists():
             return
         from kvgraph.docgraph.cache import shared_graph

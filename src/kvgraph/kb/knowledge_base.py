@@ -430,7 +430,9 @@ class KnowledgeBase:
                     self._save_search_caches()
             return report
         with disk_full_errors(self.path):
-            report = self._ingestor(progress).ingest_paths(
+            ingestor = self._ingestor(progress)  # checks the knowledge base can take the files
+            self.graph.prefetch()  # read the document graph while the files are processed
+            report = ingestor.ingest_paths(
                 [Path(p) for p in paths],
                 include=include if include is not None else self.settings.include,
                 exclude=exclude if exclude is not None else self.settings.exclude,
@@ -455,7 +457,9 @@ class KnowledgeBase:
     def add_documents(self, docs: Sequence[Document], progress: Progress | None = None) -> list[Node]:
         """Split, embed and store already-loaded documents (re-adding a document id replaces it)."""
         with disk_full_errors(self.path):
-            nodes = self._ingestor(progress).add_api_documents(docs)  # listed in the registry too
+            ingestor = self._ingestor(progress)
+            self.graph.prefetch()  # read the document graph while the documents are processed
+            nodes = ingestor.add_api_documents(docs)  # listed in the registry too
             self.graph.refresh()
         return nodes
 
@@ -466,7 +470,9 @@ class KnowledgeBase:
         never come back from graph retrieval even before that (they are looked up in the store).
         """
         with disk_full_errors(self.path):
-            report = self._ingestor(progress).sync([Path(p) for p in paths])
+            ingestor = self._ingestor(progress)
+            self.graph.prefetch()  # read the document graph while the folders are compared and processed
+            report = ingestor.sync([Path(p) for p in paths])
             if report.files_ingested or report.files_removed or report.files_restored or report.orphans_removed:
                 self.graph.refresh()
                 self._save_search_caches()
