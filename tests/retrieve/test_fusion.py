@@ -135,3 +135,39 @@ def test_settings_are_typed_and_checked(tmp_path: Path) -> None:
         load_settings(None, {"fusion_alpha": "high"}, env={})
     with pytest.raises(InvalidInputError, match="fusion must be"):
         FusionRetriever(None, None, method="borda")  # type: ignore[arg-type]
+
+
+def test_bm25_runs_beside_the_embedding_and_fuses_the_same(
+    kb_path: Path, embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    with KnowledgeBase.open(kb_path, read_only=True) as kb:
+        fusion = FusionRetriever(kb.store, embedder)
+        query = "how do bakers feed the starter"
+        vector = fusion.vector(query)
+        given = fusion.search(query, vector, 4)  # the vector given: one side after the other
+        sides: list[str] = []
+        sparse = FusionRetriever._sparse
+
+        def recorded(self: FusionRetriever, text: str, nodes: Hits, k: int) -> object:
+            sides.append(threading.current_thread().name)
+            return sparse(self, text, nodes, k)
+
+        monkeypatch.setattr(FusionRetriever, "_sparse", recorded)
+        embedded_on: list[str] = []
+
+        def embed() -> np.ndarray:
+            embedded_on.append(threading.current_thread().name)
+            return vector
+
+        beside = fusion.search(query, embed, 4)
+        assert sides and sides[0].startswith("kvgraph-bm25") and embedded_on == [threading.current_thread().name]
+        assert [(h.node.id, h.score) for h in beside] == [(h.node.id, h.score) for h in given]
+        assert [h.node.id for h in fusion.retrieve(query, 4)] == [h.node.id for h in given]
+
+        def broken() -> np.ndarray:
+            raise RuntimeError("the embedder failed")
+
+        with pytest.raises(RuntimeError, match="embedder failed"):  # raised, after the BM25 side ends
+            fusion.search(query, broken, 4)

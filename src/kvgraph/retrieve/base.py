@@ -8,6 +8,7 @@ object with a ``retrieve(query, k)`` method as their base.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -98,9 +99,13 @@ class StoreRetriever:
         emb = self.embedder.embed([query])[0] if self.mode != "sparse" and self.embedder is not None else None
         return self.search(query, emb, k)
 
-    def search(self, query: str, vector: Sequence[float] | np.ndarray | None, k: int) -> list[NodeWithScore]:
+    def search(
+        self, query: str, vector: Sequence[float] | np.ndarray | Callable[[], np.ndarray] | None, k: int
+    ) -> list[NodeWithScore]:
         """:meth:`retrieve` with the query's embedding given (by a caller that embedded it along with
-        other texts); ``vector`` is ignored in sparse mode."""
+        other texts), or a function that computes it; ``vector`` is ignored in sparse mode."""
+        if callable(vector):
+            vector = vector()
         emb = vector if self.mode != "sparse" else None
         return _results(
             self.store,

@@ -29,7 +29,10 @@ Optional query-side steps, each a setting measured on the dev sets (docs/eval.md
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +140,20 @@ def _check(name: str, value: Any, lo: float, hi: float, kind: type = float) -> N
         ok = ok and isinstance(value, int)
     if not ok:
         raise InvalidInputError(f"{name} must be a {kind.__name__} between {lo} and {hi}, got {value!r}")
+
+
+_BESIDE: ThreadPoolExecutor | None = None
+_BESIDE_LOCK = threading.Lock()
+
+
+def _beside() -> ThreadPoolExecutor:
+    """Threads that run a query's BM25 search while its caller embeds the question (a few, for a server's
+    concurrent queries; each query waits only for its own)."""
+    global _BESIDE
+    with _BESIDE_LOCK:
+        if _BESIDE is None:
+            _BESIDE = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="kvgraph-bm25")
+        return _BESIDE
 
 
 class Hits(Mapping[str, Node]):
@@ -300,8 +317,12 @@ class FusionRetriever:
     def _head(self, ranked: Ranked) -> Ranked:
         return Ranked(ranked.ids[: self.pool], ranked.scores[: self.pool])
 
-    def search(self, query: str, vector: np.ndarray, k: int) -> list[NodeWithScore]:
+    def search(self, query: str, vector: np.ndarray | Callable[[], np.ndarray], k: int) -> list[NodeWithScore]:
         """The fused top ``k`` for ``query`` (BM25 side) and ``vector`` (dense side).
+
+        ``vector`` may be a function that embeds the query: the BM25 side, which needs only the
+        text, is then searched on another thread while this one embeds (the ONNX run releases
+        the GIL and uses one core), instead of after it.
 
         The first ``pool`` hits of each side are fused on their own, so the first results and
         their scores do not depend on ``k``. Min-max normalisation over a longer list would
@@ -312,8 +333,16 @@ class FusionRetriever:
         """
         nodes = Hits()
         fetch = max(self.pool, k)
-        dense = self._dense(vector, nodes, fetch)
-        sparse = self._sparse(query, nodes, fetch)
+        if callable(vector):
+            pending = _beside().submit(self._sparse, query, nodes, fetch)
+            try:
+                vector = vector()
+            finally:
+                sparse = pending.result()  # the BM25 side's error, if any, before the embedder's
+            dense = self._dense(vector, nodes, fetch)  # after the join: one thread adds to `nodes` at a time
+        else:
+            dense = self._dense(vector, nodes, fetch)
+            sparse = self._sparse(query, nodes, fetch)
         fused = self._fuse(query, self._head(dense), self._head(sparse), nodes)
         if self.feedback != "none" and fused:
             if self.feedback == "rocchio":
@@ -330,4 +359,4 @@ class FusionRetriever:
 
     def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
-        return self.search(query, self.vector(query), k)
+        return self.search(query, lambda: self.vector(query), k)
