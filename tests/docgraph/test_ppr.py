@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from kvgraph.docgraph.csr import Csr
-from kvgraph.docgraph.ppr import k_hop, personalized_pagerank, transition_matrix
+from kvgraph.docgraph.ppr import (
+    k_hop,
+    personalized_pagerank,
+    personalized_pagerank_undirected,
+    transition_matrix,
+)
 from kvgraph.errors import InvalidInputError
 
 
@@ -62,6 +67,33 @@ def test_matches_dense_reference_on_random_directed_graph_with_dangling_nodes() 
         p = personalized_pagerank(t, s, damping=d, tol=1e-13, max_iter=1000, dangling=dangling)
         assert p.sum() == pytest.approx(1.0)
         np.testing.assert_allclose(p, dense_reference(a, s, d), atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_conjugate_gradients_match_the_dense_reference_on_undirected_graphs(seed: int) -> None:
+    """The bounded walk's solver: isolated nodes (the walk's dangling ones) and uneven weights."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    a = np.triu((rng.random((n, n)) < 0.12) * rng.random((n, n)) * 5, k=1)
+    a = a + a.T
+    a[[4, 17], :] = 0.0  # isolated: one holds restart weight, the other none
+    a[:, [4, 17]] = 0.0
+    s = np.zeros(n)
+    s[[0, 4, 9]] = [0.6, 0.1, 0.3]
+    for d in (0.0, 0.5, 0.7, 0.85):
+        exact = dense_reference(a, s, d)
+        p = personalized_pagerank_undirected(Csr.from_dense(a), s, damping=d, tol=1e-12)
+        assert p.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(p, exact, atol=1e-10)
+        # the default stopping point is closer to the exact walk than power iteration at 1e-6
+        t, dangling = transition_matrix(Csr.from_dense(a))
+        power = personalized_pagerank(t, s, damping=d, tol=1e-6, dangling=dangling)
+        default = personalized_pagerank_undirected(Csr.from_dense(a), s, damping=d)
+        assert np.abs(default - exact).sum() <= max(np.abs(power - exact).sum(), 1e-12)
+    with pytest.raises(InvalidInputError, match="not all zero"):
+        personalized_pagerank_undirected(Csr.from_dense(a), np.zeros(n))
+    with pytest.raises(InvalidInputError, match="damping"):
+        personalized_pagerank_undirected(Csr.from_dense(a), s, damping=1.0)
 
 
 def test_transition_columns_sum_to_one_except_dangling() -> None:
