@@ -145,3 +145,24 @@ def test_a_damaged_name_file_is_reported_as_damage(kb: KnowledgeBase, damage: ob
     damage(the_file(kb))
     with pytest.raises(InvalidInputError, match=rf"damaged.*{says}.*kvgraph repair"):
         DocGraph.load(kb.graph.doc_graph_path)
+
+
+def test_a_save_refused_for_space_leaves_the_last_graph_and_no_stray_file(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from kvgraph.errors import DiskFullError
+
+    d = kb.graph.doc_graph_path
+    last, path = DocGraph.load(d), the_file(kb)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(DiskFullError):
+        full_build(kb).save(d)  # a new name file is written first, then the arrays fail
+    assert names_files(d) == [path]
+    again = DocGraph.load(d)
+    assert again.build == last.build and names_by_key(again) == names_by_key(last)

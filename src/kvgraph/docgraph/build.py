@@ -295,6 +295,8 @@ class DocGraph:
         except BaseException:
             tmp_npz.unlink(missing_ok=True)
             tmp_json.unlink(missing_ok=True)
+            if names is not None and names is not self.names_file:  # written for this save: no graph names it
+                names.path.unlink(missing_ok=True)
             raise
         os.replace(tmp_npz, d / NPZ_FILE)  # from here on readers of the new arrays find tmp_json
         os.replace(tmp_json, d / JSON_FILE)
