@@ -15,6 +15,7 @@ import pytest
 from kvgraph.docgraph.build import (
     EDGE_TYPES,
     DocGraph,
+    Packed,
     RowBuffer,
     append_rows,
     build_doc_graph,
@@ -304,6 +305,22 @@ def quantized_unit(vectors: np.ndarray) -> np.ndarray:
     from kvgraph.docgraph.build import stored_precision
 
     return stored_precision(vectors)
+
+
+@pytest.mark.parametrize(
+    ("first", "more"),
+    [(["a", "bé"], ["東京", ""]), ([], ["x"]), (["x"], []), ([], []), (["nul\x00in", ""], ["\x00", "z"])],
+)
+def test_a_packing_extended_is_the_packing_of_both(first: list[str], more: list[str]) -> None:
+    source = first + more
+    packed = Packed(*pack_strings(first), first, len(first)).extended(source, more)
+    text, lengths = pack_strings(source)
+    assert packed.text.tobytes() == text.tobytes() and packed.lengths.tolist() == lengths.tolist()
+    assert (
+        packed.holds(source)
+        and not packed.holds(list(source))
+        and unpack_strings(packed.text, packed.lengths) == source
+    )
 
 
 def test_strings_pack_and_unpack_exactly() -> None:

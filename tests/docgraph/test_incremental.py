@@ -228,3 +228,5 @@ def test_random_adds_replacements_and_deletions_keep_matching_a_rebuild(
                 assert updated.entity_vectors is None  # updated without unpacking the names
             assert updated.meta["updates"] == step
             assert_same_graph(updated, full_build(kb))
+        # What the last update saved (its strings packed from the loaded graph's, then the new ones).
+        assert_same_graph(DocGraph.load(kb.graph.doc_graph_path), full_build(kb))

@@ -164,7 +164,6 @@ class Csr:
             np.cumsum(np.bincount(rows, minlength=k), out=indptr[1:])
         return Csr(indptr, cols, vals, (k, k))
 
-
     def _column_table(self) -> np.ndarray:
         """This thread's table of -1 for every column (int32 while the columns fit)."""
         table: np.ndarray | None = getattr(self._scratch, "table", None)

@@ -269,7 +269,28 @@ def update_doc_graph(
     )
     updated.vector_rows = float_rows
     updated.int8_rows = None if packed is None else packed[1]
+    if old.size == g.n_nodes and every:  # nodes only added: the saved strings, then the new ones
+        _extend_packed(g, updated, first, parts.doc_of)
     return updated
+
+
+def _extend_packed(
+    g: DocGraph, updated: DocGraph, renamed: Mapping[int, tuple[str, str]], new_docs: dict[str, str]
+) -> None:
+    """The packed strings of ``updated`` from ``g``'s, where its nodes and chunks are ``g``'s then new ones."""
+    n = g.n_nodes
+    keys, names = g.packed.get("keys"), g.packed.get("names")
+    if keys is not None and keys.holds(g.keys):
+        updated.packed["keys"] = keys.extended(updated.keys, updated.keys[n:])
+    # An entity whose first mention changed may be named otherwise now: then the names are packed again.
+    if names is not None and names.holds(g.names) and all(updated.names[e] == g.names[e] for e in renamed if e < n):
+        updated.packed["names"] = names.extended(updated.names, updated.names[n:])
+    chunks, docs = g.packed.get("doc_of_chunks"), g.packed.get("doc_of_docs")
+    known = chunks is not None and docs is not None and chunks.holds(g.doc_of) and docs.holds(g.doc_of)
+    if known and not any(c in g.doc_of for c in new_docs):  # the new chunks' entries follow the old ones
+        assert chunks is not None and docs is not None
+        updated.packed["doc_of_chunks"] = chunks.extended(updated.doc_of, list(new_docs))
+        updated.packed["doc_of_docs"] = docs.extended(updated.doc_of, list(new_docs.values()))
 
 
 def _first_mentions(
