@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +230,49 @@ def test_random_adds_replacements_and_deletions_keep_matching_a_rebuild(
             assert_same_graph(updated, full_build(kb))
         # What the last update saved (its strings packed from the loaded graph's, then the new ones).
         assert_same_graph(DocGraph.load(kb.graph.doc_graph_path), full_build(kb))
+
+
+def test_an_ingest_of_new_documents_is_found_without_comparing_every_id(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph records where the store stood; new chunks are read from the slots after that."""
+    d = kb.graph.doc_graph_path
+    assert DocGraph.load(d).meta["store"] == kb.store.change_marker()
+
+    def store_without_graph(change: Callable[[], object]) -> DocGraph:
+        d.rename(d.with_name("aside"))
+        try:
+            change()
+        finally:
+            d.with_name("aside").rename(d)
+            cache.forget()
+        return DocGraph.load(d)
+
+    def no_full_listing(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("the short way reads only the new slots")
+
+    saved = store_without_graph(lambda: kb.add_documents(LATER[0]))
+    with monkeypatch.context() as m:
+        m.setattr(kb.store, "ids", no_full_listing)
+        updated = update_from_store(saved, kb.store, None, kb.embedder)
+    assert updated is not None and updated.meta["store"] == kb.store.change_marker()
+    assert_same_graph(updated, full_build(kb))
+    updated.save(d)
+    # A deletion (a document replaced is one too) takes the long way, and is right.
+    ids = kb.store.ids
+    listed: list[bool] = []
+
+    def counted(*args: object, **kwargs: object) -> list[str]:
+        listed.append(True)
+        return ids(*args, **kwargs)  # type: ignore[arg-type]
+
+    for change in (lambda: kb.delete("bees"), lambda: kb.add_documents(LATER[1])):
+        saved = store_without_graph(change)
+        assert kb.store.added_since(saved.meta["store"]) is None
+        listed.clear()
+        with monkeypatch.context() as m:
+            m.setattr(kb.store, "ids", counted)
+            updated = update_from_store(saved, kb.store, None, kb.embedder)
+        assert listed and updated is not None
+        assert_same_graph(updated, full_build(kb))
+        updated.save(d)

@@ -68,3 +68,28 @@ def test_upsert_leaves_dead_rows_until_vacuum(tmp_path):
         s.vacuum()
         assert s.stats()["dead_rows"] == 0 and s.count() == 2
         np.testing.assert_allclose(s.get(["a"])[0].embedding, np.eye(4)[2], atol=1e-6)
+
+
+def test_added_since_lists_new_nodes_until_a_delete_or_a_vacuum(tmp_path):
+    """What a document-graph update reads instead of every id (kvgraph.docgraph.incremental)."""
+    rng = np.random.default_rng(1)
+
+    def nodes(prefix, n, doc):
+        return [Node(id=f"{prefix}{i}", text=f"t {i}", embedding=rng.normal(size=8), ref_doc_id=doc) for i in range(n)]
+
+    with EmbeddedVectorStore.open(tmp_path / "s", dim=8) as s:
+        s.add(nodes("a", 5, "d1"))
+        marker = s.change_marker()
+        assert s.added_since(marker) == []
+        s.add(nodes("b", 3, "d2"))
+        s.add(nodes("c", 2, "d3"))
+        assert s.added_since(marker) == ["b0", "b1", "b2", "c0", "c1"]  # insertion order
+        later = s.change_marker()
+        s.delete_ref_doc("d3")  # new nodes deleted again: the live count still adds up
+        assert s.added_since(marker) == ["b0", "b1", "b2"]
+        s.delete_ref_doc("d1")  # a node of the marker's time is gone: not a list of additions
+        assert s.added_since(marker) is None and s.added_since(later) is None
+        now = s.change_marker()
+        s.vacuum()  # slots renumbered
+        assert s.added_since(now) is None
+        assert s.added_since({"slots": "x"}) is None

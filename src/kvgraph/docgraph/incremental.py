@@ -130,8 +130,12 @@ def update_doc_graph(
         b.index = dict(zip(b.keys, range(len(b.keys))))
 
     # 2. Edges that stay: structure and mentions between nodes that stay (the rest is derived below).
-    stays = keep[g.src] & keep[g.dst] & np.isin(g.etype, _KEPT_TYPES)
-    kept_edges = (remap[g.src[stays]], remap[g.dst[stays]], g.etype[stays], g.weight[stays])
+    removed_none = old.size == g.n_nodes  # the usual ingest: the old numbering stands
+    stays = np.isin(g.etype, _KEPT_TYPES)
+    if not removed_none:
+        stays &= keep[g.src] & keep[g.dst]
+    kept_src, kept_dst = (g.src[stays], g.dst[stays]) if removed_none else (remap[g.src[stays]], remap[g.dst[stays]])
+    kept_edges = (kept_src, kept_dst, g.etype[stays], g.weight[stays])
 
     # 3. The added chunks, exactly as a full build adds them.
     ordered = list(nodes)  # in the caller's order: store order, as a full build takes them
@@ -141,7 +145,7 @@ def update_doc_graph(
     offline = extractor_params is not None
     triples = triples_of(ordered) if triples_of is not None and ordered else None
     add_chunks(b, parts, ordered, extractor, float(params["title_weight"]), triples, offline)
-    doc_of = {c: d for c, d in g.doc_of.items() if c not in drop_set} | parts.doc_of
+    doc_of = (g.doc_of if removed_none else {c: d for c, d in g.doc_of.items() if c not in drop_set}) | parts.doc_of
     facts = [(int(remap[s]), int(remap[o]), r, c) for s, o, r, c in g.facts if c not in drop_set]
     facts += parts.facts
 
@@ -158,11 +162,14 @@ def update_doc_graph(
     has_chunk = np.zeros(n_mid, dtype=bool)
     has_chunk[dst[from_chunk & (etype == EDGE_TYPES.index("PARENT"))]] = True
     alive = (kinds == 0) | ((kinds == 2) & mentioned) | ((kinds == 1) & has_chunk)
-    final = np.full(n_mid, -1, dtype=np.int64)
-    final[alive] = np.arange(int(alive.sum()))
-    live_edge = alive[src] & alive[dst]
-    src, dst, etype, weight = final[src[live_edge]], final[dst[live_edge]], etype[live_edge], weight[live_edge]
-    every = bool(alive.all())  # nothing orphaned: the builder's lists and index stand as they are
+    every = bool(alive.all())  # nothing orphaned: the builder's lists, index and edges stand as they are
+    if every:
+        final = np.arange(n_mid, dtype=np.int64)
+    else:
+        final = np.full(n_mid, -1, dtype=np.int64)
+        final[alive] = np.arange(int(alive.sum()))
+        live_edge = alive[src] & alive[dst]
+        src, dst, etype, weight = final[src[live_edge]], final[dst[live_edge]], etype[live_edge], weight[live_edge]
     keys = b.keys if every else [k for k, a in zip(b.keys, alive.tolist()) if a]
     out_kinds = b.kinds if every else [k for k, a in zip(b.kinds, alive.tolist()) if a]
     names = b.names if every else [k for k, a in zip(b.names, alive.tolist()) if a]
@@ -686,33 +693,43 @@ def update_from_store(
     ``triples_of`` gives the LLM triples of the chunks added when the graph has them. Raises
     :class:`NeedsRebuild` when a full build is needed (see the module docstring) or cheaper.
     """
-    ids = store.ids(filters=filters)
-    if not ids:
-        raise NeedsRebuild("no chunks are stored")
-    index, kinds = graph.index, graph.kinds
-
-    def in_graph(chunk: str) -> bool:
-        node = index.get(chunk)
-        return node is not None and kinds[node] == CHUNK
-
-    added = [i for i in ids if not in_graph(i)]
-    n_graph = int(np.count_nonzero(graph.kind_array == 0))
+    marker = store.change_marker()  # before the ids: a later write shows up as added next time
+    fast = _added_only(graph, store, filters)
+    order: dict[str, int] | None = None
     removed: set[str] = set()
-    if len(ids) - len(added) < n_graph:  # some chunks are gone (sets of 100k ids only then: ~0.05 s)
-        keys = graph.keys
-        removed = {keys[i] for i in np.flatnonzero(graph.kind_array == 0).tolist()} - set(ids)
-    if not added and not removed:
+    if fast is not None:  # only new chunks of new documents since the graph's save: no 100k-id comparison
+        nodes = fast
+    else:
+        ids = store.ids(filters=filters)
+        if not ids:
+            raise NeedsRebuild("no chunks are stored")
+        index, kinds = graph.index, graph.kinds
+
+        def in_graph(chunk: str) -> bool:
+            node = index.get(chunk)
+            return node is not None and kinds[node] == CHUNK
+
+        added = [i for i in ids if not in_graph(i)]
+        n_graph = int(np.count_nonzero(graph.kind_array == 0))
+        if len(ids) - len(added) < n_graph:  # some chunks are gone (sets of 100k ids only then: ~0.05 s)
+            keys = graph.keys
+            removed = {keys[i] for i in np.flatnonzero(graph.kind_array == 0).tolist()} - set(ids)
+        if not added and not removed:
+            if graph.meta.get("store") != marker:
+                graph.meta["store"] = marker  # up to date: the next update may take the short way
+            return None
+        if len(added) + len(removed) > UPDATE_MAX_SHARE * max(len(ids), n_graph):
+            raise NeedsRebuild(f"{len(added)} chunks added and {len(removed)} removed, of {n_graph} in the graph")
+        added_nodes = [n for n in store.get(added) if n is not None]
+        dirty = {graph.doc_of[c] for c in removed if c in graph.doc_of} | {_doc_id(n) for n in added_nodes}
+        redo: list[str] = []
+        # Chunks of the documents that changed (none when only new documents came: skip 100k lookups).
+        if removed or None in dirty or not dirty.isdisjoint(set(graph.doc_of.values())):
+            redo = [i for i in ids if graph.doc_of.get(i) in dirty and in_graph(i)]
+        order = {i: p for p, i in enumerate(ids)}
+        nodes = sorted(added_nodes + [n for n in store.get(redo) if n is not None], key=lambda n: order[n.id])
+    if not nodes and not removed:
         return None
-    if len(added) + len(removed) > UPDATE_MAX_SHARE * max(len(ids), n_graph):
-        raise NeedsRebuild(f"{len(added)} chunks added and {len(removed)} removed, of {n_graph} in the graph")
-    added_nodes = [n for n in store.get(added) if n is not None]
-    dirty = {graph.doc_of[c] for c in removed if c in graph.doc_of} | {_doc_id(n) for n in added_nodes}
-    redo: list[str] = []
-    # Chunks of the documents that changed (none when only new documents came: skip 100k lookups).
-    if removed or None in dirty or not dirty.isdisjoint(set(graph.doc_of.values())):
-        redo = [i for i in ids if graph.doc_of.get(i) in dirty and in_graph(i)]
-    position = {i: p for p, i in enumerate(ids)}
-    nodes = sorted(added_nodes + [n for n in store.get(redo) if n is not None], key=lambda n: position[n.id])
 
     def neighbours(vectors: np.ndarray, m: int) -> list[tuple[list[str], list[float]]]:
         return [(list(r.ids), list(r.similarities)) for r in store.query_batch(vectors, m, filters=filters)]
@@ -723,17 +740,47 @@ def update_from_store(
     def read_chunks(chunk_ids: Sequence[str]) -> list[Node]:
         return [n for n in store.get(chunk_ids) if n is not None]
 
-    return update_doc_graph(
+    updated = update_doc_graph(
         graph,
         nodes,
-        removed | set(redo),
+        removed,  # and the chunks in `nodes` that the graph holds: added again
         embedder=embedder,
         neighbours=neighbours,
         vectors_of=vectors_of,
         read_chunks=read_chunks,
-        order=position,
+        order=order,  # None: the graph's chunks are in store order, and the new ones follow them
         triples_of=triples_of,
     )
+    updated.meta["store"] = marker
+    return updated
+
+
+def _added_only(graph: DocGraph, store: EmbeddedVectorStore, filters: FilterSpec) -> list[Node] | None:
+    """The chunks added since the graph's save (in store order) when that is all that changed, and
+    only to new documents; None when that cannot be told without comparing every stored id.
+
+    The graph records the store's :meth:`change_marker` it was made from; the store lists what was
+    added after it (:meth:`added_since`), or None after a deletion or a compaction.
+    """
+    saved = graph.meta.get("store")
+    added_since = getattr(store, "added_since", None)
+    if filters is not None or not isinstance(saved, dict) or added_since is None:
+        return None
+    new = added_since(saved)
+    if new is None:
+        return None
+    index, kinds = graph.index, graph.kinds
+    added = [i for i in new if not (i in index and kinds[index[i]] == CHUNK)]
+    n_graph = int(np.count_nonzero(graph.kind_array == 0))
+    if n_graph != int(saved.get("live", -1)) + len(new) - len(added):
+        return None  # the graph does not hold every chunk of that time: compare every id
+    if len(added) > UPDATE_MAX_SHARE * (n_graph + len(added)):
+        raise NeedsRebuild(f"{len(added)} chunks added, of {n_graph} in the graph")
+    nodes = [n for n in store.get(added) if n is not None]
+    docs = {_doc_id(n) for n in nodes}
+    if None in docs or not docs.isdisjoint(set(graph.doc_of.values())):
+        return None  # a document that gained chunks: its other chunks are added again, as a build would
+    return nodes
 
 
 def _doc_id(node: Node) -> str | None:

@@ -246,6 +246,8 @@ class KBGraph:
         kb = self._kb
         kb.require_writable()
         role = {"role": "parent"} if kb.stored_references() != "none" else None
+        marker = getattr(kb.store, "change_marker", None)
+        store_state = marker() if marker is not None else None  # before the ids (incremental.update_from_store)
         ids = kb.store.ids(filters=role)
         if not ids:
             raise InvalidInputError(f"knowledge base {kb.path} has no chunks yet: ingest documents first")
@@ -286,6 +288,8 @@ class KBGraph:
             known_vectors=self._saved_name_vectors(),
         )
         graph.meta["extractor"] = extractor
+        if store_state is not None:
+            graph.meta["store"] = store_state
         if triple_report is not None:
             graph.meta["triple_extraction"] = triple_report
         graph.save(self.doc_graph_path)
@@ -411,6 +415,8 @@ class KBGraph:
         def read() -> None:
             try:
                 shared_graph(self.doc_graph_path)
+                # and the modules the update runs (the entity patterns compile on import: ~40 ms)
+                import kvgraph.docgraph.incremental  # noqa: F401
             except Exception:  # the refresh meets it and decides
                 return
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,30 @@ class ResultsStore(IndexingStore):
             if mask is None:
                 return self._records.ids_by_slots(None)
             return self._records.ids_by_slots(np.flatnonzero(mask).tolist())
+
+        return self._read(read)
+
+    def change_marker(self) -> dict[str, Any]:
+        """Where the store stands: its vector file (another after a compaction), the slots used and
+        the live nodes. :meth:`added_since` compares a later store with it."""
+        return self._read(lambda: {"epoch": self._epoch, "slots": self._n, "live": self._n_live})
+
+    def added_since(self, marker: Mapping[str, Any]) -> list[str] | None:
+        """Ids of the nodes added since ``marker`` (a :meth:`change_marker`), in insertion order; None
+        when a node of that time was deleted since, or the store was compacted (then compare all ids).
+
+        New nodes take the slots after the marker's; a deletion lowers the live count, so the live
+        count then plus the live nodes in new slots equals the live count now only if none was deleted.
+        """
+        slots, live = marker.get("slots"), marker.get("live")
+        if not isinstance(slots, int) or not isinstance(live, int):
+            return None
+
+        def read() -> list[str] | None:
+            if marker.get("epoch") != self._epoch or self._n < slots:
+                return None
+            new = [node_id for _, node_id in self._records.ids_from(slots)]
+            return new if self._n_live == live + len(new) else None
 
         return self._read(read)
 
