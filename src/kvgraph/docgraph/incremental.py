@@ -429,6 +429,7 @@ class NameRows:
             assert int8 is not None
             self.old_int8 = int8 if every else int8[kept_rows]
         self.fresh = np.asarray(fresh, dtype=np.float32)
+        self._block: np.ndarray | None = None  # scaled_rows' buffer (its rows are valid until the next call)
         self.n_old = int(kept_rows.size)
         self.n = self.n_old + len(self.fresh)
 
@@ -442,7 +443,12 @@ class NameRows:
             rows = self.old[lo:hi]
             return rows, np.ones(len(rows), np.float32)
         assert self.old_int8 is not None
-        rows = self.old_int8[lo:hi].astype(np.float32)
+        # Into one buffer, not a new 12 MB array a block: each of those came as fresh pages from the
+        # OS in a new process (an ingest's), and faulting them in doubled the pass (0.17 -> 0.09 s).
+        if self._block is None or len(self._block) < hi - lo:
+            self._block = np.empty((hi - lo, self.old_int8.shape[1]), np.float32)
+        rows = self._block[: hi - lo]
+        rows[:] = self.old_int8[lo:hi]
         squares = np.einsum("ij,ij->i", rows, rows)
         return rows, (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
 
