@@ -415,7 +415,10 @@ class KBGraph:
         def read() -> None:
             try:
                 shared_graph(self.doc_graph_path)
-                # and the modules the update runs (the entity patterns compile on import: ~40 ms)
+                # and the modules the update runs (the entity patterns compile on import: ~40 ms;
+                # numpy imports numpy.ma on the first np.unique: 15-50 ms)
+                import numpy.ma  # noqa: F401
+
                 import kvgraph.docgraph.incremental  # noqa: F401
             except Exception:  # the refresh meets it and decides
                 return
