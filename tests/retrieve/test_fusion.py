@@ -166,6 +166,18 @@ def test_bm25_runs_beside_the_embedding_and_fuses_the_same(
         assert [(h.node.id, h.score) for h in beside] == [(h.node.id, h.score) for h in given]
         assert [h.node.id for h in fusion.retrieve(query, 4)] == [h.node.id for h in given]
 
+        # Every side thread busy (a loaded server): the query runs both sides itself, not in a queue.
+        from kvgraph.retrieve import fusion as fusion_module
+
+        busy = threading.BoundedSemaphore(1)
+        busy.acquire()
+        pool = fusion_module._BESIDE[0] if fusion_module._BESIDE else None
+        monkeypatch.setattr(fusion_module, "_BESIDE", (pool, busy))
+        sides.clear()
+        inline = fusion.search(query, embed, 4)
+        assert sides == [threading.current_thread().name]
+        assert [(h.node.id, h.score) for h in inline] == [(h.node.id, h.score) for h in given]
+
         def broken() -> np.ndarray:
             raise RuntimeError("the embedder failed")
 

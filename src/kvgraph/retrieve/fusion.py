@@ -32,9 +32,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -142,18 +142,30 @@ def _check(name: str, value: Any, lo: float, hi: float, kind: type = float) -> N
         raise InvalidInputError(f"{name} must be a {kind.__name__} between {lo} and {hi}, got {value!r}")
 
 
-_BESIDE: ThreadPoolExecutor | None = None
+_BESIDE: tuple[ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
 _BESIDE_LOCK = threading.Lock()
+T = TypeVar("T")
 
 
-def _beside() -> ThreadPoolExecutor:
-    """Threads that run a query's BM25 search while its caller embeds the question (a few, for a server's
-    concurrent queries; each query waits only for its own)."""
+def _beside(fn: Callable[..., T], *args: Any) -> Future[T] | None:
+    """``fn(*args)`` on one of a few threads that run BM25 searches while their callers embed the
+    question; None when all are busy (a loaded server: the caller runs it itself rather than queue)."""
     global _BESIDE
     with _BESIDE_LOCK:
         if _BESIDE is None:
-            _BESIDE = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="kvgraph-bm25")
-        return _BESIDE
+            n = min(4, os.cpu_count() or 1)
+            _BESIDE = (ThreadPoolExecutor(n, thread_name_prefix="kvgraph-bm25"), threading.BoundedSemaphore(n))
+        pool, free = _BESIDE
+    if not free.acquire(blocking=False):
+        return None
+
+    def run() -> T:
+        try:
+            return fn(*args)
+        finally:
+            free.release()
+
+    return pool.submit(run)
 
 
 class Hits(Mapping[str, Node]):
@@ -333,20 +345,19 @@ class FusionRetriever:
         """
         nodes = Hits()
         fetch = max(self.pool, k)
-        if callable(vector):
-            pending = _beside().submit(self._sparse, query, nodes, fetch)
-            try:
-                vector = vector()
-            finally:
+        pending = _beside(self._sparse, query, nodes, fetch) if callable(vector) else None
+        try:
+            qv: np.ndarray = vector() if callable(vector) else vector
+        finally:
+            if pending is not None:
                 sparse = pending.result()  # the BM25 side's error, if any, before the embedder's
-            dense = self._dense(vector, nodes, fetch)  # after the join: one thread adds to `nodes` at a time
-        else:
-            dense = self._dense(vector, nodes, fetch)
+        dense = self._dense(qv, nodes, fetch)  # after the join: one thread adds to `nodes` at a time
+        if pending is None:
             sparse = self._sparse(query, nodes, fetch)
         fused = self._fuse(query, self._head(dense), self._head(sparse), nodes)
         if self.feedback != "none" and fused:
             if self.feedback == "rocchio":
-                dense = self._dense(self._rocchio(vector, fused), nodes, fetch)
+                dense = self._dense(self._rocchio(qv, fused), nodes, fetch)
             else:
                 sparse = self._rm3(query, sparse, fused, nodes, fetch)
             fused = self._fuse(query, self._head(dense), self._head(sparse), nodes)
