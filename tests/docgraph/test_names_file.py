@@ -95,11 +95,11 @@ def test_an_update_killed_before_its_save_leaves_the_last_graph(kb: KnowledgeBas
     # ...and the process dies here: the saved graph is the last one, whole (its rows pass their CRC).
     again = DocGraph.load(d)
     assert again.build == last.build and names_by_key(again) == names_by_key(last)
-    # The next update writes over what the dead one left, and the file ends with its rows.
+    # The next update writes its rows over what the dead one left (what lies past them is never read).
     kb.graph.refresh()
     updated = DocGraph.load(d)
     assert updated.meta["updates"] == 1
-    assert the_file(kb).stat().st_size == (updated.name_count() or 0) * 384
+    assert the_file(kb).stat().st_size > (updated.name_count() or 0) * 384
     assert names_by_key(updated) == names_by_key(full_build(kb))
 
 

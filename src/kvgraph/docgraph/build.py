@@ -68,7 +68,7 @@ ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
 # 2: node keys, kinds, names and doc_of packed into graph.npz (JSON of 400k strings took ~0.9 s of
 # every save and load at 100k chunks); 1 (JSON) is still read.
 # 3: the name vectors in a file of their own that updates append to (names_file.py), node
-# numbers saved as int32: a one-file ingest at 100k chunks read and wrote 142 MB, now ~48 MB.
+# numbers saved as int32: a one-file ingest at 100k chunks read and wrote 142 MB, now 51 MB.
 FORMAT_VERSION = 3
 _READABLE_VERSIONS = (1, 2, 3)
 # Saved as int32 while the graph has fewer nodes than int32 holds; read back as int64.

@@ -11,7 +11,7 @@ the file, how many of its rows belong to the graph and their CRC-32, which every
 Crash safety: rows a saved graph uses are never written again. An update writes its rows after
 them, where no committed graph looks, and the save that commits them renames ``graph.json``
 last; a crash in between leaves the old graph (its rows and their CRC untouched) and bytes after
-them that the next append overwrites. An update appends only when the saved graph is the one it
+them that the next append writes over. An update appends only when the saved graph is the one it
 started from and nothing appended to that graph before (otherwise, and when names were removed
 or renamed, the save writes a new file); the file a save stops using is deleted after it.
 """
@@ -88,9 +88,11 @@ class NamesFile:
         if data.ndim != 2 or data.shape[1] != self.dim:
             raise ValueError(f"rows of {data.shape[1:]} values do not fit {self.path.name} ({self.dim} a row)")
         with open(self.path, "r+b") as f:
+            # Over whatever a crashed update left after the rows; not truncated after the new rows:
+            # an unsaved graph of this process may map rows past them (a shorter file would make
+            # reading those a SIGBUS), and what lies past the saved rows is never read.
             f.seek(self.rows * self.dim)
             f.write(data.reshape(-1).data)
-            f.truncate()  # what a crashed update left after it
         self.appended = True
         return NamesFile(self.path, self.rows + len(data), self.dim, zlib.crc32(data.reshape(-1).data, self.crc))
 
