@@ -276,3 +276,29 @@ def test_an_ingest_of_new_documents_is_found_without_comparing_every_id(
         assert listed and updated is not None
         assert_same_graph(updated, full_build(kb))
         updated.save(d)
+
+
+class _StoreWithoutMarkers:
+    """A store that cannot say where it stands (as a server backend): every update compares all ids."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("change_marker", "added_since"):
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def test_a_store_without_change_markers_is_compared_id_by_id(kb: KnowledgeBase) -> None:
+    d = kb.graph.doc_graph_path
+    d.rename(d.with_name("aside"))
+    try:
+        kb.add_documents(LATER[0])
+    finally:
+        d.with_name("aside").rename(d)
+        cache.forget()
+    saved = DocGraph.load(d)
+    updated = update_from_store(saved, _StoreWithoutMarkers(kb.store), None, kb.embedder)  # type: ignore[arg-type]
+    assert updated is not None and "store" not in updated.meta
+    assert_same_graph(updated, full_build(kb))

@@ -746,7 +746,10 @@ def update_from_store(
     ``triples_of`` gives the LLM triples of the chunks added when the graph has them. Raises
     :class:`NeedsRebuild` when a full build is needed (see the module docstring) or cheaper.
     """
-    marker = store.change_marker()  # before the ids: a later write shows up as added next time
+    # Where the store stands, read before the ids (a later write shows up as added next time); a
+    # store without markers (a server backend) is compared id by id every time.
+    marker_of = getattr(store, "change_marker", None)
+    marker = marker_of() if marker_of is not None else None
     fast = _added_only(graph, store, filters)
     order: dict[str, int] | None = None
     removed: set[str] = set()
@@ -768,7 +771,7 @@ def update_from_store(
             keys = graph.keys
             removed = {keys[i] for i in np.flatnonzero(graph.kind_array == 0).tolist()} - set(ids)
         if not added and not removed:
-            if graph.meta.get("store") != marker:
+            if marker is not None and graph.meta.get("store") != marker:
                 graph.meta["store"] = marker  # up to date: the next update may take the short way
             return None
         if len(added) + len(removed) > UPDATE_MAX_SHARE * max(len(ids), n_graph):
@@ -804,7 +807,10 @@ def update_from_store(
         order=order,  # None: the graph's chunks are in store order, and the new ones follow them
         triples_of=triples_of,
     )
-    updated.meta["store"] = marker
+    if marker is not None:
+        updated.meta["store"] = marker
+    else:
+        updated.meta.pop("store", None)
     return updated
 
 
