@@ -229,6 +229,8 @@ _QUOTED = re.compile(r"[\"“]([^\"“”\n]{2,80})[\"”]")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 _ACRONYM = re.compile(r"^(?:[A-Z]{2,}[0-9]*|(?:[A-Z]\.){2,})$")
 _POSSESSIVE = re.compile(r"['\u2019]s?\b")
+_NOT_KEY = re.compile(r"[^\w\s&]")
+_SPACES = re.compile(r"\s+")
 
 
 _Emit = Callable[[str, str], None]
@@ -249,11 +251,14 @@ def entity_key(name: str) -> str:
     Lowercase, accents stripped (NFKD), possessive and punctuation removed, a leading
     "the" dropped, whitespace collapsed. ``entity_key("The Beatles'") == "beatles"``.
     """
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    if name.isascii():  # NFKD leaves ASCII as it is and finds no accents: skip the per-character pass
+        text = name.lower()
+    else:
+        text = unicodedata.normalize("NFKD", name)
+        text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = _POSSESSIVE.sub("", text.strip())
-    text = re.sub(r"[^\w\s&]", " ", text)
-    text = re.sub(r"\s+", " ", text).strip()
+    text = _NOT_KEY.sub(" ", text)
+    text = _SPACES.sub(" ", text).strip()
     if text.startswith("the "):
         text = text[4:]
     return text

@@ -419,9 +419,10 @@ def _titled_chunks(graph: DocGraph) -> dict[str, list[int]]:
     """Entity key -> chunks titled with it; a chunk without a title is named by its id and never matches."""
     titled: dict[str, list[int]] = {}
     keys: dict[str, str] = {}  # many chunks share a document title: canonicalise each title once
+    names, node_keys = graph.names, graph.keys
     for i in np.flatnonzero(graph.kind_array == 0).tolist():
-        name = graph.names[i]
-        if name != graph.keys[i]:
+        name = names[i]
+        if name != node_keys[i]:
             key = keys.get(name)
             if key is None:
                 key = keys[name] = entity_key(name)
