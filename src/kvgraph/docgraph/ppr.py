@@ -43,6 +43,21 @@ def transition_matrix(adjacency: Csr) -> tuple[Transposed, np.ndarray]:
     return t, dangling
 
 
+def _restart_vector(personalization: np.ndarray, n: int, damping: float) -> np.ndarray:
+    """The personalization of a walk over ``n`` nodes, checked and scaled to sum 1 (and ``damping`` checked)."""
+    s = np.asarray(personalization, dtype=np.float64).ravel()
+    if s.shape[0] != n:
+        raise InvalidInputError(f"personalization has {s.shape[0]} entries but the graph has {n} nodes")
+    if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
+        raise InvalidInputError("personalization must be finite and non-negative")
+    total = s.sum()
+    if total <= 0:
+        raise InvalidInputError("personalization must be not all zero: give at least one seed node a positive weight")
+    if not 0.0 <= damping < 1.0:
+        raise InvalidInputError(f"damping must be in [0, 1), got {damping!r}")
+    return np.asarray(s / total)
+
+
 def personalized_pagerank(
     transition: Transposed,
     personalization: np.ndarray,
@@ -60,19 +75,9 @@ def personalized_pagerank(
     the L1 change is below ``tol`` or ``max_iter`` steps.
     """
     n = transition.shape[0]
-    s = np.asarray(personalization, dtype=np.float64).ravel()
-    if s.shape[0] != n:
-        raise InvalidInputError(f"personalization has {s.shape[0]} entries but the graph has {n} nodes")
-    if not np.all(np.isfinite(s)) or (s.size and s.min() < 0):
-        raise InvalidInputError("personalization must be finite and non-negative")
-    total = s.sum()
-    if total <= 0:
-        raise InvalidInputError("personalization is all zero: give at least one seed node a positive weight")
-    if not 0.0 <= damping < 1.0:
-        raise InvalidInputError(f"damping must be in [0, 1), got {damping!r}")
+    s = _restart_vector(personalization, n, damping)
     if max_iter < 1:
         raise InvalidInputError(f"max_iter must be >= 1, got {max_iter!r}")
-    s = s / total
     dangling_mask = np.zeros(n, dtype=bool) if dangling is None else np.asarray(dangling, dtype=bool)
     p = s.copy()
     for _ in range(max_iter):
@@ -106,14 +111,7 @@ def personalized_pagerank_undirected(
     """
     a = _check_square(adjacency)
     n = a.shape[0]
-    s = np.asarray(personalization, dtype=np.float64).ravel()
-    if s.shape[0] != n:
-        raise InvalidInputError(f"personalization has {s.shape[0]} entries but the graph has {n} nodes")
-    if not np.all(np.isfinite(s)) or (s.size and s.min() < 0) or s.sum() <= 0:
-        raise InvalidInputError("personalization must be finite, non-negative and not all zero")
-    if not 0.0 <= damping < 1.0:
-        raise InvalidInputError(f"damping must be in [0, 1), got {damping!r}")
-    s = s / s.sum()
+    s = _restart_vector(personalization, n, damping)
     rows, cols = a.row_ids(), a.indices
     degree = np.bincount(rows, weights=a.data, minlength=n)
     isolated = degree <= 0
