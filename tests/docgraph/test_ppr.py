@@ -194,6 +194,69 @@ def test_k_hop_shortest_paths_on_random_graph_match_bfs() -> None:
         assert all(a.toarray()[x, y] > 0 for x, y in itertools.pairwise(path))
 
 
+def reference_k_hop(
+    a: Csr, seeds: list[int], max_hops: int, max_nodes: int | None, max_edges: int | None
+) -> tuple[list[int], list[int], list[int]]:
+    """k_hop's documented order, one node and one edge at a time: per step, frontier nodes in order
+    (only those whose rows fit the edge budget), each row's neighbours heaviest first (ties: column
+    order), a node kept the first time it is seen, until ``max_nodes``."""
+    nodes = list(dict.fromkeys(seeds))
+    hops, preds = [0] * len(nodes), [-1] * len(nodes)
+    seen, frontier, budget = set(nodes), list(nodes), max_edges
+    for hop in range(1, max_hops + 1):
+        if not frontier or (max_nodes is not None and len(nodes) >= max_nodes):
+            break
+        expanded = []
+        for u in frontier:
+            length = int(a.indptr[u + 1] - a.indptr[u])
+            if budget is not None:
+                if length > budget:
+                    break
+                budget -= length
+            expanded.append(u)
+        new: list[int] = []
+        for u in expanded:
+            lo, hi = int(a.indptr[u]), int(a.indptr[u + 1])
+            row = sorted(zip(a.indices[lo:hi].tolist(), a.data[lo:hi].tolist()), key=lambda cw: -cw[1])
+            for v, _ in row:
+                if v not in seen and (max_nodes is None or len(nodes) < max_nodes):
+                    seen.add(v)
+                    nodes.append(v)
+                    hops.append(hop)
+                    preds.append(u)
+                    new.append(v)
+        if not expanded or not sum(int(a.indptr[u + 1] - a.indptr[u]) for u in expanded):
+            break
+        frontier = new
+    return nodes, hops, preds
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_k_hop_matches_the_one_edge_at_a_time_reference(seed: int) -> None:
+    # Weights drawn from few values (ties between a row's edges) and from many; bounds that cut
+    # inside a step, and none.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 120))
+    m = int(rng.integers(n, 6 * n))
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    weights = rng.choice([0.5, 1.0, 2.0], m) if seed % 2 else rng.random(m) + 0.01
+    keep = src != dst
+    a = undirected(n, list(zip(src[keep].tolist(), dst[keep].tolist(), weights[keep].tolist())))
+    seeds = rng.choice(n, int(rng.integers(1, 5)), replace=False).tolist()
+    for max_nodes, max_edges in ((None, None), (n // 3, None), (None, m // 2), (n // 4, m // 3)):
+        got = k_hop(a, seeds, max_hops=3, max_nodes=max_nodes, max_edges=max_edges)
+        want = reference_k_hop(a, seeds, 3, max_nodes, max_edges)
+        assert (got.nodes.tolist(), got.hops.tolist(), got.predecessor.tolist()) == want
+
+
+def test_first_seen_marks_first_occurrences() -> None:
+    a = chain(10)
+    cols = np.array([4, 2, 4, 9, 2, 2, 0, 9])
+    assert np.flatnonzero(a.first_seen(cols)).tolist() == [0, 1, 3, 6]
+    assert np.flatnonzero(a.first_seen(cols)).tolist() == [0, 1, 3, 6]  # the table was reset
+    assert a.first_seen(np.array([], dtype=np.int64)).tolist() == []
+
+
 def test_k_hop_rejects_out_of_range_seed() -> None:
     with pytest.raises(InvalidInputError, match="seed"):
         k_hop(chain(3), [5])

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from graph_support import doc_graph_of, passages_kb
 
+import kvgraph.retrieve.graph as graph_retrieval
 from kvgraph.docgraph.build import DocGraph
 from kvgraph.errors import InvalidInputError
 from kvgraph.kb import KnowledgeBase
 from kvgraph.retrieve.base import VectorRetriever
-from kvgraph.retrieve.graph import KnowledgeGraphRetriever
+from kvgraph.retrieve.graph import KnowledgeGraphRetriever, _stable_top
 from kvgraph.schema import Node
 
 # Ten short passages chained by shared names, so that a walk from any of them reaches most.
@@ -78,6 +80,38 @@ def test_a_deleted_chunk_is_skipped_and_the_next_one_read(kb: KnowledgeBase, gra
     kvg = KnowledgeGraphRetriever(dense, graph, WithoutOne(kb.store), kb.embedder, seeds=1)  # type: ignore[arg-type]
     top = kvg.rank(QUESTION, hits, limit=4)
     assert [r.node.id for r in top] == [r.node.id for r in full if r.node.id != gone][:4]
+
+
+def test_results_past_the_first_candidates_when_many_were_deleted(
+    kb: KnowledgeBase, graph: DocGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rank() orders only the best 2 x (limit + _SLACK) candidates; when chunks deleted since the
+    # build leave fewer than ``limit`` of them, it goes on down the whole ranking.
+    monkeypatch.setattr(graph_retrieval, "_SLACK", 0)  # this small graph has 8 candidates
+    dense = VectorRetriever(kb.store, kb.embedder)
+    hits = dense.retrieve(QUESTION, 1)
+    full = KnowledgeGraphRetriever(dense, graph, kb.store, kb.embedder, seeds=1).rank(QUESTION, hits)
+    assert len(full) > 6
+    gone = {r.node.id for r in full[1:4]}  # 3 of the best 4: the first pass finds only one result
+
+    class WithoutMany(CountingStore):
+        def get(self, ids: Sequence[str]) -> list[Node | None]:
+            return [None if n is not None and n.id in gone else n for n in super().get(ids)]
+
+    kvg = KnowledgeGraphRetriever(dense, graph, WithoutMany(kb.store), kb.embedder, seeds=1)  # type: ignore[arg-type]
+    top = kvg.rank(QUESTION, hits, limit=2)
+    assert [r.node.id for r in top] == [r.node.id for r in full if r.node.id not in gone][:2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stable_top_is_the_head_of_a_stable_sort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.choice([0.1, 0.2, 0.3, 0.5], 300) if seed % 2 else rng.random(300)
+    for m in (0, 1, 5, 17, 299, 300, 400):
+        assert _stable_top(scores, m).tolist() == np.argsort(-scores, kind="stable")[:m].tolist()
+    with_nan = scores.copy()
+    with_nan[::7] = np.nan
+    assert _stable_top(with_nan, 9).tolist() == np.argsort(-with_nan, kind="stable")[:9].tolist()
 
 
 def test_setup_is_computed_once_per_graph(kb: KnowledgeBase, graph: DocGraph) -> None:

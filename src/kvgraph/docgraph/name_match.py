@@ -58,12 +58,15 @@ class NameMatcher:
         # (an SVD of the sample itself took 0.26 s); any orthonormal basis keeps the bound exact.
         _, eigenvectors = np.linalg.eigh(sample.T @ sample)
         self.basis = np.ascontiguousarray(eigenvectors[:, ::-1][:, :DIMS], dtype=np.float32)
-        self.projected = np.empty((n, DIMS), dtype=np.float32)
-        self.rest = np.empty(n, dtype=np.float32)
+        # Each row's projection, then the length of its rest as one more column: the bound for a
+        # query is then one product with (q_p, |q_r|), no outer product added (that took 1.3 of
+        # 3 ms at 187k names).
+        self.projected = np.empty((n, DIMS + 1), dtype=np.float32)
         for lo in range(0, n, _BLOCK):
             block = self.rows_at(slice(lo, lo + _BLOCK))
-            self.projected[lo : lo + len(block)] = block @ self.basis
-            self.rest[lo : lo + len(block)] = _rest_norms(block, self.projected[lo : lo + len(block)])
+            part = self.projected[lo : lo + len(block)]
+            part[:, :DIMS] = block @ self.basis
+            part[:, DIMS] = _rest_norms(block, part[:, :DIMS])
 
     def rows_at(self, index: np.ndarray | slice) -> np.ndarray:
         """Unit float32 rows (unpacked from int8 when the matcher holds packed rows)."""
@@ -80,7 +83,7 @@ class NameMatcher:
             best = sims.argmax(axis=1)
             return [int(b) if sims[i, b] >= threshold else -1 for i, b in enumerate(best.tolist())]
         qp = q @ self.basis
-        bound = self.projected @ qp.T + np.outer(self.rest, _rest_norms(q, qp))
+        bound = self.projected @ np.hstack([qp, _rest_norms(q, qp)[:, None]]).T
         out = []
         for i in range(len(q)):
             rows = np.flatnonzero(bound[:, i] >= threshold - _MARGIN)

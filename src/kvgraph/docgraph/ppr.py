@@ -158,7 +158,7 @@ class Expansion:
 
     def __post_init__(self) -> None:
         # Sorted node numbers for lookups by binary search: no per-node Python object per query.
-        self._order = np.argsort(self.nodes, kind="stable")
+        self._order = np.argsort(self.nodes)  # distinct numbers: any sort gives the same order
         self._sorted = self.nodes[self._order]
 
     def positions(self, nodes: np.ndarray | list[int]) -> np.ndarray:
@@ -182,6 +182,22 @@ class Expansion:
             out.append(int(self.predecessor[i]))
             i = int(self.positions(out[-1:])[0])
         return out[::-1]
+
+
+def _owner_then_heaviest(rank_of_owner: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The order of entries by frontier rank (``rank_of_owner``, non-decreasing), then heaviest first.
+
+    What ``np.lexsort((-weight, rank_of_owner))`` gives, from one stable sort of one float key
+    (2x faster): the weight, scaled into [0, 0.5], is subtracted from the integer rank. Two
+    weights of one row closer than ~1e-11 of the largest weight tie (column order), where
+    lexsort would still tell them apart; edge weights come from float32 similarities and factors.
+    """
+    if not weight.size or weight.min() < 0:  # (the scaling needs weights >= 0)
+        return np.lexsort((-weight, rank_of_owner))
+    top = float(weight.max())
+    if top <= 0:
+        return np.arange(rank_of_owner.size)
+    return np.argsort(rank_of_owner - weight * (0.5 / top), kind="stable")
 
 
 def k_hop(
@@ -236,18 +252,16 @@ def k_hop(
         if lengths.sum() == 0:
             break
         # Gather every (frontier node, neighbour, weight) triple without a Python loop per edge.
-        owner = np.repeat(frontier, lengths)
-        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        edge_pos = np.repeat(starts, lengths) + offsets
-        nbr, weight = indices[edge_pos].astype(np.int64), data[edge_pos]
+        total = int(lengths.sum())
         rank_of_owner = np.repeat(np.arange(frontier.size), lengths)
-        order = np.lexsort((-weight, rank_of_owner))  # frontier order, then heaviest edge first
-        nbr, owner = nbr[order], owner[order]
+        edge_pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        nbr = indices[edge_pos]
+        order = _owner_then_heaviest(rank_of_owner, data[edge_pos])
+        nbr, rank_of_owner = nbr[order], rank_of_owner[order]
         fresh = ~visited[nbr]
-        nbr, owner = nbr[fresh], owner[fresh]
-        _, first = np.unique(nbr, return_index=True)
-        first = np.sort(first)
-        new, new_pred = nbr[first], owner[first]
+        nbr, rank_of_owner = nbr[fresh], rank_of_owner[fresh]
+        first = a.first_seen(nbr)  # order of first appearance, as the frontier and weights ranked them
+        new, new_pred = nbr[first].astype(np.int64), frontier[rank_of_owner[first]]
         if max_nodes is not None:
             new, new_pred = new[: max_nodes - count], new_pred[: max_nodes - count]
         visited[new] = True
