@@ -63,6 +63,8 @@ def test_packed_int8_rows_give_the_same_answers_as_their_floats() -> None:
     queries = unit(floats[rng.integers(0, len(floats), 30)] + noise)
     from_packed = NameMatcher(packed=packed)
     assert from_packed.vectors is None and from_packed.basis is not None  # never unpacked whole
+    # Projected from the int8 rows and scaled after, the bound's columns are those of the floats.
+    np.testing.assert_allclose(from_packed.projected, NameMatcher(floats).projected, atol=1e-5)
     got = from_packed.best(queries, 0.85)
     assert got == NameMatcher(floats).best(queries, 0.85) == full_product(floats, queries, 0.85)
     assert any(g >= 0 for g in got) and any(g < 0 for g in got)

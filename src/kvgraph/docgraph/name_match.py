@@ -61,12 +61,23 @@ class NameMatcher:
         # Each row's projection, then the length of its rest as one more column: the bound for a
         # query is then one product with (q_p, |q_r|), no outer product added (that took 1.3 of
         # 3 ms at 187k names).
+        # Int8 rows are projected as they are and scaled after: the product is linear, and the rest
+        # of a unit row is sqrt(1 - |v_p|^2), so no normalised copy of each block is made (0.25 ->
+        # 0.15 s at 187k names).
         self.projected = np.empty((n, DIMS + 1), dtype=np.float32)
         for lo in range(0, n, _BLOCK):
-            block = self.rows_at(slice(lo, lo + _BLOCK))
-            part = self.projected[lo : lo + len(block)]
-            part[:, :DIMS] = block @ self.basis
-            part[:, DIMS] = _rest_norms(block, part[:, :DIMS])
+            part = self.projected[lo : lo + _BLOCK]
+            if packed is None or vectors is not None:
+                block = self.rows_at(slice(lo, lo + _BLOCK))
+                part[:, :DIMS] = block @ self.basis
+                part[:, DIMS] = _rest_norms(block, part[:, :DIMS])
+                continue
+            raw = np.asarray(packed[lo : lo + _BLOCK], dtype=np.float32)
+            squares = np.einsum("ij,ij->i", raw, raw)
+            inverse = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
+            np.multiply(raw @ self.basis, inverse[:, None], out=part[:, :DIMS])
+            kept = np.einsum("ij,ij->i", part[:, :DIMS], part[:, :DIMS])
+            part[:, DIMS] = np.where(squares > 0, np.sqrt(np.maximum(1.0 - kept, 0.0)), 0.0)
 
     def rows_at(self, index: np.ndarray | slice) -> np.ndarray:
         """Unit float32 rows (unpacked from int8 when the matcher holds packed rows)."""
