@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from kvgraph.docgraph.csr import Csr
+from kvgraph.docgraph.csr import Csr, first_seen
 from kvgraph.docgraph.ppr import (
     k_hop,
     personalized_pagerank,
@@ -250,11 +250,15 @@ def test_k_hop_matches_the_one_edge_at_a_time_reference(seed: int) -> None:
 
 
 def test_first_seen_marks_first_occurrences() -> None:
-    a = chain(10)
     cols = np.array([4, 2, 4, 9, 2, 2, 0, 9])
-    assert np.flatnonzero(a.first_seen(cols)).tolist() == [0, 1, 3, 6]
-    assert np.flatnonzero(a.first_seen(cols)).tolist() == [0, 1, 3, 6]  # the table was reset
-    assert a.first_seen(np.array([], dtype=np.int64)).tolist() == []
+    assert np.flatnonzero(first_seen(cols, 10)).tolist() == [0, 1, 3, 6]
+    assert np.flatnonzero(first_seen(cols, 10)).tolist() == [0, 1, 3, 6]  # the table was reset
+    assert np.flatnonzero(first_seen(cols[::-1], 12)).tolist() == [0, 1, 2, 5]  # another size, its own table
+    assert first_seen(np.array([], dtype=np.int64), 10).tolist() == []
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 50, 400)
+    _, first = np.unique(values, return_index=True)
+    assert np.flatnonzero(first_seen(values, 50)).tolist() == sorted(first.tolist())
 
 
 def test_k_hop_rejects_out_of_range_seed() -> None:

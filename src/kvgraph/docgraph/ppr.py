@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kvgraph.docgraph.csr import Csr, Transposed
+from kvgraph.docgraph.csr import Csr, Transposed, first_seen
 from kvgraph.errors import InvalidInputError
 
 
@@ -260,7 +260,7 @@ def k_hop(
         nbr, rank_of_owner = nbr[order], rank_of_owner[order]
         fresh = ~visited[nbr]
         nbr, rank_of_owner = nbr[fresh], rank_of_owner[fresh]
-        first = a.first_seen(nbr)  # order of first appearance, as the frontier and weights ranked them
+        first = first_seen(nbr, n)  # order of first appearance, as the frontier and weights ranked them
         new, new_pred = nbr[first].astype(np.int64), frontier[rank_of_owner[first]]
         if max_nodes is not None:
             new, new_pred = new[: max_nodes - count], new_pred[: max_nodes - count]
