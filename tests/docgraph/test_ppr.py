@@ -9,6 +9,7 @@ import pytest
 
 from kvgraph.docgraph.csr import Csr, first_seen
 from kvgraph.docgraph.ppr import (
+    _owner_then_heaviest,
     k_hop,
     personalized_pagerank,
     personalized_pagerank_undirected,
@@ -247,6 +248,21 @@ def test_k_hop_matches_the_one_edge_at_a_time_reference(seed: int) -> None:
         got = k_hop(a, seeds, max_hops=3, max_nodes=max_nodes, max_edges=max_edges)
         want = reference_k_hop(a, seeds, 3, max_nodes, max_edges)
         assert (got.nodes.tolist(), got.hops.tolist(), got.predecessor.tolist()) == want
+
+
+@pytest.mark.parametrize("weights", ["ties", "zeros", "negative", "empty"])
+def test_owner_then_heaviest_is_the_lexsort_order(weights: str) -> None:
+    rng = np.random.default_rng(5)
+    ranks = np.sort(rng.integers(0, 40, 500))
+    w = {
+        "ties": rng.choice([0.25, 0.5, 1.0], 500),
+        "zeros": np.zeros(500),
+        "negative": rng.standard_normal(500),  # not an adjacency's, but the order is still lexsort's
+        "empty": np.zeros(0),
+    }[weights]
+    if weights == "empty":
+        ranks = ranks[:0]
+    assert _owner_then_heaviest(ranks, w).tolist() == np.lexsort((-w, ranks)).tolist()
 
 
 def test_first_seen_marks_first_occurrences() -> None:
