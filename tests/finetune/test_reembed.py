@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import kvgraph.kb.reembed as reembed_module
+from kvgraph.docgraph.adjacency_file import adjacency_files
 from kvgraph.embed.onnx import OnnxEmbedder
 from kvgraph.errors import StoreLockedError
 from kvgraph.ingest.context import embedding_text
@@ -79,9 +80,12 @@ def check_whole(path: Path, n: int) -> str:
 def test_reembed_switches_store_settings_and_document_graph(tmp_path: Path) -> None:
     path = tmp_path / "kb"
     n = make_kb(path, graph=True)
+    assert adjacency_files(path / "doc-graph")  # the full build's (docgraph/adjacency_file.py)
     seen: list[tuple[int, int]] = []
     with KnowledgeBase.open(path) as kb:
         report = kb.reembed("onnx-fp32", progress=lambda d, t: seen.append((d, t)))
+        # the re-embedded graph names no saved adjacency: the old one (other edges) is gone
+        assert adjacency_files(path / "doc-graph") == []
         assert report["old_model"] == INT8 and report["new_model"] == FP32 and report["nodes"] == n
         assert report["doc_graph_rebuilt"] and seen[-1] == (n, n)
         assert kb.store.get_meta("embedding_model") == FP32 and kb.settings.embedder == "onnx-fp32"

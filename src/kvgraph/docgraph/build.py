@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import secrets
 import struct
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
+from kvgraph.docgraph.adjacency_file import AdjacencyFile, remove_unused_adjacency
 from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
@@ -79,6 +81,8 @@ _NODE_ARRAYS = frozenset(
 _KIND_CODES = {CHUNK: 0, DOCUMENT: 1, ENTITY: 2}
 _KIND_NAMES = (CHUNK, DOCUMENT, ENTITY)
 NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
+log = logging.getLogger(__name__)
+ADJACENCY_KEY = "adjacency"  # graph.json: the saved adjacency of a full build (adjacency_file.py)
 NAMES_KEY = "name_vectors"  # graph.json: the name-vector file (format 1 used "names" for the node names)
 _TMP = ".tmp-"  # graph.json.tmp-<build>: a save's JSON before its rename (see the module docstring)
 # A save that finishes while a reader reads makes it read both files again; between tries the
@@ -132,6 +136,8 @@ class DocGraph:
     entity_vectors_int8: np.ndarray | None = field(default=None, repr=False)
     # The file entity_vectors_int8 maps (a saved or updated graph), which a save appends to.
     names_file: NamesFile | None = field(default=None, repr=False, compare=False)
+    # The adjacency a full build saved for this graph (docgraph/adjacency_file.py), mapped on first use.
+    adjacency_file: AdjacencyFile | None = field(default=None, repr=False, compare=False)
     # keys, names and doc_of as saved (pack_strings), kept from a load or a save and extended by
     # an update, so a save does not pack 400k strings again (~80 ms of a one-file ingest at 100k chunks).
     packed: dict[str, Packed] = field(default_factory=dict, repr=False, compare=False)
@@ -226,6 +232,13 @@ class DocGraph:
             if value < 0:
                 raise InvalidInputError(f"edge_weights[{name!r}] must be >= 0, got {value!r}")
             factors[EDGE_TYPES.index(name)] = value
+        saved = self.adjacency_file
+        if saved is not None and symmetric and bool((factors == 1.0).all()) and saved.nodes == self.n_nodes:
+            try:
+                return saved.map()
+            except (OSError, ValueError) as e:  # derived data: build it from the edges instead
+                log.warning("%s not used (%s); the adjacency is built from the graph's edges", saved.path, e)
+                self.adjacency_file = None
         w = self.weight.astype(np.float64) * factors[self.etype]
         keep = w > 0
         src, dst, w = self.src[keep], self.dst[keep], w[keep]
@@ -235,9 +248,11 @@ class DocGraph:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
+    def save(self, directory: str | os.PathLike[str], with_adjacency: bool = False) -> Path:
         """Write ``graph.npz`` and ``graph.json`` into ``directory`` (created); replaces an older graph atomically.
 
+        ``with_adjacency`` (full builds) also saves the walk's adjacency for the default edge
+        weights, which processes then map instead of building it (docgraph/adjacency_file.py).
         A full disk raises DiskFullError and leaves the older graph as it was.
         """
         d = Path(directory)
@@ -283,12 +298,18 @@ class DocGraph:
         }
         tmp_npz, tmp_json = d / f".{NPZ_FILE}{_TMP}{build}", d / f"{JSON_FILE}{_TMP}{build}"
         names = None
+        adjacency: AdjacencyFile | None = None
         try:
             with disk_full_errors(d):
                 d.mkdir(parents=True, exist_ok=True)
                 if known is not None:
                     names = self._names_file_for(d, known, build)
                     info[NAMES_KEY] = names.describe()
+                if with_adjacency:
+                    matrix = self.derived(("adjacency", ()), self.adjacency)  # what a retriever derives
+                    adjacency = AdjacencyFile.write(d, build, matrix)
+                    if adjacency is not None:
+                        info[ADJACENCY_KEY] = adjacency.describe()
                 with open(tmp_npz, "wb") as f:
                     np.savez(f, **arrays)  # type: ignore[arg-type]
                     f.flush()
@@ -303,6 +324,8 @@ class DocGraph:
             tmp_json.unlink(missing_ok=True)
             if names is not None and names is not self.names_file:  # written for this save: no graph names it
                 names.path.unlink(missing_ok=True)
+            if adjacency is not None:
+                adjacency.path.unlink(missing_ok=True)
             raise
         os.replace(tmp_npz, d / NPZ_FILE)  # from here on readers of the new arrays find tmp_json
         os.replace(tmp_json, d / JSON_FILE)
@@ -310,7 +333,9 @@ class DocGraph:
         for p in d.glob(f"*{_TMP}*"):  # what saves killed before their renames left behind
             p.unlink(missing_ok=True)
         remove_unused(d, None if names is None else names.path.name)
+        remove_unused_adjacency(d, None if adjacency is None else adjacency.path.name)
         self.build = build
+        self.adjacency_file = adjacency
         if names is not None:  # the next update appends to the file, and reads the rows from it
             self.names_file, self.entity_vectors_int8, self.int8_rows = names, names.map(check=False), None
         return d
@@ -401,6 +426,11 @@ class DocGraph:
                 ):
                     text, lengths = arrays[f"{name}_text"], arrays[f"{name}_lengths"]
                     graph.packed[name] = Packed(text, lengths, source, len(source))
+            if ADJACENCY_KEY in info:
+                try:
+                    graph.adjacency_file = AdjacencyFile.from_info(d, info[ADJACENCY_KEY])
+                except ValueError as e:  # derived data: built from the edges instead
+                    log.warning("%s: %s; the adjacency is built from the graph's edges", d, e)
             if mapped is not None:
                 graph.names_file, graph.entity_vectors_int8 = mapped
             elif int8_rows is not None:  # format 2
@@ -587,13 +617,14 @@ def _damaged(d: Path, e: BaseException) -> InvalidInputError:
     )
 
 
-def saved_names(directory: Path) -> object:
-    """What the graph saved in ``directory`` records of its name-vector file (None if nothing can be read)."""
+def saved_names(directory: Path, key: str = NAMES_KEY) -> object:
+    """What the graph saved in ``directory`` records of its name-vector file (``key``: or of another
+    file, e.g. ADJACENCY_KEY); None if nothing can be read."""
     try:
         info = json.loads((directory / JSON_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info.get(NAMES_KEY) if isinstance(info, dict) else None
+    return info.get(key) if isinstance(info, dict) else None
 
 
 def _read_consistent(

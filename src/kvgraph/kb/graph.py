@@ -292,7 +292,7 @@ class KBGraph:
             graph.meta["store"] = store_state
         if triple_report is not None:
             graph.meta["triple_extraction"] = triple_report
-        graph.save(self.doc_graph_path)
+        graph.save(self.doc_graph_path, with_adjacency=True)  # a full build: processes map its adjacency
         from kvgraph.docgraph.cache import remember
 
         remember(self.doc_graph_path, graph)  # the process's queries use it without reading it back

@@ -286,6 +286,13 @@ def _check_doc_graph(directory: Path) -> PartCheck:
         out.details = {"nodes": graph.n_nodes, "edges": len(graph.src)}
     except KvgraphError as e:
         out.problems.append(str(e))
+        return out
+    saved = graph.adjacency_file
+    if saved is not None:  # derived data: a damaged file is not used (the walk builds its own)
+        try:
+            saved.map()
+        except (OSError, ValueError) as e:
+            out.notes.append(f"saved adjacency not used ({e}); the next `kvgraph graph build` writes it again")
     return out
 
 

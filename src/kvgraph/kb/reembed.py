@@ -148,7 +148,8 @@ def _roll_forward(kb: Path, staging: Path) -> None:
     staged_graph = staging / DOC_GRAPH_DIR
     if staged_graph.exists():
         (kb / DOC_GRAPH_DIR).mkdir(exist_ok=True)
-        from kvgraph.docgraph.build import saved_names
+        from kvgraph.docgraph.adjacency_file import remove_unused_adjacency
+        from kvgraph.docgraph.build import ADJACENCY_KEY, saved_names
         from kvgraph.docgraph.names_file import names_files, remove_unused
 
         graph_dir = kb / DOC_GRAPH_DIR
@@ -159,6 +160,8 @@ def _roll_forward(kb: Path, staging: Path) -> None:
         fsync_dir(graph_dir)
         current = saved_names(graph_dir)
         remove_unused(graph_dir, current.get("file") if isinstance(current, dict) else None)
+        adjacency = saved_names(graph_dir, ADJACENCY_KEY)  # a full build's; a re-embedded graph saves none
+        remove_unused_adjacency(graph_dir, adjacency.get("file") if isinstance(adjacency, dict) else None)
     fsync_dir(kb)
     (staging / COMMIT_FILE).unlink()
     fsync_dir(staging)

@@ -1,0 +1,114 @@
+"""The adjacency a full graph build saves: mapped by later processes, equal to the one built from the
+edges, and never used once it no longer matches the graph (an update, damage, other edge weights)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kvgraph.docgraph.adjacency_file import AdjacencyFile, adjacency_files
+from kvgraph.docgraph.build import DocGraph
+from kvgraph.docgraph.csr import Csr
+from kvgraph.kb import KnowledgeBase
+from kvgraph.kb.integrity import check_kb
+
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "kvgraph" / "demo_data" / "docs"
+
+
+def same(a: Csr, b: Csr) -> bool:
+    return (
+        a.shape == b.shape
+        and np.array_equal(a.indptr, b.indptr)
+        and np.array_equal(a.indices, b.indices)
+        and np.array_equal(a.data, b.data)
+    )
+
+
+def from_edges(graph: DocGraph) -> Csr:
+    """The adjacency as every process built it before files were saved."""
+    saved, graph.adjacency_file = graph.adjacency_file, None
+    try:
+        return graph.adjacency()
+    finally:
+        graph.adjacency_file = saved
+
+
+@pytest.mark.parametrize("nnz_odd", [False, True])
+def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
+    rng = np.random.default_rng(int(nnz_odd))
+    n = 50
+    rows, cols = rng.integers(0, n, 301), rng.integers(0, n, 301)
+    m = Csr.from_edges(rows, cols, rng.random(301), (n, n))
+    if (m.nnz % 2 == 1) != nnz_odd:
+        m = Csr.from_edges(rows[:-1], cols[:-1], rng.random(300), (n, n))
+    f = AdjacencyFile.write(tmp_path, "abc", m)
+    assert f is not None and f.path.stat().st_size == f.size and (f.nnz % 2 == 1) == nnz_odd
+    back = AdjacencyFile.from_info(tmp_path, json.loads(json.dumps(f.describe()))).map()
+    assert same(back, m) and back.sorted_rows and not back.data.flags.writeable
+    with pytest.raises(ValueError, match="bad adjacency"):
+        AdjacencyFile.from_info(tmp_path, {"file": "../x.csr", "nodes": 1, "nnz": 0, "crc32": 0})
+    raw = bytearray(f.path.read_bytes())
+    raw[-3] ^= 0xFF
+    f.path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="CRC"):
+        f.map()
+    f.path.write_bytes(bytes(raw[:-8]))
+    with pytest.raises(ValueError, match="bytes"):
+        f.map()
+
+
+def test_saved_by_builds_dropped_by_updates(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("rosetta-stone.txt", "honeybees.html"):
+        shutil.copy(SAMPLES / name, docs / name)
+    kb_path = tmp_path / "kb"
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.ingest([docs])
+        kb.graph.build()
+        graph_dir = kb.graph.doc_graph_path
+    info = json.loads((graph_dir / "graph.json").read_text())
+    assert [p.name for p in adjacency_files(graph_dir)] == [info["adjacency"]["file"]]
+
+    loaded = DocGraph.load(graph_dir)
+    assert loaded.adjacency_file is not None
+    mapped = loaded.adjacency()
+    assert isinstance(mapped.data, np.ndarray) and not mapped.data.flags.writeable  # the file, mapped
+    assert same(mapped, from_edges(loaded))
+    weighted = loaded.adjacency({"SIMILAR": 0.5})  # other weights: built from the edges
+    assert weighted.data.flags.writeable and not same(weighted, mapped)
+
+    # Graph mode answers the same from the mapped matrix as from one built from the edges.
+    with KnowledgeBase.open(kb_path, read_only=True) as kb:
+        question = "Who deciphered the hieroglyphs?"
+        with_file = [(r.node.id, round(r.score, 12)) for r in kb.search(question, 5, mode="graph")]
+        graph = kb.graph.doc_graph()
+        assert graph.adjacency_file is not None
+        graph._derived.clear()
+        graph.adjacency_file = None
+        assert [(r.node.id, round(r.score, 12)) for r in kb.search(question, 5, mode="graph")] == with_file
+
+    # Damaged: not used (a warning), and the adjacency comes from the edges.
+    path = graph_dir / info["adjacency"]["file"]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    damaged = DocGraph.load(graph_dir)
+    with caplog.at_level(logging.WARNING, logger="kvgraph.docgraph.build"):
+        assert same(damaged.adjacency(), from_edges(damaged))
+    assert "CRC-32 mismatch" in caplog.text and damaged.adjacency_file is None
+    part = next(p for p in check_kb(kb_path).parts if p.part == "document graph")
+    assert not part.problems and any("saved adjacency not used" in note for note in part.notes)
+
+    # An ingest updates the graph in place: its save names no adjacency file and deletes the old one.
+    (docs / "more.txt").write_text("Jean-Francois Champollion studied Coptic in Grenoble before Paris.\n")
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.ingest([docs])
+    info = json.loads((graph_dir / "graph.json").read_text())
+    assert "adjacency" not in info and adjacency_files(graph_dir) == []
+    assert DocGraph.load(graph_dir).adjacency_file is None
