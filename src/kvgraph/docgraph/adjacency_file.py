@@ -99,10 +99,9 @@ class AdjacencyFile:
     def map(self) -> Csr:
         """The matrix, read-only over the mapped file; ValueError when the file does not match its description."""
         with open(self.path, "rb") as f:
-            if os.fstat(f.fileno()).st_size != self.size:
-                raise ValueError(f"{self.path.name}: {os.fstat(f.fileno()).st_size} bytes, expected {self.size}")
-            if self.size == 0:
-                raise ValueError(f"{self.path.name}: empty")
+            actual = os.fstat(f.fileno()).st_size
+            if actual != self.size:
+                raise ValueError(f"{self.path.name}: {actual} bytes, expected {self.size}")
             mapped = mmap.mmap(f.fileno(), self.size, access=mmap.ACCESS_READ)
         view = memoryview(mapped)
         crc = 0
