@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from kvgraph.docgraph.csr import Csr
+from kvgraph.docgraph.side_files import described, side_files
 
 ADJACENCY_PREFIX, ADJACENCY_SUFFIX = "adjacency-", ".csr"
 _CRC_BLOCK = 1 << 24  # bytes checksummed at a time
@@ -60,18 +61,10 @@ class AdjacencyFile:
     @classmethod
     def from_info(cls, directory: Path, info: object) -> AdjacencyFile:
         """The file ``graph.json`` describes; ValueError if the description is malformed."""
-        if not isinstance(info, dict):
-            raise ValueError("the adjacency file is not described")
-        name, nodes, nnz, crc = info.get("file"), info.get("nodes"), info.get("nnz"), info.get("crc32")
-        if not (
-            isinstance(name, str)
-            and name.startswith(ADJACENCY_PREFIX)
-            and name.endswith(ADJACENCY_SUFFIX)
-            and "/" not in name
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (nodes, nnz, crc))
-        ):
-            raise ValueError(f"bad adjacency file description {info!r}")
-        return cls(directory / name, int(nodes), int(nnz), int(crc))  # type: ignore[arg-type]
+        name, (nodes, nnz, crc) = described(
+            info, "adjacency", ADJACENCY_PREFIX, ADJACENCY_SUFFIX, ("nodes", "nnz", "crc32")
+        )
+        return cls(directory / name, nodes, nnz, crc)
 
     @classmethod
     def write(cls, directory: Path, build: str, matrix: Csr) -> AdjacencyFile | None:
@@ -119,11 +112,5 @@ class AdjacencyFile:
 
 
 def adjacency_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob(f"{ADJACENCY_PREFIX}*{ADJACENCY_SUFFIX}"))
-
-
-def remove_unused_adjacency(directory: Path, used: str | None) -> None:
-    """Delete the adjacency files of ``directory`` other than ``used`` (the current graph's)."""
-    for path in adjacency_files(directory):
-        if path.name != used:
-            path.unlink(missing_ok=True)
+    """Every saved adjacency file in ``directory``, used or not."""
+    return side_files(directory, ADJACENCY_PREFIX, ADJACENCY_SUFFIX)

@@ -49,11 +49,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
-from kvgraph.docgraph.adjacency_file import AdjacencyFile, remove_unused_adjacency
+from kvgraph.docgraph.adjacency_file import ADJACENCY_PREFIX, ADJACENCY_SUFFIX, AdjacencyFile
 from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
-from kvgraph.docgraph.names_file import NamesFile, remove_unused
+from kvgraph.docgraph.names_file import NAMES_PREFIX, NAMES_SUFFIX, NamesFile
+from kvgraph.docgraph.side_files import remove_unused
 from kvgraph.docgraph.triples import Triple
 from kvgraph.errors import InvalidInputError
 from kvgraph.fileio import disk_full_errors, fsync_dir
@@ -332,8 +333,7 @@ class DocGraph:
         fsync_dir(d)
         for p in d.glob(f"*{_TMP}*"):  # what saves killed before their renames left behind
             p.unlink(missing_ok=True)
-        remove_unused(d, None if names is None else names.path.name)
-        remove_unused_adjacency(d, None if adjacency is None else adjacency.path.name)
+        remove_unnamed_files(d, info)
         self.build = build
         self.adjacency_file = adjacency
         if names is not None:  # the next update appends to the file, and reads the rows from it
@@ -617,14 +617,30 @@ def _damaged(d: Path, e: BaseException) -> InvalidInputError:
     )
 
 
-def saved_names(directory: Path, key: str = NAMES_KEY) -> object:
-    """What the graph saved in ``directory`` records of its name-vector file (``key``: or of another
-    file, e.g. ADJACENCY_KEY); None if nothing can be read."""
+def _saved_info(directory: Path) -> dict[str, Any]:
+    """The saved graph's ``graph.json`` ({} if it cannot be read)."""
     try:
         info = json.loads((directory / JSON_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return info.get(key) if isinstance(info, dict) else None
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def saved_names(directory: Path) -> object:
+    """What the graph saved in ``directory`` records of its name-vector file (None if nothing can be read)."""
+    return _saved_info(directory).get(NAMES_KEY)
+
+
+def remove_unnamed_files(directory: Path, info: Mapping[str, Any] | None = None) -> None:
+    """Delete the name-vector and adjacency files of ``directory`` that ``info`` (default: the saved
+    ``graph.json``) does not name: files a save stopped using, or wrote and never committed."""
+    info = _saved_info(directory) if info is None else info
+    for key, prefix, suffix in (
+        (NAMES_KEY, NAMES_PREFIX, NAMES_SUFFIX),
+        (ADJACENCY_KEY, ADJACENCY_PREFIX, ADJACENCY_SUFFIX),
+    ):
+        described = info.get(key)
+        remove_unused(directory, prefix, suffix, described.get("file") if isinstance(described, dict) else None)
 
 
 def _read_consistent(

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from kvgraph.docgraph.side_files import described, side_files
+
 NAMES_PREFIX, NAMES_SUFFIX = "names-", ".i8"
 
 
@@ -47,18 +49,7 @@ class NamesFile:
     @classmethod
     def from_info(cls, directory: Path, info: object) -> NamesFile:
         """The file ``graph.json`` describes; ValueError if the description is malformed."""
-        if not isinstance(info, dict):
-            raise ValueError("the name-vector file is not described")
-        name, rows, dim, crc = info.get("file"), info.get("rows"), info.get("dim"), info.get("crc32")
-        if not (
-            isinstance(name, str)
-            and name.startswith(NAMES_PREFIX)
-            and name.endswith(NAMES_SUFFIX)
-            and "/" not in name
-            and all(isinstance(v, int) and v >= 0 for v in (rows, dim, crc))
-        ):
-            raise ValueError(f"bad name-vector file description {info!r}")
-        assert isinstance(rows, int) and isinstance(dim, int) and isinstance(crc, int)
+        name, (rows, dim, crc) = described(info, "name-vector", NAMES_PREFIX, NAMES_SUFFIX, ("rows", "dim", "crc32"))
         return cls(directory / name, rows, dim, crc)
 
     def map(self, check: bool = True) -> np.ndarray:
@@ -118,11 +109,4 @@ class NamesFile:
 
 def names_files(directory: Path) -> list[Path]:
     """Every name-vector file in ``directory``, used or not."""
-    return sorted(directory.glob(f"{NAMES_PREFIX}*{NAMES_SUFFIX}"))
-
-
-def remove_unused(directory: Path, used: str | None) -> None:
-    """Delete the name-vector files of ``directory`` other than ``used`` (the current graph's)."""
-    for path in names_files(directory):
-        if path.name != used:
-            path.unlink(missing_ok=True)
+    return side_files(directory, NAMES_PREFIX, NAMES_SUFFIX)

@@ -148,9 +148,8 @@ def _roll_forward(kb: Path, staging: Path) -> None:
     staged_graph = staging / DOC_GRAPH_DIR
     if staged_graph.exists():
         (kb / DOC_GRAPH_DIR).mkdir(exist_ok=True)
-        from kvgraph.docgraph.adjacency_file import remove_unused_adjacency
-        from kvgraph.docgraph.build import ADJACENCY_KEY, saved_names
-        from kvgraph.docgraph.names_file import names_files, remove_unused
+        from kvgraph.docgraph.build import remove_unnamed_files
+        from kvgraph.docgraph.names_file import names_files
 
         graph_dir = kb / DOC_GRAPH_DIR
         # The name vectors before the arrays and JSON that name them; each move only if not done yet.
@@ -158,10 +157,9 @@ def _roll_forward(kb: Path, staging: Path) -> None:
             if (staged_graph / name).exists():
                 os.replace(staged_graph / name, graph_dir / name)
         fsync_dir(graph_dir)
-        current = saved_names(graph_dir)
-        remove_unused(graph_dir, current.get("file") if isinstance(current, dict) else None)
-        adjacency = saved_names(graph_dir, ADJACENCY_KEY)  # a full build's; a re-embedded graph saves none
-        remove_unused_adjacency(graph_dir, adjacency.get("file") if isinstance(adjacency, dict) else None)
+        remove_unnamed_files(
+            graph_dir
+        )  # the old name vectors, and a full build's adjacency (a re-embedded graph saves none)
     fsync_dir(kb)
     (staging / COMMIT_FILE).unlink()
     fsync_dir(staging)
