@@ -22,13 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kvgraph.ingest.context import embedding_text
-from kvgraph.ingest.loaders.markdown import MIN_SECTION_CHARS
-from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.retrieve.fusion import Ranked, confidence_fusion, query_coverage
 from kvgraph.store.analyzers import DEFAULT_ANALYZER
-from retrieval_lab import ROOT, Lexical, documents, embedder, evaluate, load, make_corpus, query_vectors
-from retrieval_tuning import OBJECTIVE
+from retrieval_lab import ROOT, Lexical, evaluate
+from retrieval_tuning import OBJECTIVE, dense_side
 
 K1 = (0.5, 0.7, 0.9, 1.2, 1.5, 2.0)
 B = (0.4, 0.6, 0.75, 0.9, 1.0)
@@ -38,16 +35,7 @@ POOL = 150
 
 def objectives(name: str) -> dict[tuple[float, float], float]:
     """The dataset's objective (x 100) for every (k1, b) of the grid."""
-    ds = load(name)
-    splitter = SentenceSplitter(
-        embedder().inner.token_counter(), 254, 32, context_headers=True, min_section_chars=MIN_SECTION_CHARS
-    )
-    corpus = make_corpus(ds, documents(ds), splitter, embed_text=embedding_text, name=name)
-    sims = query_vectors(ds) @ corpus.vectors.T
-    dense = []
-    for s in sims:
-        order = np.argsort(-s, kind="stable")[:POOL]
-        dense.append(Ranked([str(i) for i in order], s[order].tolist()))
+    ds, corpus, dense = dense_side(name, POOL)
     lex = Lexical(corpus.texts, DEFAULT_ANALYZER)
     out = {}
     for k1, b in itertools.product(K1, B):

@@ -63,8 +63,9 @@ def grid() -> list[str]:
     return out + [f"{a}|dense|1.0" for a in ANALYZERS[:1]] + [f"{a}|sparse|0.0" for a in ANALYZERS]
 
 
-def run_dataset(name: str) -> dict[str, np.ndarray]:
-    """Per-question scores: metric -> (configs, questions) array, configs in grid() order."""
+def dense_side(name: str, pool: int = POOL) -> tuple[Any, Any, list[Ranked]]:
+    """The dataset, its chunks as ``kvgraph ingest`` makes them (embedded), and each question's
+    ``pool`` best chunks by exact cosine."""
     ds = load(name)
     counter = embedder().inner.token_counter()
     splitter = SentenceSplitter(counter, 254, 32, context_headers=True, min_section_chars=MIN_SECTION_CHARS)
@@ -72,8 +73,14 @@ def run_dataset(name: str) -> dict[str, np.ndarray]:
     sims = query_vectors(ds) @ corpus.vectors.T
     dense = []
     for s in sims:
-        order = np.argsort(-s, kind="stable")[:POOL]
+        order = np.argsort(-s, kind="stable")[:pool]
         dense.append(Ranked([str(i) for i in order], s[order].tolist()))
+    return ds, corpus, dense
+
+
+def run_dataset(name: str) -> dict[str, np.ndarray]:
+    """Per-question scores: metric -> (configs, questions) array, configs in grid() order."""
+    ds, corpus, dense = dense_side(name)
     sparse: dict[str, list[tuple[Ranked, float]]] = {}
     for a in ANALYZERS:
         lex = Lexical(corpus.texts, a)
