@@ -94,6 +94,7 @@ def test_reembed_switches_store_settings_and_document_graph(tmp_path: Path) -> N
         again = kb.reembed("onnx-fp32")
         assert not again["changed"]  # already on that model: nothing rebuilt
     assert sorted(p.name for p in path.iterdir() if p.name.startswith("reembed")) == ["reembed.lock"]
+    assert not list(path.glob("embed-cache.sqlite*"))  # the re-embed's own cache: its vectors are in the store
     assert check_whole(path, n) == FP32
     with EmbeddedVectorStore.open(path / "store", read_only=True) as store:
         assert json.loads(store.get_meta("chunking") or "{}")["references"] == "none"  # node layout kept

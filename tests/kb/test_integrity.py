@@ -240,18 +240,28 @@ def test_cached_embeddings_without_checksums_are_recomputed(tmp_path: Path) -> N
     assert cache.check() == {"rows": 1, "damaged": 0, "unchecked": 0, "sqlite": [], "dropped": 0}
 
 
-def test_an_unreadable_cache_never_fails_an_ingest(kb_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (kb_path / "embed-cache.sqlite").write_bytes(b"this is not a database" * 100)
+def test_an_unreadable_cache_is_reported_and_set_aside(kb_path: Path) -> None:
+    (kb_path / "embed-cache.sqlite").write_bytes(b"this is not a database" * 100)  # as a cut-short re-embed may leave
     for side in ("embed-cache.sqlite-wal", "embed-cache.sqlite-shm"):
         (kb_path / side).unlink(missing_ok=True)
-    (kb_path.parent / "docs" / "tower.txt").write_text("The Eiffel Tower is repainted every seven years.\n")
-    with caplog.at_level(logging.WARNING), KnowledgeBase.open(kb_path) as kb:
-        assert kb.ingest([kb_path.parent / "docs"]).files_ingested == 1
+    with KnowledgeBase.open(kb_path) as kb:
         check = kb.check()
         assert [p.part for p in check.parts if not p.ok] == ["embedding cache"]
         repair = kb.repair()
         assert repair.ok and any("embed-cache.sqlite" in a and "set aside" in a for a in repair.actions)
-    assert any("embedding cache unusable" in r.getMessage() for r in caplog.records)
+        assert kb.check().ok
+
+
+def test_an_ingest_removes_an_older_versions_embedding_cache_even_unreadable(kb_path: Path) -> None:
+    (kb_path / "embed-cache.sqlite").write_bytes(b"this is not a database" * 100)
+    (kb_path.parent / "docs" / "tower.txt").write_text("The Eiffel Tower is repainted every seven years.\n")
+    with KnowledgeBase.open(kb_path) as kb:
+        report = kb.ingest([kb_path.parent / "docs"])
+        assert (report.files_ingested, report.embedded) == (1, 1)
+        hits = kb.search("When is the Eiffel Tower repainted?", k=1)
+        assert "Eiffel" in hits[0].node.text
+        assert kb.check().ok
+    assert not (kb_path / "embed-cache.sqlite").exists()  # the store serves unchanged chunks now
 
 
 # ----------------------------------------------------------------------------- the document graph

@@ -97,10 +97,12 @@ def _report(report: Any, as_json: bool, verb: str) -> None:
         if d["files_removed"]:
             parts.append(f"{d['files_removed']} removed")
         parts.append(f"{len(d['skipped'])} skipped")
+        reused = d["chunks"] - d["embedded"]
+        kept = f", {reused} kept their stored vectors" if reused > 0 else ""
         click.echo(
             ", ".join(parts)
             + f"; {d['documents']} documents (pages/sections), {d['chunks']} chunks, {d['tokens']} tokens"
-            + f" in {d['seconds']:.1f} s ({d['chunks_per_s']:.1f} chunks/s, {d['embedded']} embedded, rest cached)"
+            + f" in {d['seconds']:.1f} s ({d['chunks_per_s']:.1f} chunks/s, {d['embedded']} embedded{kept})"
         )
         for s in d["skipped"]:
             click.echo(f"skipped {s['path']}: {s['reason']}", err=True)

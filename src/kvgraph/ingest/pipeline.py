@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from kvgraph.embed.base import Embedder
 from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.context import embedding_text
@@ -39,6 +41,7 @@ from kvgraph.ingest.registry import NOT_INGESTED, FileRecord, Registry, cross_ch
 from kvgraph.schema import Document, Node
 
 log = logging.getLogger(__name__)
+RECYCLE_LIMIT = 100_000  # vectors a sync keeps from vanished files for moved ones (~150 MB at 384 dimensions)
 
 
 class Splitter(Protocol):
@@ -54,7 +57,7 @@ class IngestReport:
     documents: int = 0  # pages for PDFs, sections for Markdown, else files
     chunks: int = 0
     tokens: int = 0
-    embedded: int = 0  # chunks that needed the model (the rest came from the embedding cache)
+    embedded: int = 0  # chunks that needed the model (the rest kept their stored vectors)
     seconds: float = 0.0
     skipped: list[SkippedFile] = field(default_factory=list)
     files_restored: int = 0  # ingested again because their chunks were missing from the store
@@ -119,6 +122,10 @@ class Ingestor:
         self.splitter = splitter
         self.progress = progress or NoProgress()
         self.embed_batch = embed_batch
+        self.embedded = 0  # texts this ingestor ran through the model
+        # vectors of the files a sync found gone, by the hash of their embedded text: a moved or
+        # renamed file keeps them (its chunks get new ids)
+        self._recycled: dict[bytes, np.ndarray] = {}
 
     # ------------------------------------------------------------------ files
 
@@ -194,15 +201,14 @@ class Ingestor:
 
     def _run(self, files: Iterable[Path], report: IngestReport) -> None:
         files = list(files)
-        misses = getattr(self.embedder, "misses", None)
+        before = self.embedded
         self.progress.start(len(files))
         try:
             for f in files:
                 self._ingest_file(f, report)
         finally:
             self.progress.finish()
-            after = getattr(self.embedder, "misses", None)
-            report.embedded = after - misses if misses is not None and after is not None else report.chunks
+            report.embedded = self.embedded - before
 
     def sync(self, extra_paths: Sequence[str | Path] = ()) -> IngestReport:
         """Re-check every known file and root: ingest new and changed files, drop vanished ones."""
@@ -230,11 +236,15 @@ class Ingestor:
         known = self.registry.all()
         for rec in known:
             if not path_from_display(rec.path).exists():
+                self._recycle(rec)
                 self.remove_file(rec)
                 report.files_removed += 1
             else:
                 files.setdefault(rec.path, path_from_display(rec.path))
-        self._run(files.values(), report)
+        try:
+            self._run(files.values(), report)
+        finally:
+            self._recycled.clear()
         self._count_restored(restore, report)
         report.seconds = time.perf_counter() - t0
         return report
@@ -339,15 +349,53 @@ class Ingestor:
         return bool(stored) and stored == {n.id for n in nodes}
 
     def embed_nodes(self, nodes: Sequence[Node], on_batch: Callable[[int], None] | None = None) -> None:
-        """Embed the nodes that carry no embedding yet (extractive references come embedded)."""
+        """Embed the nodes that carry no embedding yet (extractive references come embedded).
+
+        A node the store already holds with the same embedded text (same id, same context header)
+        keeps its stored vector, and so does one whose text a sync found in a vanished file: the
+        store is the embedding cache, so no vector is kept twice (issue 17). The knowledge base's
+        model is checked before any ingest, so a stored vector is the model's vector of that text.
+        """
         nodes = [n for n in nodes if n.embedding is None]
         for i in range(0, len(nodes), self.embed_batch):
             part = nodes[i : i + self.embed_batch]
-            vecs = self.embedder.embed([embedding_text(n) for n in part])  # the text, after its context header
-            for n, v in zip(part, vecs):
-                n.embedding = v
+            texts = [embedding_text(n) for n in part]  # the text, after its context header
+            todo = self._reuse(part, texts)
+            if todo:
+                vecs = self.embedder.embed([texts[j] for j in todo])
+                for j, v in zip(todo, vecs):
+                    part[j].embedding = v
+                self.embedded += len(todo)
             if on_batch:
                 on_batch(len(part))
+
+    def _reuse(self, part: Sequence[Node], texts: Sequence[str]) -> list[int]:
+        """Give ``part`` the vectors already computed for their texts; returns the positions left to embed."""
+        dim = self.embedder.dim
+        stored = self.store.get([n.id for n in part])
+        todo = []
+        for j, (node, old, text) in enumerate(zip(part, stored, texts)):
+            vec = old.embedding if old is not None and embedding_text(old) == text else None
+            if vec is None and self._recycled:
+                vec = self._recycled.get(_text_key(text))
+            if vec is not None and len(vec) == dim:
+                node.embedding = np.asarray(vec, dtype=np.float32)
+            else:
+                todo.append(j)
+        return todo
+
+    def _recycle(self, rec: FileRecord) -> None:
+        """Keep the vectors of a vanished file's nodes for this sync (up to RECYCLE_LIMIT of them)."""
+        for doc_id in rec.doc_ids:
+            if len(self._recycled) >= RECYCLE_LIMIT:
+                return
+            for node in self.store.get_ref_doc(doc_id, with_embedding=True):
+                if node.embedding is not None:
+                    self._recycled[_text_key(embedding_text(node))] = np.asarray(node.embedding, dtype=np.float32)
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def remove_file(store: Any, registry: Registry, rec: FileRecord) -> int:

@@ -282,7 +282,7 @@ class KBGraph:
         graph = build_doc_graph(
             nodes,
             vectors,
-            embedder=self._name_embedder(),
+            embedder=self._kb.embedder,  # the graph keeps the name vectors (stored once)
             triples=triples,
             offline_entities=extractor != "llm",
             known_vectors=self._saved_name_vectors(),
@@ -309,13 +309,6 @@ class KBGraph:
         if export:
             report["exported"] = write_doc_graph(graph, self.store)
         return report
-
-    def _name_embedder(self) -> Embedder:
-        """The embedder of entity names: the model itself, past the embedding cache, because the graph
-        keeps the name vectors (a rebuild reuses them, :meth:`_saved_name_vectors`): stored once."""
-        embedder = self._kb.embedder
-        inner = getattr(embedder, "inner", None)  # a CachedEmbedder's model
-        return inner if inner is not None else embedder
 
     def _saved_name_vectors(self) -> dict[str, np.ndarray] | None:
         """Entity name vectors of the saved graph when the same model made them, for a rebuild to reuse."""
@@ -378,7 +371,7 @@ class KBGraph:
 
         try:
             graph = update_from_store(
-                saved, kb.store, role, self._name_embedder(), triples_of if extractor != "offline" else None
+                saved, kb.store, role, self._kb.embedder, triples_of if extractor != "offline" else None
             )
         except NeedsRebuild as e:
             log.info("document graph rebuilt rather than updated: %s", e)

@@ -29,6 +29,7 @@ from kvgraph.kb.layout import (
     CHUNKING_META,
     REFERENCES_CACHE_FILE,
     REGISTRY_FILE,
+    STAGING_DIR,
     STORE_DIR,
     default_kb_path,
 )
@@ -37,7 +38,6 @@ from kvgraph.schema import Answer, Document, Node, NodeWithScore
 if TYPE_CHECKING:
     from kvgraph.answer.synthesize import Answerer, StreamingAnswer
     from kvgraph.embed.base import Embedder
-    from kvgraph.embed.cache import EmbeddingCache
     from kvgraph.embed.onnx_build import PrepareProgress
     from kvgraph.ingest.reference_splitter import ReferenceSplitter
     from kvgraph.ingest.splitter import SentenceSplitter
@@ -64,7 +64,6 @@ class KnowledgeBase:
         self._store: KBStore | None = None
         self._registry: Registry | None = None
         self._embedder: Embedder | None = None
-        self._cache: EmbeddingCache | None = None
         self._answerer: Answerer | None = None
         self._graph: KBGraph | None = None
         self._llm: OpenAICompatibleLLM | None = None
@@ -157,10 +156,10 @@ class KnowledgeBase:
         self._llm_clients.clear()
         self._llm = None
         self._llm_key = None
-        for obj in (self._store, self._registry, self._cache):
+        for obj in (self._store, self._registry):
             if obj is not None:
                 obj.close()
-        self._store = self._registry = self._cache = None
+        self._store = self._registry = None
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -225,14 +224,9 @@ class KnowledgeBase:
         if self._embedder is None:
             from kvgraph.embed.factory import embedder_from_spec
 
-            inner = embedder_from_spec(self.settings.embedder, threads=self.settings.embed_threads)
-            if self.read_only:
-                self._embedder = inner
-            else:
-                from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
-
-                self._cache = EmbeddingCache(self.path / CACHE_FILE)
-                self._embedder = CachedEmbedder(inner, self._cache)
+            # No embedding cache: an ingest takes the vectors of unchanged chunks from the store
+            # (Ingestor.embed_nodes), so each vector is kept once, and questions are not written anywhere.
+            self._embedder = embedder_from_spec(self.settings.embedder, threads=self.settings.embed_threads)
         return self._embedder
 
     def prepare_embedder(self, progress: Callable[[PrepareProgress], None] | None = None) -> bool:
@@ -243,8 +237,7 @@ class KnowledgeBase:
         embedder needs no preparation (a server, the hashing embedder). Interfaces call it first to
         say what the pause is about.
         """
-        embedder = self.embedder
-        inner: Any = getattr(embedder, "inner", embedder)  # through the embedding cache's wrapper
+        inner: Any = self.embedder
         is_prepared = getattr(inner, "is_prepared", None)
         if is_prepared is None or is_prepared():
             return False
@@ -254,6 +247,7 @@ class KnowledgeBase:
     def _ingestor(self, progress: Progress | None) -> Ingestor:
         self.require_writable()
         self._check_model()
+        self._drop_old_embedding_cache()
         self._rechunk_if_changed(progress)
         return Ingestor(
             self.store,
@@ -263,6 +257,16 @@ class KnowledgeBase:
             progress=progress,
             max_file_bytes=self.settings.max_file_mb << 20,
         )
+
+    def _drop_old_embedding_cache(self) -> None:
+        """Delete the embedding cache versions before 0.x kept beside the store (every chunk vector a
+        second time, and every question); the store serves unchanged chunks now. Only a re-embed
+        writes that file, and removes it when it finishes; one left by a re-embed cut short stays
+        for the re-run, which it spares the vectors already computed."""
+        if (self.path / CACHE_FILE).exists() and not (self.path / STAGING_DIR).exists():
+            for suffix in ("", "-wal", "-shm"):
+                (self.path / f"{CACHE_FILE}{suffix}").unlink(missing_ok=True)
+            log.info("%s: removed the embedding cache of an older version", self.path / CACHE_FILE)
 
     def _chunking(self) -> str:
         """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
@@ -528,12 +532,12 @@ class KnowledgeBase:
 
         self.require_writable()
         self._check_model()  # refuse to start from a store whose vectors do not match its settings
-        for obj in (self._store, self._registry, self._cache):
+        for obj in (self._store, self._registry):
             if obj is not None:
                 obj.close()
         if self._graph is not None:
             self._graph.close()
-        self._store = self._registry = self._cache = None
+        self._store = self._registry = None
         self._graph = self._embedder = self._answerer = None
         try:
             report = reembed(self.path, embedder, threads=self.settings.embed_threads, progress=progress)

@@ -5,7 +5,9 @@ Layout of a knowledge-base directory::
     kvgraph.toml            settings (see kvgraph.config)
     store/                  the embedded vector store (chunks, vectors, BM25, ANN index)
     documents.sqlite        which files were ingested, their hashes and the documents they produced
-    embed-cache.sqlite      embeddings by (model, text hash); safe to delete
+    embed-cache.sqlite      only while a re-embed runs (or after one was cut short): new vectors by
+                            (model, text hash), so a re-run skips them; safe to delete
+    reembed.tmp/            a re-embed's new store and graph before they replace the old ones
     references-cache.jsonl  LLM-written summaries and questions (reference_writer = llm); safe to delete
     graph/                  the Cypher graph (embedded Ladybug)
     graph-index/            vectors of graph nodes' text properties (a kvgraph vector store)
@@ -21,6 +23,7 @@ DEFAULT_KB = ".kvgraph"
 STORE_DIR = "store"
 REGISTRY_FILE = "documents.sqlite"
 CACHE_FILE = "embed-cache.sqlite"
+STAGING_DIR = "reembed.tmp"
 REFERENCES_CACHE_FILE = "references-cache.jsonl"
 DOC_GRAPH_DIR = "doc-graph"
 TRIPLES_CACHE = "triples.jsonl"  # LLM triple extraction results, inside DOC_GRAPH_DIR

@@ -42,10 +42,9 @@ import numpy as np
 from kvgraph.config import CONFIG_FILE, load_settings, write_settings
 from kvgraph.errors import InvalidInputError, KvgraphError, StoreLockedError
 from kvgraph.fileio import atomic_write, fsync_dir
-from kvgraph.kb.layout import CACHE_FILE, CHUNKING_META, DOC_GRAPH_DIR, STORE_DIR, TRIPLES_CACHE
+from kvgraph.kb.layout import CACHE_FILE, CHUNKING_META, DOC_GRAPH_DIR, STAGING_DIR, STORE_DIR, TRIPLES_CACHE
 from kvgraph.locking import WriterLock
 
-STAGING_DIR = "reembed.tmp"
 COMMIT_FILE = "COMMITTED"
 LOCK_FILE = "reembed.lock"
 NEW_STORE = "store"
@@ -164,6 +163,9 @@ def _roll_forward(kb: Path, staging: Path) -> None:
     (staging / COMMIT_FILE).unlink()
     fsync_dir(staging)
     shutil.rmtree(staging)  # the old store; without the marker a leftover is discarded as uncommitted
+    # The re-embed's cache spared a re-run the vectors already computed; they are all in the store now.
+    for suffix in ("", "-wal", "-shm"):
+        (kb / f"{CACHE_FILE}{suffix}").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- re-embedding

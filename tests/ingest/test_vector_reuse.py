@@ -1,0 +1,80 @@
+"""The store is the embedding cache: an ingest embeds only texts whose vectors it does not hold.
+
+Real model, real files, real store: a changed file keeps its unchanged chunks' vectors byte for
+byte, a changed context header is embedded again, and a file a sync finds moved is not embedded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kvgraph.kb import KnowledgeBase
+from kvgraph.schema import Document
+
+PARAGRAPHS = [
+    "The lighthouse on the northern cape was built in 1874 from granite quarried on the island.",
+    "Its lamp burned whale oil until 1902, when a kerosene burner replaced it.",
+    "Keepers logged every passing ship by name, flag and heading in a leather-bound book.",
+    "A storm in 1931 broke the lantern glass, and the light stayed dark for eleven nights.",
+    "Automation came in 1987; the last keeper moved to the mainland that spring.",
+]
+
+
+def _vectors(kb: KnowledgeBase) -> dict[str, tuple[str, np.ndarray]]:
+    nodes = kb.store.get(kb.store.ids())
+    return {n.id: (n.text, np.asarray(n.embedding)) for n in nodes if n is not None and n.embedding is not None}
+
+
+def test_a_changed_file_embeds_only_its_changed_chunks(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cape.txt").write_text("\n\n".join(PARAGRAPHS) + "\n")
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=32, chunk_overlap=0) as kb:
+        first = kb.ingest([docs])
+        assert first.chunks >= 4 and first.embedded == first.chunks
+        before = _vectors(kb)
+        edited = [*PARAGRAPHS[:2], "Keepers logged ships in a book that is now in the county museum.", *PARAGRAPHS[3:]]
+        (docs / "cape.txt").write_text("\n\n".join(edited) + "\n")
+        changed = kb.ingest([docs])
+        after = _vectors(kb)
+    kept = before.keys() & after.keys()
+    assert kept and changed.embedded == len(after) - len(kept) < changed.chunks
+    for node_id in kept:  # the stored vector itself, not a recomputation
+        assert after[node_id][1].tobytes() == before[node_id][1].tobytes()
+    assert any("county museum" in text for text, _ in after.values())
+
+
+def test_a_retitled_document_is_embedded_again(tmp_path: Path) -> None:
+    body = "\n\n".join(PARAGRAPHS)
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=48, chunk_overlap=0) as kb:
+        kb.add_documents([Document(id="cape", text=body, metadata={"title": "North Light"})])
+        before = _vectors(kb)
+        kb.add_documents([Document(id="cape", text=body, metadata={"title": "South Light"})])
+        after = _vectors(kb)
+        headers = {n.metadata.get("context_header") for n in kb.store.get(list(after)) if n is not None}
+    # the same texts under another header (embedded with them): new vectors
+    old_by_text = {text: vec for text, vec in before.values()}
+    assert headers == {"South Light"} and len(after) >= 2
+    assert {text for text, _ in after.values()} == old_by_text.keys()
+    assert all(vec.tobytes() != old_by_text[text].tobytes() for text, vec in after.values())
+
+
+def test_a_moved_file_keeps_its_vectors_through_a_sync(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "old").mkdir(parents=True)
+    (docs / "old" / "cape.txt").write_text("\n\n".join(PARAGRAPHS) + "\n")
+    (docs / "bees.txt").write_text("Honey bees tell each other where flowers are with a waggle dance.\n")
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=32, chunk_overlap=0) as kb:
+        kb.ingest([docs])
+        before = {text: vec for text, vec in _vectors(kb).values()}
+        (docs / "new").mkdir()
+        (docs / "old" / "cape.txt").rename(docs / "new" / "lighthouse.txt")
+        report = kb.sync()
+        after = _vectors(kb)
+        moved = [n for n in kb.store.get(list(after)) if n is not None and "lighthouse.txt" in n.ref_doc_id]
+    assert (report.files_removed, report.files_ingested, report.embedded) == (1, 1, 0)
+    assert moved and len(after) == len(before)
+    for text, vec in after.values():
+        assert vec.tobytes() == before[text].tobytes()
