@@ -1,5 +1,6 @@
-"""The adjacency a full graph build saves: mapped by later processes, equal to the one built from the
-edges, and never used once it no longer matches the graph (an update, damage, other edge weights)."""
+"""The adjacency saved beside a graph: written by a full build, or after an update by the first process
+that builds it; mapped by later processes, equal to the one built from the edges, and never used once
+it no longer matches the graph (an update, damage, other edge weights)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from kvgraph.docgraph.adjacency_file import AdjacencyFile, adjacency_files
-from kvgraph.docgraph.build import DocGraph
+from kvgraph.docgraph.build import EDGE_TYPES, DocGraph
 from kvgraph.docgraph.csr import Csr
 from kvgraph.kb import KnowledgeBase
 from kvgraph.kb.integrity import check_kb
@@ -31,11 +32,7 @@ def same(a: Csr, b: Csr) -> bool:
 
 def from_edges(graph: DocGraph) -> Csr:
     """The adjacency as every process built it before files were saved."""
-    saved, graph.adjacency_file = graph.adjacency_file, None
-    try:
-        return graph.adjacency()
-    finally:
-        graph.adjacency_file = saved
+    return graph._edge_adjacency(np.ones(len(EDGE_TYPES)), True)
 
 
 @pytest.mark.parametrize("nnz_odd", [False, True])
@@ -46,14 +43,22 @@ def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
     m = Csr.from_edges(rows, cols, rng.random(301), (n, n))
     if (m.nnz % 2 == 1) != nnz_odd:
         m = Csr.from_edges(rows[:-1], cols[:-1], rng.random(300), (n, n))
-    f = AdjacencyFile.write(tmp_path, "abc", m)
-    assert f is not None and f.path.stat().st_size == f.size and (f.nnz % 2 == 1) == nnz_odd
+    f = AdjacencyFile.write(tmp_path, "abc", m, durable=nnz_odd)
+    assert f is not None and f.path.stat().st_size == f.size + 32 and (f.nnz % 2 == 1) == nnz_odd
+    assert [p.name for p in tmp_path.iterdir()] == ["adjacency-abc.csr"]  # no temporary file left
     back = AdjacencyFile.from_info(tmp_path, json.loads(json.dumps(f.describe()))).map()
     assert same(back, m) and back.sorted_rows and not back.data.flags.writeable
+    found = AdjacencyFile.found(tmp_path, "abc")  # described by its trailer alone
+    assert found == f and same(found.map(), m)
+    assert AdjacencyFile.found(tmp_path, "other") is None
     with pytest.raises(ValueError, match="bad adjacency"):
         AdjacencyFile.from_info(tmp_path, {"file": "../x.csr", "nodes": 1, "nnz": 0, "crc32": 0})
     raw = bytearray(f.path.read_bytes())
-    raw[-3] ^= 0xFF
+    f.path.write_bytes(bytes(raw[: f.size]))  # a file of the previous version: no trailer
+    assert same(f.map(), m)
+    with pytest.raises(ValueError, match="trailer"):
+        AdjacencyFile.found(tmp_path, "abc")
+    raw[f.size - 3] ^= 0xFF
     f.path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="CRC"):
         f.map()
@@ -93,17 +98,17 @@ def test_saved_by_builds_dropped_by_updates(tmp_path: Path, caplog: pytest.LogCa
         graph.adjacency_file = None
         assert [(r.node.id, round(r.score, 12)) for r in kb.search(question, 5, mode="graph")] == with_file
 
-    # Damaged: not used (a warning), and the adjacency comes from the edges.
+    # Damaged: not used (a warning); the adjacency comes from the edges, and the file is written again.
     path = graph_dir / info["adjacency"]["file"]
-    raw = bytearray(path.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    path.write_bytes(bytes(raw))
+    damage(path)
+    part = next(p for p in check_kb(kb_path).parts if p.part == "document graph")
+    assert not part.problems and any("saved adjacency not used" in note for note in part.notes)
     damaged = DocGraph.load(graph_dir)
     with caplog.at_level(logging.WARNING, logger="kvgraph.docgraph.build"):
         assert same(damaged.adjacency(), from_edges(damaged))
-    assert "CRC-32 mismatch" in caplog.text and damaged.adjacency_file is None
-    part = next(p for p in check_kb(kb_path).parts if p.part == "document graph")
-    assert not part.problems and any("saved adjacency not used" in note for note in part.notes)
+    assert "CRC-32 mismatch" in caplog.text
+    healed = DocGraph.load(graph_dir).adjacency_file
+    assert healed is not None and same(healed.map(), from_edges(damaged))
 
     # An ingest updates the graph in place: its save names no adjacency file and deletes the old one.
     (docs / "more.txt").write_text("Jean-Francois Champollion studied Coptic in Grenoble before Paris.\n")
@@ -111,4 +116,32 @@ def test_saved_by_builds_dropped_by_updates(tmp_path: Path, caplog: pytest.LogCa
         kb.ingest([docs])
     info = json.loads((graph_dir / "graph.json").read_text())
     assert "adjacency" not in info and adjacency_files(graph_dir) == []
-    assert DocGraph.load(graph_dir).adjacency_file is None
+    updated = DocGraph.load(graph_dir)
+    assert updated.adjacency_file is None
+
+    # The first process to query the updated graph writes its adjacency for the ones after it.
+    with KnowledgeBase.open(kb_path, read_only=True) as kb:
+        assert kb.search("Where did Champollion study Coptic?", 3, mode="graph")
+    assert [p.name for p in adjacency_files(graph_dir)] == [f"adjacency-{info['build']}.csr"]
+    later = DocGraph.load(graph_dir)
+    assert later.adjacency_file is not None
+    mapped = later.adjacency()
+    assert not mapped.data.flags.writeable and same(mapped, from_edges(updated))
+    damage(later.adjacency_file.path)  # damaged: not used, and written again by whoever builds it
+    again = DocGraph.load(graph_dir)
+    with caplog.at_level(logging.WARNING, logger="kvgraph.docgraph.build"):
+        assert same(again.adjacency(), from_edges(updated))
+    rewritten = DocGraph.load(graph_dir).adjacency()  # (the damage went into `mapped`'s file: compare with the edges)
+    assert not rewritten.data.flags.writeable and same(rewritten, from_edges(updated))
+
+    # The next update's save deletes it.
+    (docs / "more.txt").write_text("Champollion announced the decipherment in 1822.\n")
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.ingest([docs])
+    assert adjacency_files(graph_dir) == []
+
+
+def damage(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))

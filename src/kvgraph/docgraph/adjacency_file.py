@@ -1,27 +1,35 @@
-"""A fully built graph's walk adjacency, saved beside it and memory-mapped by the processes that query it.
+"""A saved graph's walk adjacency, kept beside it and memory-mapped by the processes that query it.
 
 Every process builds the walk's sparse adjacency from the graph's edge lists on its first graph
 query, sorting every edge in both directions: 0.13-0.19 s at 100k chunks, 4.9 s on a generated
-1M-node / 10M-edge graph. A full build (``kb.graph.build()``) saves that matrix (the default edge
-weights) in ``adjacency-<build>.csr``; a process that loads the graph maps the file instead,
+1M-node / 10M-edge graph. That matrix (for the default edge weights) is saved once per save of
+the graph in ``adjacency-<build>.csr``, and a process that loads the graph maps the file instead,
 after checking its CRC-32 (the page cache serves every process; nothing is copied).
 
-Only full builds write it: an incremental update would pay the sort in every ingest (more than
-the ingest goal leaves at 100k chunks), and it rewrites the SYNONYM and SIMILAR pairs rather than
-appending to the edge lists, so a saved matrix cannot be extended by the edges since. The save
-that commits an update names no adjacency file, and deletes the old one; processes then build
-the adjacency in memory, as before, until the next full build.
+Who writes it: a full build (``kb.graph.build()``) writes it with the graph and describes it in
+``graph.json``. An incremental update does not (the sort would cost every ingest more than the
+ingest goal leaves at 100k chunks, and the update rewrites the SYNONYM and SIMILAR pairs rather
+than appending to the edge lists, so a saved matrix cannot be extended); its save deletes the old
+file. The first process that builds the adjacency of that save in memory then writes the file for
+the others (:meth:`AdjacencyFile.write` to a temporary name, then a rename: readers racing to do it
+write equal files), named by the save's build id, which is why the file carries its own
+description in a trailer. A process that cannot write there (a read-only directory) keeps its matrix in memory.
+The next save deletes every adjacency file but its own.
 
-Layout, no header: ``indptr`` (int64, nodes + 1), ``indices`` (int32, nnz; padded to 8 bytes),
-``data`` (float64, nnz). ``graph.json`` records the file, the node and entry counts and the CRC-32 of the whole file.
+Layout: ``indptr`` (int64, nodes + 1), ``indices`` (int32, nnz; padded to 8 bytes), ``data``
+(float64, nnz), then a 32-byte trailer: ``KVGCSR01``, nodes and nnz (int64), the CRC-32 of what
+precedes it (uint32), 4 zero bytes. ``graph.json`` records a full build's file with the same
+counts and CRC (files of the previous version have no trailer and are read by that description).
 A file that is missing, of the wrong size or whose CRC does not match is not used (the adjacency
-is built from the edges; the next full build writes a new file).
+is built from the edges).
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import secrets
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +42,9 @@ from kvgraph.docgraph.side_files import described, side_files
 
 ADJACENCY_PREFIX, ADJACENCY_SUFFIX = "adjacency-", ".csr"
 _CRC_BLOCK = 1 << 24  # bytes checksummed at a time
+_TRAILER = struct.Struct("<8sqqI4x")
+_MAGIC = b"KVGCSR01"
+_TMP = ".tmp-"  # as docgraph/build.py names unfinished files: a save deletes them
 
 
 @dataclass
@@ -47,6 +58,7 @@ class AdjacencyFile:
 
     @property
     def size(self) -> int:
+        """Bytes before the trailer (all of a file of the previous version)."""
         return self.data_offset + 8 * self.nnz
 
     @property
@@ -67,34 +79,66 @@ class AdjacencyFile:
         return cls(directory / name, nodes, nnz, crc)
 
     @classmethod
-    def write(cls, directory: Path, build: str, matrix: Csr) -> AdjacencyFile | None:
+    def found(cls, directory: Path, build: str) -> AdjacencyFile | None:
+        """The file a process wrote for the save ``build`` (described by its trailer); None when there
+        is none; ValueError when its trailer is not one."""
+        path = directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - _TRAILER.size))
+                tail = f.read(_TRAILER.size)
+        except FileNotFoundError:
+            return None
+        if len(tail) != _TRAILER.size or tail[:8] != _MAGIC:
+            raise ValueError(f"{path.name}: no adjacency trailer")
+        _, nodes, nnz, crc = _TRAILER.unpack(tail)
+        if nodes < 0 or nnz < 0:
+            raise ValueError(f"{path.name}: bad adjacency trailer")
+        return cls(path, nodes, nnz, crc)
+
+    @classmethod
+    def write(cls, directory: Path, build: str, matrix: Csr, durable: bool = True) -> AdjacencyFile | None:
         """Save ``matrix`` (square, rows sorted) for a graph saved as ``build``; None when its
-        node numbers do not fit int32 (then no file: the adjacency is built in memory)."""
+        node numbers do not fit int32 (then no file: the adjacency is built in memory).
+
+        The file appears whole under its name or not at all (written under a temporary name, then
+        renamed). ``durable`` syncs it to disk first, as a save does; a process writing it for the
+        others does not need to: a file cut short by a crash fails its CRC and is built again.
+        """
         nodes = matrix.shape[0]
         if nodes >= np.iinfo(np.int32).max or not matrix.sorted_rows:
             return None
         path = directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+        tmp = directory / f".{path.name}{_TMP}{secrets.token_hex(4)}"
         crc = 0
-        with open(path, "wb") as f:
-            for part in (
-                np.ascontiguousarray(matrix.indptr, dtype=np.int64),
-                np.ascontiguousarray(matrix.indices, dtype=np.int32),
-                np.zeros(matrix.nnz % 2, dtype=np.int32),  # data aligned to 8 bytes
-                np.ascontiguousarray(matrix.data, dtype=np.float64),
-            ):
-                raw = part.data.cast("B")
-                f.write(raw)
-                crc = zlib.crc32(raw, crc)
-            f.flush()
-            os.fsync(f.fileno())
-        return cls(path, nodes, matrix.nnz, crc & 0xFFFFFFFF)
+        try:
+            with open(tmp, "wb") as f:
+                for part in (
+                    np.ascontiguousarray(matrix.indptr, dtype=np.int64),
+                    np.ascontiguousarray(matrix.indices, dtype=np.int32),
+                    np.zeros(matrix.nnz % 2, dtype=np.int32),  # data aligned to 8 bytes
+                    np.ascontiguousarray(matrix.data, dtype=np.float64),
+                ):
+                    raw = part.data.cast("B")
+                    f.write(raw)
+                    crc = zlib.crc32(raw, crc)
+                crc &= 0xFFFFFFFF
+                f.write(_TRAILER.pack(_MAGIC, nodes, matrix.nnz, crc))
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return cls(path, nodes, matrix.nnz, crc)
 
     def map(self) -> Csr:
         """The matrix, read-only over the mapped file; ValueError when the file does not match its description."""
         with open(self.path, "rb") as f:
             actual = os.fstat(f.fileno()).st_size
-            if actual != self.size:
-                raise ValueError(f"{self.path.name}: {actual} bytes, expected {self.size}")
+            if actual not in (self.size, self.size + _TRAILER.size):
+                raise ValueError(f"{self.path.name}: {actual} bytes, expected {self.size + _TRAILER.size}")
             mapped = mmap.mmap(f.fileno(), self.size, access=mmap.ACCESS_READ)
         view = memoryview(mapped)
         crc = 0

@@ -137,8 +137,10 @@ class DocGraph:
     entity_vectors_int8: np.ndarray | None = field(default=None, repr=False)
     # The file entity_vectors_int8 maps (a saved or updated graph), which a save appends to.
     names_file: NamesFile | None = field(default=None, repr=False, compare=False)
-    # The adjacency a full build saved for this graph (docgraph/adjacency_file.py), mapped on first use.
+    # The adjacency saved for this graph (docgraph/adjacency_file.py), mapped on first use.
     adjacency_file: AdjacencyFile | None = field(default=None, repr=False, compare=False)
+    # The directory this graph was loaded from or saved to (None: unsaved).
+    saved_in: Path | None = field(default=None, repr=False, compare=False)
     # keys, names and doc_of as saved (pack_strings), kept from a load or a save and extended by
     # an update, so a save does not pack 400k strings again (~80 ms of a one-file ingest at 100k chunks).
     packed: dict[str, Packed] = field(default_factory=dict, repr=False, compare=False)
@@ -233,19 +235,34 @@ class DocGraph:
             if value < 0:
                 raise InvalidInputError(f"edge_weights[{name!r}] must be >= 0, got {value!r}")
             factors[EDGE_TYPES.index(name)] = value
+        default = symmetric and bool((factors == 1.0).all())
         saved = self.adjacency_file
-        if saved is not None and symmetric and bool((factors == 1.0).all()) and saved.nodes == self.n_nodes:
+        if saved is not None and default and saved.nodes == self.n_nodes:
             try:
                 return saved.map()
             except (OSError, ValueError) as e:  # derived data: build it from the edges instead
                 log.warning("%s not used (%s); the adjacency is built from the graph's edges", saved.path, e)
                 self.adjacency_file = None
+        matrix = self._edge_adjacency(factors, symmetric)
+        if default and self.saved_in is not None and self.build is not None:
+            self._share_adjacency(self.saved_in, self.build, matrix)
+        return matrix
+
+    def _edge_adjacency(self, factors: np.ndarray, symmetric: bool) -> Csr:
         w = self.weight.astype(np.float64) * factors[self.etype]
         keep = w > 0
         src, dst, w = self.src[keep], self.dst[keep], w[keep]
         if symmetric:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
         return Csr.from_edges(src, dst, w, (self.n_nodes, self.n_nodes))
+
+    def _share_adjacency(self, directory: Path, build: str, matrix: Csr) -> None:
+        """Write the adjacency of the save ``build`` for the processes that load it after this one
+        (docgraph/adjacency_file.py); a directory this process may not write is left as it is."""
+        try:
+            self.adjacency_file = AdjacencyFile.write(directory, build, matrix, durable=False)
+        except OSError as e:
+            log.debug("%s: the adjacency stays in this process (%s)", directory, e)
 
     # ------------------------------------------------------------------ persistence
 
@@ -306,8 +323,10 @@ class DocGraph:
                 if known is not None:
                     names = self._names_file_for(d, known, build)
                     info[NAMES_KEY] = names.describe()
-                if with_adjacency:
-                    matrix = self.derived(("adjacency", ()), self.adjacency)  # what a retriever derives
+                if with_adjacency:  # what a retriever derives, not written for the save it replaces
+                    matrix = self.derived(
+                        ("adjacency", ()), lambda: self._edge_adjacency(np.ones(len(EDGE_TYPES)), True)
+                    )
                     adjacency = AdjacencyFile.write(d, build, matrix)
                     if adjacency is not None:
                         info[ADJACENCY_KEY] = adjacency.describe()
@@ -334,7 +353,7 @@ class DocGraph:
         for p in d.glob(f"*{_TMP}*"):  # what saves killed before their renames left behind
             p.unlink(missing_ok=True)
         remove_unnamed_files(d, info)
-        self.build = build
+        self.build, self.saved_in = build, d
         self.adjacency_file = adjacency
         if names is not None:  # the next update appends to the file, and reads the rows from it
             self.names_file, self.entity_vectors_int8, self.int8_rows = names, names.map(check=False), None
@@ -426,11 +445,14 @@ class DocGraph:
                 ):
                     text, lengths = arrays[f"{name}_text"], arrays[f"{name}_lengths"]
                     graph.packed[name] = Packed(text, lengths, source, len(source))
-            if ADJACENCY_KEY in info:
-                try:
+            graph.saved_in = d
+            try:
+                if ADJACENCY_KEY in info:  # a full build's
                     graph.adjacency_file = AdjacencyFile.from_info(d, info[ADJACENCY_KEY])
-                except ValueError as e:  # derived data: built from the edges instead
-                    log.warning("%s: %s; the adjacency is built from the graph's edges", d, e)
+                elif isinstance(graph.build, str):  # one a process wrote for this save
+                    graph.adjacency_file = AdjacencyFile.found(d, graph.build)
+            except (OSError, ValueError) as e:  # derived data: built from the edges instead
+                log.warning("%s: %s; the adjacency is built from the graph's edges", d, e)
             if mapped is not None:
                 graph.names_file, graph.entity_vectors_int8 = mapped
             elif int8_rows is not None:  # format 2
@@ -635,12 +657,15 @@ def remove_unnamed_files(directory: Path, info: Mapping[str, Any] | None = None)
     """Delete the name-vector and adjacency files of ``directory`` that ``info`` (default: the saved
     ``graph.json``) does not name: files a save stopped using, or wrote and never committed."""
     info = _saved_info(directory) if info is None else info
-    for key, prefix, suffix in (
-        (NAMES_KEY, NAMES_PREFIX, NAMES_SUFFIX),
-        (ADJACENCY_KEY, ADJACENCY_PREFIX, ADJACENCY_SUFFIX),
+    build = info.get("build")
+    # an adjacency no save describes is a process's for the saved build (docgraph/adjacency_file.py)
+    shared = f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}" if isinstance(build, str) else None
+    for key, prefix, suffix, otherwise in (
+        (NAMES_KEY, NAMES_PREFIX, NAMES_SUFFIX, None),
+        (ADJACENCY_KEY, ADJACENCY_PREFIX, ADJACENCY_SUFFIX, shared),
     ):
         described = info.get(key)
-        remove_unused(directory, prefix, suffix, described.get("file") if isinstance(described, dict) else None)
+        remove_unused(directory, prefix, suffix, described.get("file") if isinstance(described, dict) else otherwise)
 
 
 def _read_consistent(

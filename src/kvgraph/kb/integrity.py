@@ -292,7 +292,9 @@ def _check_doc_graph(directory: Path) -> PartCheck:
         try:
             saved.map()
         except (OSError, ValueError) as e:
-            out.notes.append(f"saved adjacency not used ({e}); the next `kvgraph graph build` writes it again")
+            out.notes.append(
+                f"saved adjacency not used ({e}); the next graph query builds it from the edges and saves it again"
+            )
     return out
 
 
