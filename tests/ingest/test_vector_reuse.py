@@ -7,6 +7,7 @@ byte, a changed context header is embedded again, and a file a sync finds moved 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,3 +79,35 @@ def test_a_moved_file_keeps_its_vectors_through_a_sync(tmp_path: Path) -> None:
     assert moved and len(after) == len(before)
     for text, vec in after.values():
         assert vec.tobytes() == before[text].tobytes()
+
+
+def test_a_changed_file_read_in_batches_keeps_its_vectors_in_every_batch(tmp_path: Path, embedder: Any) -> None:
+    """The first batch of a big file replaces all of its old documents; the later batches still
+    find their old vectors (lent before that replace)."""
+    from kvgraph.ingest.pipeline import Ingestor
+    from kvgraph.ingest.registry import Registry
+    from kvgraph.ingest.splitter import SentenceSplitter
+    from kvgraph.store import EmbeddedVectorStore
+
+    sections = [
+        f"## Part {i}\n\n" + " ".join(p.replace("lighthouse", f"lighthouse {i}") for p in PARAGRAPHS) for i in range(8)
+    ]
+    path = tmp_path / "big.md"  # a document per section, batched by size
+    path.write_text("\n\n".join(sections) + "\n")
+    store = EmbeddedVectorStore.open(tmp_path / "store")
+    registry = Registry(tmp_path / "documents.sqlite")
+    try:
+        ing = Ingestor(store, registry, embedder, SentenceSplitter(embedder.token_counter(), 64, 0), part_chars=900)
+        first = ing.ingest_paths([path])
+        assert first.documents >= 3 and first.embedded == first.chunks  # sections, read in several batches
+        before = {n.id: np.asarray(n.embedding).tobytes() for n in store.get(store.ids()) if n is not None}
+        sections[-1] = "## Part 7\n\nThe museum keeps the lighthouse logbooks in a climate-controlled room."
+        path.write_text("\n\n".join(sections) + "\n")
+        again = ing.ingest_paths([path])
+        after = {n.id: np.asarray(n.embedding).tobytes() for n in store.get(store.ids()) if n is not None}
+    finally:
+        store.close()
+        registry.close()
+    unchanged = before.keys() & after.keys()  # same document, same text: same id
+    assert len(unchanged) == first.chunks - 2 and again.embedded == len(after) - len(unchanged) == 1
+    assert all(after[i] == before[i] for i in unchanged)

@@ -28,6 +28,7 @@ from kvgraph.errors import InvalidInputError
 from kvgraph.ingest.context import embedding_text
 from kvgraph.ingest.loaders import (
     DEFAULT_MAX_FILE_BYTES,
+    PART_CHARS,
     SkippedFile,
     check_file,
     display_path,
@@ -111,10 +112,13 @@ class Ingestor:
         embed_batch: int = 64,
         force: bool = False,
         max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+        part_chars: int = PART_CHARS,
     ) -> None:
         """``force`` re-splits files even when unchanged (the chunking settings changed);
-        files over ``max_file_bytes`` are skipped (setting ``max_file_mb``)."""
+        files over ``max_file_bytes`` are skipped (setting ``max_file_mb``); a big file is read,
+        embedded and stored in batches of about ``part_chars`` characters."""
         self.force = force
+        self.part_chars = part_chars
         self.max_file_bytes = max_file_bytes
         self.store = store
         self.registry = registry
@@ -282,12 +286,17 @@ class Ingestor:
         # A big file arrives in batches (parts of about a million characters), each split,
         # embedded and stored before the next is read, so memory does not grow with the file.
         # Every check that can refuse the file runs before the first batch: a bad file never
-        # touches what is stored. The first batch replaces the file's previous documents.
+        # touches what is stored. The first batch replaces the file's previous documents, so a
+        # file that may come in several batches lends its old vectors to the later ones first.
         doc_ids: list[str] = []
         n_nodes = tokens = 0
         replace: Sequence[str] = rec.doc_ids if rec else ()
+        kept = None
+        if rec and st.st_size >= self.part_chars:
+            kept = dict(self._recycled)  # what a sync keeps for the whole run
+            self._recycle(rec)
         try:
-            for docs in load_file_batches(path, max_file_bytes=self.max_file_bytes):
+            for docs in load_file_batches(path, max_file_bytes=self.max_file_bytes, part_chars=self.part_chars):
                 nodes = self.add_documents(docs, replace_docs=replace)
                 replace = ()
                 doc_ids.extend(d.id for d in docs)
@@ -303,6 +312,9 @@ class Ingestor:
             report.skipped.append(SkippedFile(name, getattr(e, "reason", None) or str(e)))
             self.progress.file_done(name, 0)
             return
+        finally:
+            if kept is not None:
+                self._recycled = kept
         self.registry.put(
             FileRecord(
                 path=key,
