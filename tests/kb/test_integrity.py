@@ -252,16 +252,40 @@ def test_an_unreadable_cache_is_reported_and_set_aside(kb_path: Path) -> None:
         assert kb.check().ok
 
 
-def test_an_ingest_removes_an_older_versions_embedding_cache_even_unreadable(kb_path: Path) -> None:
-    (kb_path / "embed-cache.sqlite").write_bytes(b"this is not a database" * 100)
+def test_an_ingest_removes_an_older_versions_embedding_cache_and_keeps_this_versions(kb_path: Path) -> None:
+    legacy = kb_path / "embed-cache.sqlite"
+    db = sqlite3.connect(legacy)  # as versions before 2026-12 made it: every chunk's vector, no user_version
+    db.execute(
+        "CREATE TABLE embeddings (model TEXT NOT NULL, key BLOB NOT NULL, vec BLOB NOT NULL, crc INTEGER,"
+        " PRIMARY KEY (model, key)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO embeddings VALUES ('m', x'00', x'0000803f', 0)")
+    db.commit()
+    db.close()
     (kb_path.parent / "docs" / "tower.txt").write_text("The Eiffel Tower is repainted every seven years.\n")
     with KnowledgeBase.open(kb_path) as kb:
         report = kb.ingest([kb_path.parent / "docs"])
         assert (report.files_ingested, report.embedded) == (1, 1)
-        hits = kb.search("When is the Eiffel Tower repainted?", k=1)
-        assert "Eiffel" in hits[0].node.text
+        assert "Eiffel" in kb.search("When is the Eiffel Tower repainted?", k=1)[0].node.text
         assert kb.check().ok
-    assert not (kb_path / "embed-cache.sqlite").exists()  # the store serves unchanged chunks now
+    assert not legacy.exists()  # the store serves unchanged chunks now
+    # this version's cache (a re-embed cut short, node references' sentences) stays
+    cache = EmbeddingCache(legacy)
+    CachedEmbedder(HashingEmbedder(16), cache).embed(["a sentence a re-embed computed"])
+    cache.close()
+    (kb_path.parent / "docs" / "tower.txt").write_text("The Eiffel Tower is repainted every seven years by hand.\n")
+    with KnowledgeBase.open(kb_path) as kb:
+        assert kb.ingest([kb_path.parent / "docs"]).files_ingested == 1
+    assert EmbeddingCache(legacy, read_only=True).count() == 1
+
+
+def test_an_unreadable_cache_never_fails_an_ingest(kb_path: Path) -> None:
+    (kb_path / "embed-cache.sqlite").write_bytes(b"this is not a database" * 100)
+    (kb_path.parent / "docs" / "tower.txt").write_text("The Eiffel Tower is repainted every seven years.\n")
+    with KnowledgeBase.open(kb_path) as kb:
+        assert kb.ingest([kb_path.parent / "docs"]).files_ingested == 1
+        assert [p.part for p in kb.check().parts if not p.ok] == ["embedding cache"]  # kept, and reported
+        assert kb.repair().ok and kb.check().ok
 
 
 # ----------------------------------------------------------------------------- the document graph

@@ -1,7 +1,11 @@
-"""A persistent embedding cache keyed by (model, sha256 of the text).
+"""A persistent embedding cache keyed by (model, sha256 of the text), for vectors the store does not hold.
 
-Re-ingesting a changed file re-embeds only the chunks whose text changed; everything else
-comes from here. The cache is a plain SQLite file (WAL), safe to delete at any time.
+A knowledge base keeps chunk vectors once, in its store (an ingest takes an unchanged chunk's
+vector from there). This cache holds what the store does not: a re-embed's new vectors until its
+switch (so a re-run after a crash embeds only what is new), and the candidate sentences that node
+references are chosen from. The cache is a plain SQLite file (WAL), safe to delete at any time.
+Files written by this version carry ``PRAGMA user_version = CACHE_FORMAT``; one without it is an
+older version's cache of every chunk and question, which the next ingest deletes.
 
 A cached vector is only reused when it is intact: each row carries the crc32 of its model,
 key and vector bytes, checked on every read; a row that fails it (bit rot) or has none (written
@@ -31,6 +35,7 @@ from kvgraph.fileio import is_disk_full, is_sqlite_damage
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 16_384
+CACHE_FORMAT = 2  # user_version: only vectors the store does not hold (1 and 0: every chunk and question)
 
 
 def text_key(text: str) -> bytes:
@@ -66,6 +71,7 @@ class EmbeddingCache:
             # In 16 KB pages rows stay local: 1.9 KB per vector (bench/README.md, "Graph mode at
             # scale"). Only a new file takes the size; an older cache keeps its pages (delete it
             # to shrink it: it is only a cache).
+            new = not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a re-embed
@@ -73,6 +79,8 @@ class EmbeddingCache:
                 "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, key BLOB NOT NULL, vec BLOB NOT NULL,"
                 " crc INTEGER, PRIMARY KEY (model, key)) WITHOUT ROWID"
             )
+            if new:  # written after the page size, which only a file's first write sets
+                db.execute(f"PRAGMA user_version={CACHE_FORMAT}")  # this version's kind of cache
             if "crc" not in {r[1] for r in db.execute("PRAGMA table_info(embeddings)")}:
                 db.execute("ALTER TABLE embeddings ADD COLUMN crc INTEGER")  # a cache from before checksums
         except sqlite3.DatabaseError as e:
@@ -202,6 +210,18 @@ class EmbeddingCache:
             if self.db is not None:
                 self.db.close()
                 self.db = None
+
+
+def cache_format(path: Path) -> int | None:
+    """The ``user_version`` of the cache file at ``path`` (None when it cannot be read as SQLite)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return None
 
 
 class CachedEmbedder:

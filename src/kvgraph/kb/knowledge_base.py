@@ -29,7 +29,6 @@ from kvgraph.kb.layout import (
     CHUNKING_META,
     REFERENCES_CACHE_FILE,
     REGISTRY_FILE,
-    STAGING_DIR,
     STORE_DIR,
     default_kb_path,
 )
@@ -38,6 +37,7 @@ from kvgraph.schema import Answer, Document, Node, NodeWithScore
 if TYPE_CHECKING:
     from kvgraph.answer.synthesize import Answerer, StreamingAnswer
     from kvgraph.embed.base import Embedder
+    from kvgraph.embed.cache import EmbeddingCache
     from kvgraph.embed.onnx_build import PrepareProgress
     from kvgraph.ingest.reference_splitter import ReferenceSplitter
     from kvgraph.ingest.splitter import SentenceSplitter
@@ -64,6 +64,7 @@ class KnowledgeBase:
         self._store: KBStore | None = None
         self._registry: Registry | None = None
         self._embedder: Embedder | None = None
+        self._cache: EmbeddingCache | None = None  # node references' sentences (_sentence_embedder)
         self._answerer: Answerer | None = None
         self._graph: KBGraph | None = None
         self._llm: OpenAICompatibleLLM | None = None
@@ -156,10 +157,10 @@ class KnowledgeBase:
         self._llm_clients.clear()
         self._llm = None
         self._llm_key = None
-        for obj in (self._store, self._registry):
+        for obj in (self._store, self._registry, self._cache):
             if obj is not None:
                 obj.close()
-        self._store = self._registry = None
+        self._store = self._registry = self._cache = None
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -178,10 +179,10 @@ class KnowledgeBase:
         if self._graph is not None:
             self._graph.close()
             self._graph = None
-        for obj in (self._store, self._registry):
+        for obj in (self._store, self._registry, self._cache):
             if obj is not None:
                 obj.close()
-        self._store = self._registry = None
+        self._store = self._registry = self._cache = None
         self._open_store()
 
     # ------------------------------------------------------------------ parts
@@ -259,14 +260,31 @@ class KnowledgeBase:
         )
 
     def _drop_old_embedding_cache(self) -> None:
-        """Delete the embedding cache versions before 0.x kept beside the store (every chunk vector a
-        second time, and every question); the store serves unchanged chunks now. Only a re-embed
-        writes that file, and removes it when it finishes; one left by a re-embed cut short stays
-        for the re-run, which it spares the vectors already computed."""
-        if (self.path / CACHE_FILE).exists() and not (self.path / STAGING_DIR).exists():
+        """Delete the embedding cache of a version before 2026-12 (every chunk vector a second time,
+        and every question): the store serves unchanged chunks now. This version's cache (a re-embed's
+        vectors, node references' sentences: :mod:`kvgraph.embed.cache`) is marked and kept; so is a
+        file that cannot be read (``kvgraph check`` reports it, ``kvgraph repair`` sets it aside)."""
+        from kvgraph.embed.cache import CACHE_FORMAT, cache_format
+
+        path = self.path / CACHE_FILE
+        if not path.exists() or self._cache is not None:
+            return
+        found = cache_format(path)
+        if found is not None and found < CACHE_FORMAT:
             for suffix in ("", "-wal", "-shm"):
                 (self.path / f"{CACHE_FILE}{suffix}").unlink(missing_ok=True)
-            log.info("%s: removed the embedding cache of an older version", self.path / CACHE_FILE)
+            log.info("%s: removed the embedding cache of an older version", path)
+
+    def _sentence_embedder(self) -> Embedder:
+        """The model behind an embedding cache, for node references: they embed every candidate
+        sentence of a parent and keep a few, so the store cannot serve a changed file's sentences."""
+        if self._cache is None:
+            from kvgraph.embed.cache import EmbeddingCache
+
+            self._cache = EmbeddingCache(self.path / CACHE_FILE)
+        from kvgraph.embed.cache import CachedEmbedder
+
+        return CachedEmbedder(self.embedder, self._cache)
 
     def _chunking(self) -> str:
         """The settings that shape the stored nodes, as canonical JSON (only those that apply)."""
@@ -359,7 +377,7 @@ class KnowledgeBase:
         return ReferenceSplitter(
             s.references,
             counter_of(),
-            self.embedder,
+            self._sentence_embedder(),
             parent_size=s.parent_size,
             sub_sizes=s.child_sizes,
             overlap=s.chunk_overlap,
@@ -532,12 +550,12 @@ class KnowledgeBase:
 
         self.require_writable()
         self._check_model()  # refuse to start from a store whose vectors do not match its settings
-        for obj in (self._store, self._registry):
+        for obj in (self._store, self._registry, self._cache):
             if obj is not None:
                 obj.close()
         if self._graph is not None:
             self._graph.close()
-        self._store = self._registry = None
+        self._store = self._registry = self._cache = None
         self._graph = self._embedder = self._answerer = None
         try:
             report = reembed(self.path, embedder, threads=self.settings.embed_threads, progress=progress)

@@ -5,8 +5,8 @@ Layout of a knowledge-base directory::
     kvgraph.toml            settings (see kvgraph.config)
     store/                  the embedded vector store (chunks, vectors, BM25, ANN index)
     documents.sqlite        which files were ingested, their hashes and the documents they produced
-    embed-cache.sqlite      only while a re-embed runs (or after one was cut short): new vectors by
-                            (model, text hash), so a re-run skips them; safe to delete
+    embed-cache.sqlite      vectors the store does not hold, by (model, text hash): a re-embed's
+                            until it finishes, node references' candidate sentences; safe to delete
     reembed.tmp/            a re-embed's new store and graph before they replace the old ones
     references-cache.jsonl  LLM-written summaries and questions (reference_writer = llm); safe to delete
     graph/                  the Cypher graph (embedded Ladybug)
