@@ -236,15 +236,21 @@ def test_a_rebuild_embeds_only_names_it_does_not_know(
 
 
 def test_graph_builds_and_updates_keep_every_vector_once(tmp_path: Path) -> None:
-    with KnowledgeBase.open(tmp_path / "kb", chunk_size=64, chunk_overlap=0) as kb:
+    """Chunk vectors live in the store, entity names' in the graph, questions nowhere: a writable
+    handle's searches and graph updates write no file that holds vectors a second time."""
+    kb_path = tmp_path / "kb"
+    with KnowledgeBase.open(kb_path, chunk_size=64, chunk_overlap=0) as kb:
         kb.add_documents(DOCS)
         kb.graph.build()
         kb.add_documents([Document(id="late", text="Martha Washington ran Mount Vernon.", metadata={})])
         assert kb.graph.doc_graph().meta["updates"] == 1
-        kb.search("Who ran Mount Vernon?", k=2)
         assert "entity:martha washington" in kb.graph.doc_graph().index
-    # chunk vectors live in the store, entity names' in the graph, and questions nowhere: no cache
-    assert not (tmp_path / "kb" / "embed-cache.sqlite").exists()
+        files = {p: p.stat().st_size for p in kb_path.rglob("*") if p.is_file()}
+        for mode in ("dense", "sparse", "hybrid"):
+            kb.search("Who ran Mount Vernon?", k=2, mode=mode)
+        after = {p: p.stat().st_size for p in kb_path.rglob("*") if p.is_file()}
+    assert after == files  # no question's vector, nor anything else, was written by the searches
+    assert not (kb_path / "embed-cache.sqlite").exists()
 
 
 def saved_arrays(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

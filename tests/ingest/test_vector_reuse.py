@@ -111,3 +111,60 @@ def test_a_changed_file_read_in_batches_keeps_its_vectors_in_every_batch(tmp_pat
     unchanged = before.keys() & after.keys()  # same document, same text: same id
     assert len(unchanged) == first.chunks - 2 and again.embedded == len(after) - len(unchanged) == 1
     assert all(after[i] == before[i] for i in unchanged)
+
+
+def test_a_section_inserted_at_the_top_renumbers_the_others_without_embedding_them(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sections = [  # each longer than MIN_SECTION_CHARS: no merging of neighbours to shift
+        f"## Keeper {i}\n\n" + " ".join(p.replace("lighthouse", f"lighthouse of cape {i}") for p in PARAGRAPHS)
+        for i in range(4)
+    ]
+    (docs / "keepers.md").write_text("\n\n".join(sections) + "\n")
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=48, chunk_overlap=0) as kb:
+        first = kb.ingest([docs])
+        before = {n.text: np.asarray(n.embedding).tobytes() for n in kb.store.get(kb.store.ids()) if n is not None}
+        new = "## Foreword\n\n" + " ".join(["These notes were collected by the county historical society in 1990."] * 6)
+        (docs / "keepers.md").write_text("\n\n".join([new, *sections]) + "\n")
+        again = kb.ingest([docs])
+        after = {n.text: np.asarray(n.embedding).tobytes() for n in kb.store.get(kb.store.ids()) if n is not None}
+    # every section's id changed (#section=N counts from the top); only the new one is embedded
+    assert first.chunks >= 3 and again.embedded == len(after.keys() - before.keys()) <= 2
+    assert all(after[t] == before[t] for t in after.keys() & before.keys())
+
+
+def test_damaged_stored_vectors_are_embedded_again_not_a_failed_ingest(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cape.txt").write_text("\n\n".join(PARAGRAPHS) + "\n")
+    (docs / "bees.txt").write_text("Honey bees tell each other where flowers are with a waggle dance.\n")
+    with KnowledgeBase.open(tmp_path / "kb", chunk_size=32, chunk_overlap=0) as kb:
+        kb.ingest([docs])
+    vectors = next((tmp_path / "kb" / "store").glob("vectors-*.f32"))
+    raw = bytearray(vectors.read_bytes())
+    raw[-5] ^= 0xFF  # the last row: the bees' chunk, not the file about to change
+    vectors.write_bytes(bytes(raw))
+    (docs / "cape.txt").write_text("\n\n".join([*PARAGRAPHS[:4], "The light was automated in 1988."]) + "\n")
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        report = kb.ingest([docs])  # reading stored vectors fails their checksum: embedded instead
+        assert report.files_ingested == 1 and report.embedded >= 1
+        assert not kb.check().ok  # the damage is still there for check and repair to name
+        assert kb.repair().ok and kb.check().ok
+
+
+def test_node_references_take_unchanged_sentences_from_the_cache_and_count_what_the_model_ran(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraphs = [p.replace("lighthouse", f"lighthouse of cape {i}") for i in range(4) for p in PARAGRAPHS]
+    (docs / "cape.txt").write_text("\n\n".join(paragraphs) + "\n")
+    with KnowledgeBase.open(tmp_path / "kb", references="metadata", parent_size=128) as kb:
+        first = kb.ingest([docs])
+        paragraphs[-1] = "The last keeper wrote a memoir about the storms of 1931 and 1953."
+        (docs / "cape.txt").write_text("\n\n".join(paragraphs) + "\n")
+        again = kb.ingest([docs])
+        parents = [n for n in kb.store.get(kb.store.ids()) if n is not None and n.metadata.get("role") == "parent"]
+    # the report counts every text the model ran: the parents and the candidate sentences (more than
+    # the parents alone); a changed paragraph runs only its parent's new sentences and the parent
+    assert first.embedded > len(parents) >= 2
+    assert 1 <= again.embedded <= first.embedded // 4
+    assert (tmp_path / "kb" / "embed-cache.sqlite").exists()  # sentences the store does not hold

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kvgraph.embed.base import Embedder
-from kvgraph.errors import InvalidInputError
+from kvgraph.errors import CorruptionError, InvalidInputError
 from kvgraph.ingest.context import embedding_text
 from kvgraph.ingest.loaders import (
     DEFAULT_MAX_FILE_BYTES,
@@ -42,7 +42,9 @@ from kvgraph.ingest.registry import NOT_INGESTED, FileRecord, Registry, cross_ch
 from kvgraph.schema import Document, Node
 
 log = logging.getLogger(__name__)
-RECYCLE_LIMIT = 100_000  # vectors a sync keeps from vanished files for moved ones (~150 MB at 384 dimensions)
+# Vectors an ingest holds in memory from stored nodes for texts whose ids changed (a changed file's
+# old documents, a sync's vanished files): at most this many bytes of them (256 MB: 174k at 384 dimensions).
+LEND_BYTES = 256 << 20
 
 
 class Splitter(Protocol):
@@ -58,7 +60,7 @@ class IngestReport:
     documents: int = 0  # pages for PDFs, sections for Markdown, else files
     chunks: int = 0
     tokens: int = 0
-    embedded: int = 0  # chunks that needed the model (the rest kept their stored vectors)
+    embedded: int = 0  # texts that needed the model (chunks, and node references' sentences)
     seconds: float = 0.0
     skipped: list[SkippedFile] = field(default_factory=list)
     files_restored: int = 0  # ingested again because their chunks were missing from the store
@@ -126,10 +128,15 @@ class Ingestor:
         self.splitter = splitter
         self.progress = progress or NoProgress()
         self.embed_batch = embed_batch
-        self.embedded = 0  # texts this ingestor ran through the model
-        # vectors of the files a sync found gone, by the hash of their embedded text: a moved or
-        # renamed file keeps them (its chunks get new ids)
-        self._recycled: dict[bytes, np.ndarray] = {}
+        self.embedded = 0  # chunk texts this ingestor ran through the model
+        # Stored vectors by the SHA-256 of their embedded text, for chunks whose ids changed: the
+        # old documents of the file being ingested (a section or page inserted renumbers the ones
+        # after it; a big file's first batch replaces all of them), and the files a sync found gone
+        # (a moved or renamed file), read on the first miss. See embed_nodes.
+        self._lent: dict[bytes, np.ndarray] = {}
+        self._moved: dict[bytes, np.ndarray] = {}
+        self._vanished: list[FileRecord] = []
+        self._unreadable_warned = False
 
     # ------------------------------------------------------------------ files
 
@@ -205,14 +212,19 @@ class Ingestor:
 
     def _run(self, files: Iterable[Path], report: IngestReport) -> None:
         files = list(files)
-        before = self.embedded
+        before = self._model_texts()
         self.progress.start(len(files))
         try:
             for f in files:
                 self._ingest_file(f, report)
         finally:
             self.progress.finish()
-            report.embedded = self.embedded - before
+            report.embedded = self._model_texts() - before
+
+    def _model_texts(self) -> int:
+        """Texts run through the model so far: chunks here, sentences in a node-reference splitter."""
+        misses = getattr(getattr(self.splitter, "embedder", None), "misses", 0)
+        return self.embedded + (misses if isinstance(misses, int) else 0)
 
     def sync(self, extra_paths: Sequence[str | Path] = ()) -> IngestReport:
         """Re-check every known file and root: ingest new and changed files, drop vanished ones."""
@@ -238,17 +250,23 @@ class Ingestor:
                 self.registry.add_root(key, [], [])
         restore = self._reconcile(report, remove_orphans=True)
         known = self.registry.all()
+        vanished = []
         for rec in known:
             if not path_from_display(rec.path).exists():
-                self._recycle(rec)
-                self.remove_file(rec)
-                report.files_removed += 1
+                vanished.append(rec)
             else:
                 files.setdefault(rec.path, path_from_display(rec.path))
+        # New and changed files first, while the vanished files' chunks are still stored: a moved
+        # file takes their vectors. A crash in between leaves those files listed; the next sync
+        # removes them.
+        self._vanished = vanished
         try:
             self._run(files.values(), report)
         finally:
-            self._recycled.clear()
+            self._vanished, self._moved = [], {}
+        for rec in vanished:
+            self.remove_file(rec)
+            report.files_removed += 1
         self._count_restored(restore, report)
         report.seconds = time.perf_counter() - t0
         return report
@@ -286,15 +304,13 @@ class Ingestor:
         # A big file arrives in batches (parts of about a million characters), each split,
         # embedded and stored before the next is read, so memory does not grow with the file.
         # Every check that can refuse the file runs before the first batch: a bad file never
-        # touches what is stored. The first batch replaces the file's previous documents, so a
-        # file that may come in several batches lends its old vectors to the later ones first.
+        # touches what is stored. The first batch replaces the file's previous documents, so their
+        # vectors are read first (a later batch, or a renumbered section, finds its old text there).
         doc_ids: list[str] = []
         n_nodes = tokens = 0
         replace: Sequence[str] = rec.doc_ids if rec else ()
-        kept = None
-        if rec and st.st_size >= self.part_chars:
-            kept = dict(self._recycled)  # what a sync keeps for the whole run
-            self._recycle(rec)
+        if rec:
+            self._lend(rec.doc_ids, self._lent)
         try:
             for docs in load_file_batches(path, max_file_bytes=self.max_file_bytes, part_chars=self.part_chars):
                 nodes = self.add_documents(docs, replace_docs=replace)
@@ -313,8 +329,7 @@ class Ingestor:
             self.progress.file_done(name, 0)
             return
         finally:
-            if kept is not None:
-                self._recycled = kept
+            self._lent = {}
         self.registry.put(
             FileRecord(
                 path=key,
@@ -363,10 +378,12 @@ class Ingestor:
     def embed_nodes(self, nodes: Sequence[Node], on_batch: Callable[[int], None] | None = None) -> None:
         """Embed the nodes that carry no embedding yet (extractive references come embedded).
 
-        A node the store already holds with the same embedded text (same id, same context header)
-        keeps its stored vector, and so does one whose text a sync found in a vanished file: the
-        store is the embedding cache, so no vector is kept twice (issue 17). The knowledge base's
-        model is checked before any ingest, so a stored vector is the model's vector of that text.
+        The store is the embedding cache, so no vector is kept twice (issue 17): a node the store
+        holds with the same embedded text (same id, same context header) keeps its stored vector,
+        and so does one whose embedded text a changed file's old documents, or a file a sync found
+        gone, had under another id. The knowledge base's model is checked before any ingest, so a
+        stored vector is the model's vector of that text. Stored vectors that cannot be read
+        (damage: ``kvgraph check``) are embedded again instead; reuse never fails an ingest.
         """
         nodes = [n for n in nodes if n.embedding is None]
         for i in range(0, len(nodes), self.embed_batch):
@@ -384,26 +401,45 @@ class Ingestor:
     def _reuse(self, part: Sequence[Node], texts: Sequence[str]) -> list[int]:
         """Give ``part`` the vectors already computed for their texts; returns the positions left to embed."""
         dim = self.embedder.dim
-        stored = self.store.get([n.id for n in part])
+        try:
+            stored: Sequence[Node | None] = self.store.get([n.id for n in part])
+        except CorruptionError as e:
+            self._cannot_reuse(e)
+            stored = [None] * len(part)
         todo = []
         for j, (node, old, text) in enumerate(zip(part, stored, texts)):
             vec = old.embedding if old is not None and embedding_text(old) == text else None
-            if vec is None and self._recycled:
-                vec = self._recycled.get(_text_key(text))
+            if vec is None and (self._lent or self._vanished or self._moved):
+                if self._vanished:  # a sync's first miss: read the vanished files now
+                    vanished, self._vanished = self._vanished, []
+                    self._lend([d for rec in vanished for d in rec.doc_ids], self._moved)
+                key = _text_key(text)
+                vec = self._lent.get(key)
+                if vec is None:
+                    vec = self._moved.get(key)
             if vec is not None and len(vec) == dim:
                 node.embedding = np.asarray(vec, dtype=np.float32)
             else:
                 todo.append(j)
         return todo
 
-    def _recycle(self, rec: FileRecord) -> None:
-        """Keep the vectors of a vanished file's nodes for this sync (up to RECYCLE_LIMIT of them)."""
-        for doc_id in rec.doc_ids:
-            if len(self._recycled) >= RECYCLE_LIMIT:
-                return
-            for node in self.store.get_ref_doc(doc_id, with_embedding=True):
-                if node.embedding is not None:
-                    self._recycled[_text_key(embedding_text(node))] = np.asarray(node.embedding, dtype=np.float32)
+    def _lend(self, doc_ids: Sequence[str], into: dict[bytes, np.ndarray]) -> None:
+        """Read the stored vectors of ``doc_ids``' nodes into ``into`` by embedded text, up to LEND_BYTES in all."""
+        limit = LEND_BYTES // max(4 * self.embedder.dim, 1)
+        try:
+            for doc_id in doc_ids:
+                for node in self.store.get_ref_doc(doc_id, with_embedding=True):
+                    if len(self._lent) + len(self._moved) >= limit:
+                        return
+                    if node.embedding is not None:
+                        into[_text_key(embedding_text(node))] = np.asarray(node.embedding, dtype=np.float32)
+        except CorruptionError as e:
+            self._cannot_reuse(e)
+
+    def _cannot_reuse(self, e: CorruptionError) -> None:
+        if not self._unreadable_warned:
+            self._unreadable_warned = True
+            log.warning("stored vectors not reused (%s); embedding those chunks again", e)
 
 
 def _text_key(text: str) -> bytes:
