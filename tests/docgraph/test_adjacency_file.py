@@ -50,7 +50,9 @@ def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
     assert same(back, m) and back.sorted_rows and not back.data.flags.writeable
     found = AdjacencyFile.found(tmp_path, "abc")  # described by its trailer alone
     assert found == f and same(found.map(), m)
-    assert AdjacencyFile.found(tmp_path, "other") is None
+    assert AdjacencyFile.found(tmp_path, "abd") is None
+    with pytest.raises(ValueError, match="build id"):  # an id from a damaged or crafted graph.npz
+        AdjacencyFile.found(tmp_path, "../../x")
     with pytest.raises(ValueError, match="bad adjacency"):
         AdjacencyFile.from_info(tmp_path, {"file": "../x.csr", "nodes": 1, "nnz": 0, "crc32": 0})
     raw = bytearray(f.path.read_bytes())
@@ -134,10 +136,13 @@ def test_saved_by_builds_dropped_by_updates(tmp_path: Path, caplog: pytest.LogCa
     rewritten = DocGraph.load(graph_dir).adjacency()  # (the damage went into `mapped`'s file: compare with the edges)
     assert not rewritten.data.flags.writeable and same(rewritten, from_edges(updated))
 
-    # The next update's save deletes it.
+    # The next update's save deletes it; a process still holding the older save writes none for it.
+    stale = DocGraph.load(graph_dir)
     (docs / "more.txt").write_text("Champollion announced the decipherment in 1822.\n")
     with KnowledgeBase.open(kb_path) as kb:
         kb.ingest([docs])
+    assert adjacency_files(graph_dir) == []
+    assert same(stale.adjacency(), from_edges(stale)) and stale.adjacency_file is None
     assert adjacency_files(graph_dir) == []
 
 

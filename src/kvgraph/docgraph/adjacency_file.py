@@ -82,7 +82,7 @@ class AdjacencyFile:
     def found(cls, directory: Path, build: str) -> AdjacencyFile | None:
         """The file a process wrote for the save ``build`` (described by its trailer); None when there
         is none; ValueError when its trailer is not one."""
-        path = directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+        path = _path(directory, build)
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, os.fstat(f.fileno()).st_size - _TRAILER.size))
@@ -108,7 +108,7 @@ class AdjacencyFile:
         nodes = matrix.shape[0]
         if nodes >= np.iinfo(np.int32).max or not matrix.sorted_rows:
             return None
-        path = directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+        path = _path(directory, build)
         tmp = directory / f".{path.name}{_TMP}{secrets.token_hex(4)}"
         crc = 0
         try:
@@ -153,6 +153,13 @@ class AdjacencyFile:
         if indptr[0] != 0 or indptr[-1] != nnz:
             raise ValueError(f"{self.path.name}: row pointers do not span the entries")
         return Csr(indptr, indices, data, (n, n), sorted_rows=True)
+
+
+def _path(directory: Path, build: str) -> Path:
+    """The adjacency file of the save ``build``; ValueError unless the id is a save's (hex digits)."""
+    if not (0 < len(build) <= 64 and all(c in "0123456789abcdef" for c in build)):
+        raise ValueError(f"bad graph build id {build[:80]!r}")
+    return directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
 
 
 def adjacency_files(directory: Path) -> list[Path]:

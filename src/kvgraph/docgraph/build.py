@@ -258,11 +258,19 @@ class DocGraph:
 
     def _share_adjacency(self, directory: Path, build: str, matrix: Csr) -> None:
         """Write the adjacency of the save ``build`` for the processes that load it after this one
-        (docgraph/adjacency_file.py); a directory this process may not write is left as it is."""
+        (docgraph/adjacency_file.py), while that save is the one on disk; a directory this process
+        may not write is left as it is."""
+        if _saved_info(directory).get("build") != build:  # a newer save replaced the one loaded
+            return
         try:
-            self.adjacency_file = AdjacencyFile.write(directory, build, matrix, durable=False)
-        except OSError as e:
+            written = AdjacencyFile.write(directory, build, matrix, durable=False)
+        except (OSError, ValueError) as e:
             log.debug("%s: the adjacency stays in this process (%s)", directory, e)
+            return
+        if written is not None and _saved_info(directory).get("build") != build:
+            written.path.unlink(missing_ok=True)  # a save came in between and did not see the file
+            return
+        self.adjacency_file = written
 
     # ------------------------------------------------------------------ persistence
 
