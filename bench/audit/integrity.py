@@ -222,7 +222,7 @@ def damage_file(path: Path, how: str, rng: random.Random) -> None:
 
 
 def leave_embedding_cache(path: Path) -> None:
-    """An embedding cache with a few rows, as `kvgraph reembed` cut short (or a version before 2026-12) leaves one."""
+    """An embedding cache with a few rows, as `kvgraph reembed` cut short or node references leave one."""
     from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
     from kvgraph.embed.hashing import HashingEmbedder
 
@@ -235,7 +235,7 @@ def damaged_parts(trials_per_way: int = 3) -> None:
     ways = ("garbage", "truncated", "empty", "header", "flip")
     for part, file, cmds in (
         ("documents.sqlite", "documents.sqlite", (["sync"], ["search", "unique1x"])),
-        ("embed-cache.sqlite", "embed-cache.sqlite", (["ingest", "DOCS"],)),
+        ("embed-cache.sqlite", "embed-cache.sqlite", (["ingest", "DOCS"], ["check"])),
         ("doc-graph/graph.npz", "doc-graph/graph.npz", (["search", "unique1x", "--mode", "graph"],)),
         ("doc-graph/graph.json", "doc-graph/graph.json", (["search", "unique1x", "--mode", "graph"],)),
     ):
@@ -256,9 +256,13 @@ def damaged_parts(trials_per_way: int = 3) -> None:
                 for cmd in cmds:
                     run = kv("--kb", str(kb), *[str(d) if c == "DOCS" else c for c in cmd])
                     outcome = classify(run, part.split("/")[0])
+                    if cmd == ["check"] and run.returncode == 1 and part in run.stdout and "DAMAGED" in run.stdout:
+                        outcome = "refused (check names it)"
                     if outcome == "ok":
-                        if part == "embed-cache.sqlite":
-                            outcome = "recovered (the ingest deleted it)" if not target.exists() else "silent"
+                        if part == "embed-cache.sqlite" and cmd[0] == "ingest":
+                            outcome = "ok (a plain ingest does not read it)"
+                        elif part == "embed-cache.sqlite":  # check passed: nothing damaged it can see
+                            outcome = "ok (undamaged part of the file)"
                         elif part == "documents.sqlite" and way == "empty":
                             outcome = (
                                 "recovered" if "rebuilt from the store" in run.stderr or intact(kb, 6) else "silent"
