@@ -212,6 +212,12 @@ class EmbeddingCache:
                 self.db = None
 
 
+def remove_cache_file(path: Path) -> None:
+    """Delete a cache file with its SQLite side files (WAL, shared memory)."""
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 def cache_format(path: Path) -> int | None:
     """The ``user_version`` of the cache file at ``path`` (None when it cannot be read as SQLite)."""
     try:

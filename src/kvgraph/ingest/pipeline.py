@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kvgraph.embed.base import Embedder
+from kvgraph.embed.cache import text_key
 from kvgraph.errors import CorruptionError, InvalidInputError
 from kvgraph.ingest.context import embedding_text
 from kvgraph.ingest.loaders import (
@@ -413,7 +414,7 @@ class Ingestor:
                 if self._vanished:  # a sync's first miss: read the vanished files now
                     vanished, self._vanished = self._vanished, []
                     self._lend([d for rec in vanished for d in rec.doc_ids], self._moved)
-                key = _text_key(text)
+                key = text_key(text)
                 vec = self._lent.get(key)
                 if vec is None:
                     vec = self._moved.get(key)
@@ -432,7 +433,7 @@ class Ingestor:
                     if len(self._lent) + len(self._moved) >= limit:
                         return
                     if node.embedding is not None:
-                        into[_text_key(embedding_text(node))] = np.asarray(node.embedding, dtype=np.float32)
+                        into[text_key(embedding_text(node))] = np.asarray(node.embedding, dtype=np.float32)
         except CorruptionError as e:
             self._cannot_reuse(e)
 
@@ -440,10 +441,6 @@ class Ingestor:
         if not self._unreadable_warned:
             self._unreadable_warned = True
             log.warning("stored vectors not reused (%s); embedding those chunks again", e)
-
-
-def _text_key(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def remove_file(store: Any, registry: Registry, rec: FileRecord) -> int:

@@ -225,8 +225,9 @@ class KnowledgeBase:
         if self._embedder is None:
             from kvgraph.embed.factory import embedder_from_spec
 
-            # No embedding cache: an ingest takes the vectors of unchanged chunks from the store
-            # (Ingestor.embed_nodes), so each vector is kept once, and questions are not written anywhere.
+            # Not behind the embedding cache: an ingest takes the vectors of unchanged chunks from
+            # the store (Ingestor.embed_nodes), so each is kept once, and questions are not written
+            # anywhere. Only node references' sentences go through it (_sentence_embedder).
             self._embedder = embedder_from_spec(self.settings.embedder, threads=self.settings.embed_threads)
         return self._embedder
 
@@ -238,11 +239,11 @@ class KnowledgeBase:
         embedder needs no preparation (a server, the hashing embedder). Interfaces call it first to
         say what the pause is about.
         """
-        inner: Any = self.embedder
-        is_prepared = getattr(inner, "is_prepared", None)
+        embedder: Any = self.embedder
+        is_prepared = getattr(embedder, "is_prepared", None)
         if is_prepared is None or is_prepared():
             return False
-        inner.prepare(progress=progress)
+        embedder.prepare(progress=progress)
         return True
 
     def _ingestor(self, progress: Progress | None) -> Ingestor:
@@ -264,26 +265,23 @@ class KnowledgeBase:
         and every question): the store serves unchanged chunks now. This version's cache (a re-embed's
         vectors, node references' sentences: :mod:`kvgraph.embed.cache`) is marked and kept; so is a
         file that cannot be read (``kvgraph check`` reports it, ``kvgraph repair`` sets it aside)."""
-        from kvgraph.embed.cache import CACHE_FORMAT, cache_format
-
         path = self.path / CACHE_FILE
         if not path.exists() or self._cache is not None:
             return
+        from kvgraph.embed.cache import CACHE_FORMAT, cache_format, remove_cache_file
+
         found = cache_format(path)
         if found is not None and found < CACHE_FORMAT:
-            for suffix in ("", "-wal", "-shm"):
-                (self.path / f"{CACHE_FILE}{suffix}").unlink(missing_ok=True)
+            remove_cache_file(path)
             log.info("%s: removed the embedding cache of an older version", path)
 
     def _sentence_embedder(self) -> Embedder:
         """The model behind an embedding cache, for node references: they embed every candidate
         sentence of a parent and keep a few, so the store cannot serve a changed file's sentences."""
+        from kvgraph.embed.cache import CachedEmbedder, EmbeddingCache
+
         if self._cache is None:
-            from kvgraph.embed.cache import EmbeddingCache
-
             self._cache = EmbeddingCache(self.path / CACHE_FILE)
-        from kvgraph.embed.cache import CachedEmbedder
-
         return CachedEmbedder(self.embedder, self._cache)
 
     def _chunking(self) -> str:

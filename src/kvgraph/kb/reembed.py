@@ -163,9 +163,11 @@ def _roll_forward(kb: Path, staging: Path) -> None:
     (staging / COMMIT_FILE).unlink()
     fsync_dir(staging)
     shutil.rmtree(staging)  # the old store; without the marker a leftover is discarded as uncommitted
-    # The re-embed's cache spared a re-run the vectors already computed; they are all in the store now.
-    for suffix in ("", "-wal", "-shm"):
-        (kb / f"{CACHE_FILE}{suffix}").unlink(missing_ok=True)
+    # The cache spared a re-run the vectors already computed, which are all in the store now; what
+    # else it held (node references' sentences) is the old model's.
+    from kvgraph.embed.cache import remove_cache_file
+
+    remove_cache_file(kb / CACHE_FILE)
 
 
 # ---------------------------------------------------------------------- re-embedding
