@@ -155,11 +155,19 @@ class AdjacencyFile:
         return Csr(indptr, indices, data, (n, n), sorted_rows=True)
 
 
+def adjacency_name(build: object) -> str | None:
+    """The adjacency file name of the save ``build``; None unless the id is a save's (hex digits)."""
+    if not (isinstance(build, str) and 0 < len(build) <= 64 and all(c in "0123456789abcdef" for c in build)):
+        return None
+    return f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+
+
 def _path(directory: Path, build: str) -> Path:
-    """The adjacency file of the save ``build``; ValueError unless the id is a save's (hex digits)."""
-    if not (0 < len(build) <= 64 and all(c in "0123456789abcdef" for c in build)):
+    """The adjacency file of the save ``build``; ValueError for an id no save makes."""
+    name = adjacency_name(build)
+    if name is None:
         raise ValueError(f"bad graph build id {build[:80]!r}")
-    return directory / f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}"
+    return directory / name
 
 
 def adjacency_files(directory: Path) -> list[Path]:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
-from kvgraph.docgraph.adjacency_file import ADJACENCY_PREFIX, ADJACENCY_SUFFIX, AdjacencyFile
+from kvgraph.docgraph.adjacency_file import ADJACENCY_PREFIX, ADJACENCY_SUFFIX, AdjacencyFile, adjacency_name
 from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
@@ -665,9 +665,8 @@ def remove_unnamed_files(directory: Path, info: Mapping[str, Any] | None = None)
     """Delete the name-vector and adjacency files of ``directory`` that ``info`` (default: the saved
     ``graph.json``) does not name: files a save stopped using, or wrote and never committed."""
     info = _saved_info(directory) if info is None else info
-    build = info.get("build")
     # an adjacency no save describes is a process's for the saved build (docgraph/adjacency_file.py)
-    shared = f"{ADJACENCY_PREFIX}{build}{ADJACENCY_SUFFIX}" if isinstance(build, str) else None
+    shared = adjacency_name(info.get("build"))
     for key, prefix, suffix, otherwise in (
         (NAMES_KEY, NAMES_PREFIX, NAMES_SUFFIX, None),
         (ADJACENCY_KEY, ADJACENCY_PREFIX, ADJACENCY_SUFFIX, shared),
