@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,24 @@ def same(a: Csr, b: Csr) -> bool:
     )
 
 
+def as_float32(m: Csr) -> Csr:
+    return Csr(m.indptr, m.indices, m.data.astype(np.float32), m.shape, sorted_rows=m.sorted_rows)
+
+
+def write_float64_file(path: Path, m: Csr) -> Path:
+    """An adjacency file as the versions before wrote it: float64 values, trailer ``KVGCSR01``."""
+    body = b"".join(
+        (
+            m.indptr.astype(np.int64).tobytes(),
+            m.indices.astype(np.int32).tobytes(),
+            bytes(4 * (m.nnz % 2)),
+            m.data.astype(np.float64).tobytes(),
+        )
+    )
+    path.write_bytes(body + struct.pack("<8sqqI4x", b"KVGCSR01", m.shape[0], m.nnz, zlib.crc32(body)))
+    return path
+
+
 def from_edges(graph: DocGraph) -> Csr:
     """The adjacency as every process built it before files were saved."""
     return graph._edge_adjacency(np.ones(len(EDGE_TYPES)), True)
@@ -43,8 +63,12 @@ def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
     m = Csr.from_edges(rows, cols, rng.random(301), (n, n))
     if (m.nnz % 2 == 1) != nnz_odd:
         m = Csr.from_edges(rows[:-1], cols[:-1], rng.random(300), (n, n))
+    with pytest.raises(ValueError, match="float64 values, not float32"):  # a mapped file would walk otherwise
+        AdjacencyFile.write(tmp_path, "abc", m)
+    m64, m = m, as_float32(m)
     f = AdjacencyFile.write(tmp_path, "abc", m, durable=nnz_odd)
     assert f is not None and f.path.stat().st_size == f.size + 32 and (f.nnz % 2 == 1) == nnz_odd
+    assert f.size == 8 * (n + 1) + 8 * ((f.nnz + 1) // 2) + 4 * f.nnz and f.describe()["data_bytes"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["adjacency-abc.csr"]  # no temporary file left
     back = AdjacencyFile.from_info(tmp_path, json.loads(json.dumps(f.describe()))).map()
     assert same(back, m) and back.sorted_rows and not back.data.flags.writeable
@@ -55,11 +79,17 @@ def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
         AdjacencyFile.found(tmp_path, "../../x")
     with pytest.raises(ValueError, match="bad adjacency"):
         AdjacencyFile.from_info(tmp_path, {"file": "../x.csr", "nodes": 1, "nnz": 0, "crc32": 0})
-    raw = bytearray(f.path.read_bytes())
-    f.path.write_bytes(bytes(raw[: f.size]))  # a file of the previous version: no trailer
-    assert same(f.map(), m)
+    # files of the versions before hold float64 values: with a trailer (found alone) and without
+    old = write_float64_file(tmp_path / "adjacency-abe.csr", m64)
+    old_found = AdjacencyFile.found(tmp_path, "abe")
+    assert old_found is not None and old_found.data_bytes == 8 and same(old_found.map(), m64)
+    described = {"file": "adjacency-abe.csr", "nodes": n, "nnz": m64.nnz, "crc32": old_found.crc}
+    assert same(AdjacencyFile.from_info(tmp_path, described).map(), m64)
+    old.write_bytes(old.read_bytes()[:-32])
+    assert same(AdjacencyFile.from_info(tmp_path, described).map(), m64)
     with pytest.raises(ValueError, match="trailer"):
-        AdjacencyFile.found(tmp_path, "abc")
+        AdjacencyFile.found(tmp_path, "abe")
+    raw = bytearray(f.path.read_bytes())
     raw[f.size - 3] ^= 0xFF
     f.path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="CRC"):

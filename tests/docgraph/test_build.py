@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kvgraph.docgraph import name_codec
 from kvgraph.docgraph.build import (
     EDGE_TYPES,
     DocGraph,
@@ -21,6 +22,7 @@ from kvgraph.docgraph.build import (
     build_doc_graph,
     name_vectors,
     pack_strings,
+    packed_unit_rows,
     unpack_strings,
     write_doc_graph,
 )
@@ -263,7 +265,7 @@ def as_format_2(directory: Path) -> dict[str, np.ndarray]:
     """Rewrite a saved graph as format 2 wrote it: the int8 name vectors inside graph.npz."""
     arrays, info = saved_arrays(directory)
     names = NamesFile.from_info(directory, info.pop("name_vectors"))
-    arrays["entity_vectors_int8"] = np.array(names.map())
+    arrays["entity_vectors_int8"] = name_codec.quantize(packed_unit_rows(names.map()), bits=8)
     names.path.unlink()
     with open(directory / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
@@ -271,14 +273,16 @@ def as_format_2(directory: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def test_entity_vectors_are_saved_as_int8_and_older_formats_still_load(graph: DocGraph, tmp_path: Path) -> None:
+def test_entity_vectors_are_saved_in_6_bits_and_older_formats_still_load(graph: DocGraph, tmp_path: Path) -> None:
     assert graph.entity_vectors is not None
     graph.save(tmp_path / "g")
     arrays, info = saved_arrays(tmp_path / "g")
-    assert info["version"] == 3 and "entity_vectors" not in arrays and "entity_vectors_int8" not in arrays
+    assert info["version"] == 4 and "entity_vectors" not in arrays and "entity_vectors_int8" not in arrays
     assert arrays["src"].dtype == np.int32  # node numbers; read back as int64
+    assert info["name_vectors"]["bits"] == 6 and info["name_vectors"]["file"].endswith(".q6")
     rows = NamesFile.from_info(tmp_path / "g", info["name_vectors"]).map()
-    assert rows.dtype == np.int8 and np.abs(rows).max(axis=1).tolist() == [127] * len(graph.entity_vectors)
+    assert rows.dtype == np.uint8 and rows.shape == (len(graph.entity_vectors), 384 * 3 // 4)
+    assert np.abs(name_codec.values(rows)).max(axis=1).tolist() == [31] * len(graph.entity_vectors)
     # what the graph holds in memory is already at the saved precision: nothing changes on reload
     back = DocGraph.load(tmp_path / "g")
     assert back.src.dtype == np.int64 and back.names_file is not None
@@ -287,8 +291,9 @@ def test_entity_vectors_are_saved_as_int8_and_older_formats_still_load(graph: Do
     arrays = as_format_2(tmp_path / "g")
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["graph.json", "graph.npz"]
     two = DocGraph.load(tmp_path / "g")
-    assert two.names_file is None and two.int8_rows is not None
-    np.testing.assert_array_equal(two.name_matrix(), graph.entity_vectors)
+    assert two.names_file is None and two.packed_rows is not None
+    np.testing.assert_array_equal(two.name_matrix(), packed_unit_rows(arrays["entity_vectors_int8"]))
+    np.testing.assert_allclose(two.name_matrix(), graph.entity_vectors, atol=0.01)
     np.testing.assert_array_equal(two.adjacency().toarray(), graph.adjacency().toarray())
     # a graph saved before issue 17 kept float32 vectors under another name
     old = graph.entity_vectors + np.float32(1e-3)
@@ -299,7 +304,7 @@ def test_entity_vectors_are_saved_as_int8_and_older_formats_still_load(graph: Do
     np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), old)
     # saving a graph read in an older format writes the current one
     DocGraph.load(tmp_path / "g").save(tmp_path / "g")
-    assert saved_arrays(tmp_path / "g")[1]["version"] == 3
+    assert saved_arrays(tmp_path / "g")[1]["version"] == 4
     np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), quantized_unit(old))
 
 
@@ -392,12 +397,12 @@ def test_format_2_name_vectors_have_room_and_a_truncated_member_is_damage(graph:
     graph.save(tmp_path / "g")
     as_format_2(tmp_path / "g")
     back = DocGraph.load(tmp_path / "g")
-    assert back.int8_rows is not None and back.vector_rows is None  # floats unpacked on first use
-    assert len(back.int8_rows.array) > back.int8_rows.used  # room to append
+    assert back.packed_rows is not None and back.vector_rows is None  # floats unpacked on first use
+    assert len(back.packed_rows.array) > back.packed_rows.used  # room to append
     with np.load(tmp_path / "g" / "graph.npz") as z:
         arrays = {name: z[name] for name in z.files}
-    np.testing.assert_array_equal(back.entity_vectors_int8, arrays["entity_vectors_int8"])
-    np.testing.assert_array_equal(back.name_matrix(), graph.entity_vectors)
+    np.testing.assert_array_equal(back.entity_vectors_packed, arrays["entity_vectors_int8"])
+    np.testing.assert_array_equal(back.name_matrix(), packed_unit_rows(arrays["entity_vectors_int8"]))
     assert back.vector_rows is not None and len(back.vector_rows.array) > back.vector_rows.used
     # A member whose header promises one row more than its data holds, under a valid zip CRC.
     vectors = arrays.pop("entity_vectors_int8")

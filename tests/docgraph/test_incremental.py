@@ -92,8 +92,8 @@ def assert_same_graph(updated: DocGraph, rebuilt: DocGraph) -> None:
     assert my_vectors.keys() == vectors.keys()
     for key, v in my_vectors.items():
         np.testing.assert_allclose(v, vectors[key], atol=1e-5)
-    assert updated.entity_vectors_int8 is not None  # what a save writes without quantizing again
-    np.testing.assert_array_equal(updated.entity_vectors_int8, quantize_rows(mine))
+    assert updated.entity_vectors_packed is not None  # what a save writes without quantizing again
+    np.testing.assert_array_equal(updated.entity_vectors_packed, quantize_rows(mine))
     # Each name's nearest-name list (what the next update starts from) is the rebuilt one: the
     # same similarities, best first (names at equal similarity may come in either order).
     mine_lists, their_lists = _name_lists(updated), _name_lists(rebuilt)

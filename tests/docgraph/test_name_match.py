@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kvgraph.docgraph import name_match
-from kvgraph.docgraph.build import int8_unit_rows, quantize_rows
+from kvgraph.docgraph.build import packed_unit_rows, quantize_rows
 from kvgraph.docgraph.name_match import NameMatcher
 
 
@@ -57,7 +57,7 @@ def test_exact_duplicates_and_small_matrices() -> None:
 def test_packed_int8_rows_give_the_same_answers_as_their_floats() -> None:
     vectors = names_like(name_match.PROJECT_FROM + 3000, 384, seed=7)
     packed = quantize_rows(vectors)
-    floats = int8_unit_rows(packed)  # what a saved graph's rows are once unpacked
+    floats = packed_unit_rows(packed)  # what a saved graph's rows are once unpacked
     rng = np.random.default_rng(8)
     noise = unit(rng.standard_normal((30, 384))) * np.linspace(0.05, 1.2, 30)[:, None]
     queries = unit(floats[rng.integers(0, len(floats), 30)] + noise)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kvgraph.docgraph import cache
-from kvgraph.docgraph.build import DocGraph, build_doc_graph, quantize_rows
+from kvgraph.docgraph import cache, name_codec
+from kvgraph.docgraph.build import DocGraph, build_doc_graph, packed_unit_rows, quantize_rows
 from kvgraph.docgraph.incremental import update_from_store
-from kvgraph.docgraph.names_file import names_files
+from kvgraph.docgraph.names_file import NamesFile, names_files
 from kvgraph.errors import InvalidInputError
 from kvgraph.kb import KnowledgeBase
 from kvgraph.schema import Document
@@ -21,6 +22,7 @@ DOCS = [
     Document(id="roe", text="Tamsin Roe built the lighthouse of Port Ellery.", metadata={"title": "Tamsin Roe"}),
     Document(id="isles", text="The Salt Isles lie west of Port Ellery.", metadata={"title": "Salt Isles"}),
 ]
+ROW = 384 * 3 // 4  # bytes of a saved name vector (6 bits a value)
 NEW = [
     Document(id="kettle", text="Oskar Kettle sailed from Marrowick to the Salt Isles.", metadata={}),
     Document(id="vane", text="Ida Vane wrote about the Harbor Guild and Oskar Kettle.", metadata={"title": "Vane"}),
@@ -51,7 +53,7 @@ def full_build(kb: KnowledgeBase) -> DocGraph:
 def names_by_key(g: DocGraph) -> dict[str, bytes]:
     """Each name's saved int8 row (a graph built in memory: its floats, quantized as a save does)."""
     assert g.entity_vector_rows is not None
-    rows = g.entity_vectors_int8
+    rows = g.entity_vectors_packed
     if rows is None:
         assert g.entity_vectors is not None
         rows = quantize_rows(g.entity_vectors)
@@ -79,7 +81,7 @@ def test_an_ingest_appends_its_name_vectors_to_the_saved_file(kb: KnowledgeBase)
     assert updated.name_count() is not None and old.name_count() is not None
     assert updated.name_count() > old.name_count()
     after = path.read_bytes()
-    assert after[: len(before)] == before and len(after) == updated.name_count() * 384
+    assert after[: len(before)] == before and len(after) == updated.name_count() * ROW
     assert names_by_key(updated) == names_by_key(full_build(kb))
 
 
@@ -89,9 +91,9 @@ def test_an_update_killed_before_its_save_leaves_the_last_graph(kb: KnowledgeBas
     add_without_graph(kb, NEW)
     unsaved = update_from_store(DocGraph.load(d), kb.store, None, kb.embedder)  # writes after the saved rows
     assert unsaved is not None and unsaved.names_file is not None
-    assert the_file(kb).stat().st_size > (last.name_count() or 0) * 384
+    assert the_file(kb).stat().st_size > (last.name_count() or 0) * ROW
     with open(the_file(kb), "ab") as f:  # it had more rows to write than the next update has
-        f.write(b"\x01" * 384 * 3)
+        f.write(b"\x01" * ROW * 3)
     # ...and the process dies here: the saved graph is the last one, whole (its rows pass their CRC).
     again = DocGraph.load(d)
     assert again.build == last.build and names_by_key(again) == names_by_key(last)
@@ -99,7 +101,7 @@ def test_an_update_killed_before_its_save_leaves_the_last_graph(kb: KnowledgeBas
     kb.graph.refresh()
     updated = DocGraph.load(d)
     assert updated.meta["updates"] == 1
-    assert the_file(kb).stat().st_size > (updated.name_count() or 0) * 384
+    assert the_file(kb).stat().st_size > (updated.name_count() or 0) * ROW
     assert names_by_key(updated) == names_by_key(full_build(kb))
 
 
@@ -166,3 +168,33 @@ def test_a_save_refused_for_space_leaves_the_last_graph_and_no_stray_file(
     assert names_files(d) == [path]
     again = DocGraph.load(d)
     assert again.build == last.build and names_by_key(again) == names_by_key(last)
+
+
+def as_format_3(d: Path) -> Path:
+    """Rewrite the saved graph in ``d`` as format 3 saved it: int8 name vectors in ``names-<id>.i8``."""
+    info = json.loads((d / "graph.json").read_text())
+    names = NamesFile.from_info(d, info["name_vectors"])
+    old = NamesFile.write(d, "format3", name_codec.quantize(packed_unit_rows(names.map()), bits=8))
+    names.path.unlink()
+    info["name_vectors"], info["version"] = old.describe(), 3
+    (d / "graph.json").write_text(json.dumps(info))
+    cache.forget()
+    return old.path
+
+
+def test_a_graph_saved_with_int8_names_is_read_and_its_next_update_packs_them(kb: KnowledgeBase) -> None:
+    d = kb.graph.doc_graph_path
+    old_path = as_format_3(d)
+    assert old_path.suffix == ".i8" and "bits" not in json.loads((d / "graph.json").read_text())["name_vectors"]
+    old = DocGraph.load(d)
+    assert old.entity_vectors_packed is not None and old.entity_vectors_packed.dtype == np.int8
+    hits = kb.search("Who built the lighthouse of Port Ellery?", k=1, mode="graph")
+    assert hits and hits[0].node.ref_doc_id == "roe"
+    kb.add_documents(NEW)  # a graph update: every row is written again, 6 bits a value
+    assert not old_path.exists() and the_file(kb).suffix == ".q6"
+    updated = DocGraph.load(d)
+    assert updated.entity_vectors_packed is not None and updated.entity_vectors_packed.dtype == np.uint8
+    got, want = updated.name_matrix(), full_build(kb).name_matrix()
+    assert got is not None and want is not None and got.shape == want.shape
+    # the old names went through int8 first: within a rounding step of a fresh build's 6 bits
+    assert float(np.min(np.einsum("ij,ij->i", got, want))) > 0.995

@@ -49,11 +49,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
+from kvgraph.docgraph import name_codec
 from kvgraph.docgraph.adjacency_file import ADJACENCY_PREFIX, ADJACENCY_SUFFIX, AdjacencyFile, adjacency_name
 from kvgraph.docgraph.csr import Csr
 from kvgraph.docgraph.extract import EntityExtractor, entity_key
 from kvgraph.docgraph.knn import chosen_method, knn_lists, knn_recall, pairs_from_lists
-from kvgraph.docgraph.names_file import NAMES_PREFIX, NAMES_SUFFIX, NamesFile
+from kvgraph.docgraph.names_file import NAMES_PREFIX, SUFFIXES, NamesFile
 from kvgraph.docgraph.side_files import remove_unused
 from kvgraph.docgraph.triples import Triple
 from kvgraph.errors import InvalidInputError
@@ -72,8 +73,9 @@ ENTITY_PREFIX, DOC_PREFIX = "entity:", "doc:"
 # every save and load at 100k chunks); 1 (JSON) is still read.
 # 3: the name vectors in a file of their own that updates append to (names_file.py), node
 # numbers saved as int32: a one-file ingest at 100k chunks read and wrote 142 MB, now 51 MB.
-FORMAT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+# 4: the name vectors packed in 6 bits a value (name_codec.py; 72 -> 54 MB at 100k chunks).
+FORMAT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 # Saved as int32 while the graph has fewer nodes than int32 holds; read back as int64.
 _NODE_ARRAYS = frozenset(
     {"src", "dst", "entity_vector_rows", "similar_rows", "similar_cols", "synonym_cols"}
@@ -105,7 +107,7 @@ class DocGraph:
     Chunk keys are the chunk ids of the vector store; documents are ``doc:<id>``; entities
     ``entity:<canonical key>``. The entity-name vectors (optional, unit rows) embed the names of
     the entities listed in ``entity_vector_rows`` and let a query's entities match graph entities
-    by meaning, not only by spelling. A loaded graph holds them packed (``entity_vectors_int8``)
+    by meaning, not only by spelling. A loaded graph holds them packed (``entity_vectors_packed``)
     and ``entity_vectors`` is None until :meth:`name_matrix` unpacks them; read them through
     :meth:`name_matrix` (or :meth:`name_count`), not the field.
     """
@@ -134,8 +136,8 @@ class DocGraph:
     synonym_cols: np.ndarray | None = None
     synonym_sims: np.ndarray | None = None
     # entity_vectors as saved (quantize_rows), when known: a save writes it instead of quantizing again.
-    entity_vectors_int8: np.ndarray | None = field(default=None, repr=False)
-    # The file entity_vectors_int8 maps (a saved or updated graph), which a save appends to.
+    entity_vectors_packed: np.ndarray | None = field(default=None, repr=False)
+    # The file entity_vectors_packed maps (a saved or updated graph), which a save appends to.
     names_file: NamesFile | None = field(default=None, repr=False, compare=False)
     # The adjacency saved for this graph (docgraph/adjacency_file.py), mapped on first use.
     adjacency_file: AdjacencyFile | None = field(default=None, repr=False, compare=False)
@@ -155,9 +157,9 @@ class DocGraph:
         else:
             self.kind_array = kind_codes(self.kinds)
         self._derived: dict[Hashable, Any] = {}
-        # Where entity_vectors / entity_vectors_int8 live when they have room to grow (RowBuffer).
+        # Where entity_vectors / entity_vectors_packed live when they have room to grow (RowBuffer).
         self.vector_rows: RowBuffer | None = None
-        self.int8_rows: RowBuffer | None = None
+        self.packed_rows: RowBuffer | None = None
 
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, computed once per graph object and ``key``: what every query needs (the adjacency...).
@@ -173,21 +175,21 @@ class DocGraph:
 
     def name_matrix(self) -> np.ndarray | None:
         """The entity-name vectors as unit float32 rows (None without any), unpacked from the saved
-        int8 rows on first use.
+        packed rows on first use.
 
-        A loaded graph keeps its name vectors as int8 until something needs them as floats (graph
+        A loaded graph keeps its name vectors packed until something needs them as floats (graph
         mode's name matching): an ingest that only updates the graph never does, and unpacking
         187k names at 100k chunks costs 0.1-0.9 s and 330 MB (its page faults vary with the
         machine). Two threads may unpack at once; they get equal arrays.
         """
-        if self.entity_vectors is None and self.entity_vectors_int8 is not None:
-            rows = unit_rows_with_room(self.entity_vectors_int8)
+        if self.entity_vectors is None and self.entity_vectors_packed is not None:
+            rows = unit_rows_with_room(self.entity_vectors_packed)
             self.vector_rows, self.entity_vectors = rows, rows.view()
         return self.entity_vectors
 
     def name_count(self) -> int | None:
         """How many entity-name vectors the graph holds (None without any), without unpacking them."""
-        for vectors in (self.entity_vectors, self.entity_vectors_int8):
+        for vectors in (self.entity_vectors, self.entity_vectors_packed):
             if vectors is not None:
                 return len(vectors)
         return None
@@ -254,7 +256,10 @@ class DocGraph:
         src, dst, w = self.src[keep], self.dst[keep], w[keep]
         if symmetric:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
-        return Csr.from_edges(src, dst, w, (self.n_nodes, self.n_nodes))
+        m = Csr.from_edges(src, dst, w, (self.n_nodes, self.n_nodes))
+        # Float32 values, as the saved adjacency holds them (adjacency_file.py): a process that maps
+        # the file and one that built the matrix walk alike.
+        return Csr(m.indptr, m.indices, m.data.astype(np.float32), m.shape, sorted_rows=m.sorted_rows)
 
     def _share_adjacency(self, directory: Path, build: str, matrix: Csr) -> None:
         """Write the adjacency of the save ``build`` for the processes that load it after this one
@@ -294,8 +299,8 @@ class DocGraph:
         }
         known: np.ndarray | None = None
         if self.name_count() is not None and self.entity_vector_rows is not None:
-            known, floats = self.entity_vectors_int8, self.entity_vectors
-            if floats is not None and (known is None or known.shape != floats.shape):
+            known, floats = self.entity_vectors_packed, self.entity_vectors
+            if floats is not None and (known is None or len(known) != len(floats)):
                 known = quantize_rows(floats)
             assert known is not None  # name_count(): one of the two is there
             arrays["entity_vector_rows"] = self.entity_vector_rows.astype(np.int64, copy=False)
@@ -364,7 +369,7 @@ class DocGraph:
         self.build, self.saved_in = build, d
         self.adjacency_file = adjacency
         if names is not None:  # the next update appends to the file, and reads the rows from it
-            self.names_file, self.entity_vectors_int8, self.int8_rows = names, names.map(check=False), None
+            self.names_file, self.entity_vectors_packed, self.packed_rows = names, names.map(check=False), None
         return d
 
     def packed_strings(self, name: str, source: Sized, strings: Callable[[], Sequence[str]]) -> Packed:
@@ -382,7 +387,7 @@ class DocGraph:
         names = self.names_file
         if (
             names is not None
-            and rows is self.entity_vectors_int8
+            and rows is self.entity_vectors_packed
             and names.rows == len(rows)
             and names.path.parent.resolve() == d.resolve()
             and names.path.exists()
@@ -398,7 +403,7 @@ class DocGraph:
         if not (d / NPZ_FILE).is_file() or not (d / JSON_FILE).is_file():
             raise InvalidInputError(f"{d}: no knowledge-vector graph here (expected {NPZ_FILE} and {JSON_FILE})")
         try:
-            arrays, info, int8_rows, mapped = _read_consistent(d)
+            arrays, info, packed_rows, mapped = _read_consistent(d)
         except _DAMAGE as e:
             raise _damaged(d, e) from None
         saved_types = info.get("edge_types")
@@ -432,7 +437,7 @@ class DocGraph:
                 weight=arrays["weight"],
                 doc_of=doc_of,
                 entity_vectors=None,
-                entity_vectors_int8=None if int8_rows is None else int8_rows.view(),
+                entity_vectors_packed=None if packed_rows is None else packed_rows.view(),
                 entity_vector_rows=arrays.get("entity_vector_rows"),
                 meta=info["meta"],
                 facts=[(int(s), int(o), str(r), str(c)) for s, o, r, c in info.get("facts", [])],
@@ -462,9 +467,9 @@ class DocGraph:
             except (OSError, ValueError) as e:  # derived data: built from the edges instead
                 log.warning("%s: %s; the adjacency is built from the graph's edges", d, e)
             if mapped is not None:
-                graph.names_file, graph.entity_vectors_int8 = mapped
-            elif int8_rows is not None:  # format 2
-                graph.int8_rows = int8_rows  # unpacked to floats when first needed (name_matrix)
+                graph.names_file, graph.entity_vectors_packed = mapped
+            elif packed_rows is not None:  # format 2
+                graph.packed_rows = packed_rows  # unpacked to floats when first needed (name_matrix)
             else:
                 graph.entity_vectors = arrays.get("entity_vectors")  # saved before issue 17: float32
             _check_shapes(graph)
@@ -530,52 +535,38 @@ def unpack_strings(text: np.ndarray, lengths: np.ndarray) -> list[str]:
 
 
 def quantize_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows as int8, each scaled so that its largest component is +-127 (the scale is not kept:
-    the rows are unit vectors, so :func:`int8_unit_rows` gets them back by normalising).
-
-    The entity-name vectors were 28 MB of a 35 MB graph at 10k chunks (issue 17: disk with a graph
-    <= 1.5x without); int8 is a quarter of that. Measured on HotpotQA's 8,490 names: cosines move
-    by at most 0.004 (mean 0.0005); 2 of the 398 pairs at the SYNONYM threshold 0.9 cross it.
-    """
-    v = np.asarray(vectors, dtype=np.float32)
-    out = np.empty(v.shape, dtype=np.int8)
-    # In blocks, in float32: at 187k names one pass over the whole matrix took 0.6-0.8 s of an
-    # ingest's graph save (temporaries of 290 MB); blocks of 16k rows take 0.17 s.
-    for start in range(0, len(v), _BLOCK_ROWS):
-        block = v[start : start + _BLOCK_ROWS]
-        peak = np.abs(block).max(axis=1, keepdims=True) if block.size else np.ones((len(block), 1), np.float32)
-        scaled = block * (np.float32(127.0) / np.where(peak > 0, peak, np.float32(1.0)))
-        np.rint(scaled, out=scaled)
-        out[start : start + _BLOCK_ROWS] = scaled
-    return out
+    """Rows as a saved graph packs them: 6 bits a value (:mod:`kvgraph.docgraph.name_codec`; the
+    scale is not kept: the rows are unit vectors, so :func:`packed_unit_rows` gets them back by
+    normalising)."""
+    return name_codec.quantize(vectors)
 
 
-def int8_unit_rows(q: np.ndarray) -> np.ndarray:
-    """Unit float32 rows of int8 rows (all-zero rows stay zero)."""
+def packed_unit_rows(q: np.ndarray) -> np.ndarray:
+    """Unit float32 rows of packed rows (all-zero rows stay zero)."""
     return unit_rows_with_room(q, spare=0).view()
 
 
 def name_rows(floats: np.ndarray | None, packed: np.ndarray | None, index: np.ndarray | slice) -> np.ndarray:
     """Unit float32 name vectors at ``index``: from ``floats`` when a process unpacked them, else
-    unpacked from the ``packed`` int8 rows for these rows only."""
+    unpacked from the ``packed`` rows for these rows only."""
     if floats is not None:
         rows: np.ndarray = floats[index]
         return rows
     if packed is None:
-        raise ValueError("no name vectors: give them as floats or packed as int8")
-    return int8_unit_rows(packed[index])
+        raise ValueError("no name vectors: give them as floats or packed")
+    return packed_unit_rows(packed[index])
 
 
 def unit_rows_with_room(q: np.ndarray, spare: int | None = None) -> RowBuffer:
-    """:func:`int8_unit_rows` written into a :class:`RowBuffer` with ``spare`` rows of room (default: some).
+    """:func:`packed_unit_rows` written into a :class:`RowBuffer` with ``spare`` rows of room (default: some).
 
     In blocks, with the squared norms from one einsum: every process that loads a graph runs this
     over all the name vectors (187k rows at 100k chunks: 0.79 s as one norm-and-divide, 0.19 s so).
     """
-    buffer = RowBuffer.allocate(len(q), q.shape[1], np.float32, spare)
+    buffer = RowBuffer.allocate(len(q), name_codec.row_dim(q), np.float32, spare)
     out = buffer.array
     for start in range(0, len(q), _BLOCK_ROWS):
-        block = np.asarray(q[start : start + _BLOCK_ROWS], dtype=np.float32)
+        block = name_codec.values(q[start : start + _BLOCK_ROWS]).astype(np.float32)
         squares = np.einsum("ij,ij->i", block, block)
         inverse = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
         np.multiply(block, inverse[:, None], out=out[start : start + len(block)])
@@ -633,7 +624,7 @@ def append_rows(buffer: RowBuffer | None, current: np.ndarray, fresh: np.ndarray
 def stored_precision(vectors: np.ndarray) -> np.ndarray:
     """Unit rows as a saved graph holds them: every build and update works on these, so a graph in
     memory, the same graph saved and loaded, and an incrementally updated one agree exactly."""
-    return int8_unit_rows(quantize_rows(vectors))
+    return packed_unit_rows(quantize_rows(vectors))
 
 
 # What reading a damaged graph.npz / graph.json can raise (zip CRCs, numpy headers, JSON, shapes).
@@ -668,7 +659,7 @@ def remove_unnamed_files(directory: Path, info: Mapping[str, Any] | None = None)
     # an adjacency no save describes is a process's for the saved build (docgraph/adjacency_file.py)
     shared = adjacency_name(info.get("build"))
     for key, prefix, suffix, otherwise in (
-        (NAMES_KEY, NAMES_PREFIX, NAMES_SUFFIX, None),
+        *((NAMES_KEY, NAMES_PREFIX, suffix, None) for suffix in SUFFIXES.values()),
         (ADJACENCY_KEY, ADJACENCY_PREFIX, ADJACENCY_SUFFIX, shared),
     ):
         described = info.get(key)
@@ -678,7 +669,7 @@ def remove_unnamed_files(directory: Path, info: Mapping[str, Any] | None = None)
 def _read_consistent(
     d: Path,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], RowBuffer | None, tuple[NamesFile, np.ndarray] | None]:
-    """The arrays and the JSON of one save (see the module docstring), and the int8 name vectors:
+    """The arrays and the JSON of one save (see the module docstring), and the packed name vectors:
     mapped from their file (format 3), or read into a buffer with room (format 2); ValueError if no
     save is found whole."""
     missing = None
@@ -686,13 +677,13 @@ def _read_consistent(
         if attempt:
             time.sleep(_LOAD_BACKOFF_S * attempt)
         missing = None
-        int8_rows = None
+        packed_rows = None
         with np.load(d / NPZ_FILE) as z:
             arrays = {}
             for name in z.files:
                 if name == "entity_vectors_int8":
-                    int8_rows = _read_rows_with_room(z.zip, f"{name}.npy")
-                    arrays[name] = int8_rows.view()
+                    packed_rows = _read_rows_with_room(z.zip, f"{name}.npy")
+                    arrays[name] = packed_rows.view()
                 elif name in _NODE_ARRAYS:
                     arrays[name] = z[name].astype(np.int64, copy=False)
                 else:
@@ -708,7 +699,7 @@ def _read_consistent(
             if info.get("build") != build:  # None == None: a graph saved before builds had ids
                 continue
             if NAMES_KEY not in info:
-                return arrays, info, int8_rows, None
+                return arrays, info, packed_rows, None
             names = NamesFile.from_info(d, info[NAMES_KEY])
             try:
                 return arrays, info, None, (names, names.map())

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kvgraph.docgraph import name_codec
 from kvgraph.docgraph.build import (
     CHUNK,
     DOC_PREFIX,
@@ -50,6 +51,7 @@ from kvgraph.docgraph.build import (
     embed_names,
     kind_codes,
     name_rows,
+    packed_unit_rows,
     quantize_rows,
     saved_names,
 )
@@ -257,7 +259,7 @@ def update_doc_graph(
         etype = np.concatenate([etype, np.full(len(a), EDGE_TYPES.index(name), np.int8)])
         weight = np.concatenate([weight, np.asarray(w, np.float32)])
 
-    packed = None if entity is None else _int8_of(g, entity[0].fresh, kept_rows)
+    packed = None if entity is None else _packed_of(g, entity[0].fresh, kept_rows)
     # Floats when the old graph had them unpacked (a long-lived process: in place when there is
     # room), else left packed: name_matrix() unpacks them if a query needs them.
     float_rows = None
@@ -278,7 +280,7 @@ def update_doc_graph(
         doc_of=doc_of,
         entity_vectors=None if float_rows is None else float_rows.view(),
         entity_vector_rows=None if entity is None else entity[1],
-        entity_vectors_int8=None if packed is None else packed[0],
+        entity_vectors_packed=None if packed is None else packed[0],
         names_file=None if packed is None else packed[2],
         meta=meta,
         facts=facts,
@@ -291,7 +293,7 @@ def update_doc_graph(
         known_kinds=kinds,
     )
     updated.vector_rows = float_rows
-    updated.int8_rows = None if packed is None else packed[1]
+    updated.packed_rows = None if packed is None else packed[1]
     if old.size == g.n_nodes and every:  # nodes only added: the saved strings, then the new ones
         _extend_packed(g, updated, first, parts.doc_of)
     return updated
@@ -432,18 +434,19 @@ def top_k_merge(cols: np.ndarray, sims: np.ndarray, cand: np.ndarray, cand_sims:
 class NameRows:
     """The updated graph's name vectors, the old graph's kept rows then the new ones, as unit float32
     rows read by block: from the old graph's unpacked matrix when it has one, else unpacked from its
-    int8 rows a block at a time (an ingest process never holds all of them as floats)."""
+    packed rows a block at a time (an ingest process never holds all of them as floats)."""
 
     def __init__(self, g: DocGraph, kept_rows: np.ndarray, fresh: np.ndarray) -> None:
         every = kept_rows.size == g.name_count()
-        floats, int8 = g.entity_vectors, g.entity_vectors_int8
+        floats, packed = g.entity_vectors, g.entity_vectors_packed
         self.old: np.ndarray | None = None
-        self.old_int8: np.ndarray | None = None
+        self.old_packed: np.ndarray | None = None
         if floats is not None:
             self.old = floats if every else floats[kept_rows]
         else:
-            assert int8 is not None
-            self.old_int8 = int8 if every else int8[kept_rows]
+            assert packed is not None
+            self.old_packed = packed if every else packed[kept_rows]
+        self.dim = floats.shape[1] if floats is not None else name_codec.row_dim(packed)  # type: ignore[arg-type]
         self.fresh = np.asarray(fresh, dtype=np.float32)
         self._block: np.ndarray | None = None  # scaled_rows' buffer (its rows are valid until the next call)
         self.n_old = int(kept_rows.size)
@@ -453,30 +456,28 @@ class NameRows:
         """Old rows ``lo`` to ``hi`` as float32 and the factor that makes each a unit row.
 
         A product with the rows, times the factors, is the product with the unit rows, without
-        normalising every row first (a third of an update's pass over 187k int8 names).
+        normalising every row first (a third of an update's pass over 187k packed names).
         """
         if self.old is not None:
             rows = self.old[lo:hi]
             return rows, np.ones(len(rows), np.float32)
-        assert self.old_int8 is not None
+        assert self.old_packed is not None
         # Into one buffer, not a new 12 MB array a block: each of those came as fresh pages from the
         # OS in a new process (an ingest's), and faulting them in doubled the pass (0.17 -> 0.09 s).
         if self._block is None or len(self._block) < hi - lo:
-            self._block = np.empty((hi - lo, self.old_int8.shape[1]), np.float32)
+            self._block = np.empty((hi - lo, name_codec.row_dim(self.old_packed)), np.float32)
         rows = self._block[: hi - lo]
-        rows[:] = self.old_int8[lo:hi]
+        rows[:] = name_codec.values(self.old_packed[lo:hi])
         squares = np.einsum("ij,ij->i", rows, rows)
         return rows, (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """The rows at ``index`` (any order)."""
         index = np.asarray(index, dtype=np.int64)
-        source = self.old if self.old is not None else self.old_int8
-        assert source is not None
-        out = np.empty((index.size, source.shape[1]), np.float32)
+        out = np.empty((index.size, self.dim), np.float32)
         is_old = index < self.n_old
         if is_old.any():
-            out[is_old] = name_rows(self.old, self.old_int8, index[is_old])
+            out[is_old] = name_rows(self.old, self.old_packed, index[is_old])
         out[~is_old] = self.fresh[index[~is_old] - self.n_old]
         return out
 
@@ -532,7 +533,7 @@ def _update_entities(
     cols[:n_old], sims[:n_old] = cols_old, sims_old
     # Lists that lost a member, and the new names', are searched against every name; the other
     # lists take in the new names that beat their worst member. Both in one pass over the old
-    # names, a block at a time: at 187k names the two passes, each unpacking the whole int8 matrix
+    # names, a block at a time: at 187k names the two passes, each unpacking the whole packed matrix
     # into one 288 MB temporary, took ~0.75 s of a one-file ingest; one pass in 8k-row blocks ~0.13 s.
     redo = np.concatenate([np.flatnonzero(lost), np.arange(n_old, n)])
     redo_q = vectors.take(redo)
@@ -589,29 +590,35 @@ def _merge_new_names(
     cols[part], sims[part] = c, cs
 
 
-def _int8_of(
+def _packed_of(
     g: DocGraph, fresh: np.ndarray, kept_rows: np.ndarray
 ) -> tuple[np.ndarray, RowBuffer | None, NamesFile | None] | None:
-    """The saved int8 form of the updated name vectors (the old graph's rows kept, the new ones
+    """The saved (packed) form of the updated name vectors (the old graph's rows kept, the new ones
     quantized), and where it lives: a buffer with room, or the old graph's name file when the new
     rows could be appended to it (:mod:`kvgraph.docgraph.names_file`: no copy of the old rows).
 
     Quantizing every row again at each save took 0.17 s at 187k names; the rows are at stored
-    precision, so quantizing them again gives the same bytes.
+    precision, so quantizing them again gives the same bytes. A graph saved in the int8 format
+    before is converted whole (once: the save writes a new file).
     """
-    if g.entity_vectors_int8 is None or g.entity_vector_rows is None:
+    packed = g.entity_vectors_packed
+    if packed is None or g.entity_vector_rows is None:
         return None
     every_row = kept_rows.size == len(g.entity_vector_rows)
     new = quantize_rows(fresh)
+    if packed.dtype != new.dtype:
+        converted = quantize_rows(packed_unit_rows(packed if every_row else packed[kept_rows]))
+        buffer = append_rows(None, converted, new)
+        return buffer.view(), buffer, None
     names = g.names_file
-    if every_row and names is not None and names.rows == len(g.entity_vectors_int8):
+    if every_row and names is not None and names.rows == len(packed):
         if not len(new):
-            return g.entity_vectors_int8, None, names
+            return packed, None, names
         grown = names.append(new, saved_names(names.path.parent))
         if grown is not None:
             return grown.map(check=False), None, grown
-    old = g.entity_vectors_int8 if every_row else g.entity_vectors_int8[kept_rows]
-    buffer = append_rows(g.int8_rows, old, new)
+    old = packed if every_row else packed[kept_rows]
+    buffer = append_rows(g.packed_rows, old, new)
     return buffer.view(), buffer, None
 
 

@@ -13,7 +13,7 @@ the answer is the one the full product gives (the best row, if it reaches the th
 from a quarter of the memory. Measured on the 100k-chunk bench graph (117 unmatched
 question names): a median of 74 rows compared in full, the same matches for all 117.
 
-It reads a saved graph's int8 rows directly, a block at a time, and unpacks to floats only the
+It reads a saved graph's packed rows directly, a block at a time, and unpacks to floats only the
 rows it compares in full: unpacking all 187k names would hold 288 MB more in every process that
 answers graph queries, and allocating them took 0.1-0.8 s of the first query on the 2-core VM.
 """
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvgraph.docgraph.build import int8_unit_rows, name_rows
+from kvgraph.docgraph import name_codec
+from kvgraph.docgraph.build import name_rows, packed_unit_rows
 
 PROJECT_FROM = 32_768  # rows; below this one full product is as cheap
 DIMS = 64
@@ -34,21 +35,21 @@ _BLOCK = 16_384  # rows unpacked at a time while projecting
 class NameMatcher:
     """Best row of the name vectors for each query, when its cosine reaches a threshold.
 
-    ``vectors``: unit float32 rows; or ``packed``: int8 rows as a graph saves them (unit rows
-    once normalised, :func:`~kvgraph.docgraph.build.int8_unit_rows`).
+    ``vectors``: unit float32 rows; or ``packed``: rows as a graph saves them (unit rows once
+    unpacked and normalised, :func:`~kvgraph.docgraph.build.packed_unit_rows`).
     """
 
     def __init__(self, vectors: np.ndarray | None = None, packed: np.ndarray | None = None, seed: int = 0) -> None:
         source = vectors if vectors is not None else packed
         if source is None:
-            raise ValueError("no name vectors: give them as floats or packed as int8")
-        n, dim = source.shape
+            raise ValueError("no name vectors: give them as floats or packed")
+        n, dim = len(source), (source.shape[1] if vectors is not None else name_codec.row_dim(source))
         self.n = n
         self.packed = packed
         self.vectors: np.ndarray | None = None
         self.basis: np.ndarray | None = None
         if n < PROJECT_FROM or dim <= DIMS:  # small: hold the floats, one product per query
-            self.vectors = np.asarray(vectors, dtype=np.float32) if vectors is not None else int8_unit_rows(source)
+            self.vectors = np.asarray(vectors, dtype=np.float32) if vectors is not None else packed_unit_rows(source)
             return
         if vectors is not None:
             self.vectors = np.asarray(vectors, dtype=np.float32)
@@ -60,7 +61,7 @@ class NameMatcher:
         self.basis = np.ascontiguousarray(eigenvectors[:, ::-1][:, :DIMS], dtype=np.float32)
         # Each row's projection, then the length of its rest as one more column: the bound for a
         # query is then one product with (q_p, |q_r|), no outer product added (that took 1.3 of
-        # 3 ms at 187k names). Int8 rows are projected as they are and scaled after (the product
+        # 3 ms at 187k names). Packed rows are projected as integers and scaled after (the product
         # is linear, and the rest of a unit row is sqrt(1 - |v_p|^2)): no normalised copy of each
         # block (set-up 0.25 -> 0.16 s at 187k names).
         self.projected = np.empty((n, DIMS + 1), dtype=np.float32)
@@ -71,7 +72,7 @@ class NameMatcher:
                 part[:, :DIMS] = block @ self.basis
                 part[:, DIMS] = _rest_norms(block, part[:, :DIMS])
                 continue
-            raw = np.asarray(packed[lo : lo + _BLOCK], dtype=np.float32)
+            raw = name_codec.values(packed[lo : lo + _BLOCK]).astype(np.float32)
             squares = np.einsum("ij,ij->i", raw, raw)
             inverse = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
             np.multiply(raw @ self.basis, inverse[:, None], out=part[:, :DIMS])
@@ -79,7 +80,7 @@ class NameMatcher:
             part[:, DIMS] = np.where(squares > 0, np.sqrt(np.maximum(1.0 - kept, 0.0)), 0.0)
 
     def rows_at(self, index: np.ndarray | slice) -> np.ndarray:
-        """Unit float32 rows (unpacked from int8 when the matcher holds packed rows)."""
+        """Unit float32 rows (unpacked when the matcher holds packed rows)."""
         return name_rows(self.vectors, self.packed, index)
 
     def best(self, queries: np.ndarray, threshold: float) -> list[int]:

@@ -205,8 +205,8 @@ class KnowledgeGraphRetriever:
             name_vectors = self.embedder.embed(unmatched)
         q = np.array(name_vectors, dtype=np.float32)
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        # From the floats when this process unpacked them, else from the saved int8 rows.
-        matcher = g.derived("name_matcher", partial(NameMatcher, g.entity_vectors, g.entity_vectors_int8))
+        # From the floats when this process unpacked them, else from the saved packed rows.
+        matcher = g.derived("name_matcher", partial(NameMatcher, g.entity_vectors, g.entity_vectors_packed))
         for col in matcher.best(q, self.entity_match_threshold):
             if col >= 0:
                 found[int(rows[col])] = None
