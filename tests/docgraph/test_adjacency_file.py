@@ -32,6 +32,12 @@ def same(a: Csr, b: Csr) -> bool:
     )
 
 
+@pytest.fixture(autouse=True)
+def small_graphs_get_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These graphs are far below the size that gets a file by default (test_small_graphs_get_no_file)."""
+    monkeypatch.setattr("kvgraph.docgraph.adjacency_file.MIN_EDGES", 0)
+
+
 def as_float32(m: Csr) -> Csr:
     return Csr(m.indptr, m.indices, m.data.astype(np.float32), m.shape, sorted_rows=m.sorted_rows)
 
@@ -180,3 +186,27 @@ def damage(path: Path) -> None:
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     path.write_bytes(bytes(raw))
+
+
+def test_small_graphs_get_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "rosetta-stone.txt", docs / "rosetta-stone.txt")
+    kb_path = tmp_path / "kb"
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.ingest([docs])
+        kb.graph.build()
+        edges = len(kb.graph.doc_graph().src)
+    monkeypatch.setattr("kvgraph.docgraph.adjacency_file.MIN_EDGES", edges + 1)
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.graph.build()
+        graph_dir = kb.graph.doc_graph_path
+        assert "adjacency" not in json.loads((graph_dir / "graph.json").read_text())
+        assert kb.search("Who deciphered the hieroglyphs?", k=2, mode="graph")  # built in memory
+    with KnowledgeBase.open(kb_path, read_only=True) as kb:
+        assert kb.search("Who deciphered the hieroglyphs?", k=2, mode="graph")
+    assert adjacency_files(graph_dir) == []  # neither the build nor the queries wrote one
+    monkeypatch.setattr("kvgraph.docgraph.adjacency_file.MIN_EDGES", edges)
+    with KnowledgeBase.open(kb_path) as kb:
+        kb.graph.build()
+    assert len(adjacency_files(graph_dir)) == 1  # at the size that pays

@@ -308,6 +308,20 @@ def test_entity_vectors_are_saved_in_6_bits_and_older_formats_still_load(graph: 
     np.testing.assert_array_equal(DocGraph.load(tmp_path / "g").name_matrix(), quantized_unit(old))
 
 
+def test_string_lengths_are_saved_in_the_smallest_type_that_holds_them(graph: DocGraph, tmp_path: Path) -> None:
+    graph.save(tmp_path / "a")
+    arrays, _ = saved_arrays(tmp_path / "a")
+    kinds = {arrays[f"{n}_lengths"].dtype for n in ("keys", "names", "doc_of_chunks", "doc_of_docs")}
+    assert kinds == {np.dtype(np.uint8)}
+    back = DocGraph.load(tmp_path / "a")
+    assert back.keys == graph.keys and back.names == graph.names and back.doc_of == graph.doc_of
+    back.names = [*back.names[:-1], "é" * 300]  # no longer fits a uint8
+    back.save(tmp_path / "b")
+    arrays, _ = saved_arrays(tmp_path / "b")
+    assert arrays["names_lengths"].dtype == np.uint16 and arrays["keys_lengths"].dtype == np.uint8
+    assert DocGraph.load(tmp_path / "b").names == back.names
+
+
 def quantized_unit(vectors: np.ndarray) -> np.ndarray:
     from kvgraph.docgraph.build import stored_precision
 

@@ -77,7 +77,8 @@ def check_whole(path: Path, n: int) -> str:
     return str(model)
 
 
-def test_reembed_switches_store_settings_and_document_graph(tmp_path: Path) -> None:
+def test_reembed_switches_store_settings_and_document_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kvgraph.docgraph.adjacency_file.MIN_EDGES", 0)  # a file even for this small graph
     path = tmp_path / "kb"
     n = make_kb(path, graph=True)
     assert adjacency_files(path / "doc-graph")  # the full build's (docgraph/adjacency_file.py)

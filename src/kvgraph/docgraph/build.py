@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
+from kvgraph.docgraph import adjacency_file as adjacency_module
 from kvgraph.docgraph import name_codec
 from kvgraph.docgraph.adjacency_file import ADJACENCY_PREFIX, ADJACENCY_SUFFIX, AdjacencyFile, adjacency_name
 from kvgraph.docgraph.csr import Csr
@@ -81,6 +82,7 @@ _NODE_ARRAYS = frozenset(
     {"src", "dst", "entity_vector_rows", "similar_rows", "similar_cols", "synonym_cols"}
     | {f"{n}_lengths" for n in ("keys", "names", "doc_of_chunks", "doc_of_docs")}
 )
+_LENGTHS = tuple(f"{n}_lengths" for n in ("keys", "names", "doc_of_chunks", "doc_of_docs"))
 _KIND_CODES = {CHUNK: 0, DOCUMENT: 1, ENTITY: 2}
 _KIND_NAMES = (CHUNK, DOCUMENT, ENTITY)
 NPZ_FILE, JSON_FILE = "graph.npz", "graph.json"
@@ -246,9 +248,14 @@ class DocGraph:
                 log.warning("%s not used (%s); the adjacency is built from the graph's edges", saved.path, e)
                 self.adjacency_file = None
         matrix = self._edge_adjacency(factors, symmetric)
-        if default and self.saved_in is not None and self.build is not None:
+        if default and self.saved_in is not None and self.build is not None and self.adjacency_worth_saving():
             self._share_adjacency(self.saved_in, self.build, matrix)
         return matrix
+
+    def adjacency_worth_saving(self) -> bool:
+        """Whether the walk's adjacency is big enough to save in a file for other processes to map
+        (:data:`kvgraph.docgraph.adjacency_file.MIN_EDGES`); a small one is built where it is needed."""
+        return len(self.src) >= adjacency_module.MIN_EDGES
 
     def _edge_adjacency(self, factors: np.ndarray, symmetric: bool) -> Csr:
         w = self.weight.astype(np.float64) * factors[self.etype]
@@ -283,7 +290,8 @@ class DocGraph:
         """Write ``graph.npz`` and ``graph.json`` into ``directory`` (created); replaces an older graph atomically.
 
         ``with_adjacency`` (full builds) also saves the walk's adjacency for the default edge
-        weights, which processes then map instead of building it (docgraph/adjacency_file.py).
+        weights, which processes then map instead of building it (docgraph/adjacency_file.py),
+        when the graph has enough edges for that to pay (:meth:`adjacency_worth_saving`).
         A full disk raises DiskFullError and leaves the older graph as it was.
         """
         d = Path(directory)
@@ -320,6 +328,8 @@ class DocGraph:
         if self.n_nodes < np.iinfo(np.int32).max:
             for name in _NODE_ARRAYS & arrays.keys():
                 arrays[name] = arrays[name].astype(np.int32, copy=False)
+        for name in _LENGTHS:  # string lengths in the smallest type that holds them (read back as int64)
+            arrays[name] = _smallest_unsigned(arrays[name])
         info: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "build": build,
@@ -336,7 +346,7 @@ class DocGraph:
                 if known is not None:
                     names = self._names_file_for(d, known, build)
                     info[NAMES_KEY] = names.describe()
-                if with_adjacency:  # what a retriever derives, not written for the save it replaces
+                if with_adjacency and self.adjacency_worth_saving():  # derived: not written for the save it replaces
                     matrix = self.derived(
                         ("adjacency", ()), lambda: self._edge_adjacency(np.ones(len(EDGE_TYPES)), True)
                     )
@@ -532,6 +542,16 @@ def unpack_strings(text: np.ndarray, lengths: np.ndarray) -> list[str]:
         return parts
     ends = (np.cumsum(lengths) + np.arange(n)).tolist()
     return [joined[e - k : e] for e, k in zip(ends, lengths.tolist())]
+
+
+def _smallest_unsigned(values: np.ndarray) -> np.ndarray:
+    """Non-negative ``values`` as uint8 or uint16 when they fit (saved string lengths: 3 of 6.6 MB
+    at 100k chunks were int32 lengths of strings shorter than 256 bytes), else as they are."""
+    top = int(values.max()) if values.size else 0
+    for kind in (np.uint8, np.uint16):
+        if top <= np.iinfo(kind).max:
+            return values.astype(kind)
+    return values
 
 
 def quantize_rows(vectors: np.ndarray) -> np.ndarray:
