@@ -21,7 +21,6 @@ import numpy as np
 PEAK = 31  # the largest magnitude a packed value takes
 BITS = 6
 _OFFSET = 32  # stored value = value + 32, in 1..63
-_MASK = (1 << BITS) - 1
 _BLOCK_ROWS = 16_384  # rows quantized at a time (temporaries of block x dim float32)
 
 
@@ -63,27 +62,39 @@ def quantize(vectors: np.ndarray, bits: int | None = None) -> np.ndarray:
     return out
 
 
-def values(packed: np.ndarray) -> np.ndarray:
-    """The integer values of packed rows (int8 rows are returned as they are)."""
+def values(packed: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The integer values of packed rows (int8 rows are returned as they are); ``out`` (int8 rows
+    of the full width, at least as many) is filled and returned instead of a new array."""
     if packed.dtype == np.int8:
         return packed
     if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] % 3:
         raise ValueError(f"packed name vectors of dtype {packed.dtype} and shape {packed.shape}")
-    n, width = packed.shape
-    triples = packed.reshape(n, width // 3, 3).astype(np.int32)
-    words = triples[:, :, 0] | (triples[:, :, 1] << 8) | (triples[:, :, 2] << 16)
-    out = np.empty((n, width // 3, 4), dtype=np.int8)
-    for i in range(4):
-        out[:, :, i] = ((words >> (BITS * i)) & _MASK) - _OFFSET
-    return out.reshape(n, width * 4 // 3)
+    n, m = len(packed), packed.shape[1] // 3
+    o = np.empty((n, 4 * m), np.uint8) if out is None else out[:n].view(np.uint8)
+    p0, p1, p2 = packed[:, :m], packed[:, m : 2 * m], packed[:, 2 * m :]
+    np.bitwise_and(p0, 0x3F, out=o[:, :m])
+    np.right_shift(p0, 6, out=o[:, m : 2 * m])
+    o[:, m : 2 * m] |= (p1 & 0x0F) << 2
+    np.right_shift(p1, 4, out=o[:, 2 * m : 3 * m])
+    o[:, 2 * m : 3 * m] |= (p2 & 0x03) << 4
+    np.right_shift(p2, 2, out=o[:, 3 * m :])
+    o -= _OFFSET
+    return o.view(np.int8)
 
 
 def _pack6(stored: np.ndarray) -> np.ndarray:
-    """Rows of values in 0..63 (a multiple of 4 a row) as 3 bytes per 4 values, little-endian."""
-    n, dim = stored.shape
-    quads = stored.reshape(n, dim // 4, 4)
-    words = quads[:, :, 0] | (quads[:, :, 1] << 6) | (quads[:, :, 2] << 12) | (quads[:, :, 3] << 18)
-    out = np.empty((n, dim // 4, 3), dtype=np.uint8)
-    for i in range(3):
-        out[:, :, i] = (words >> (8 * i)) & 0xFF
-    return out.reshape(n, dim * 3 // 4)
+    """Rows of values in 0..63 (a multiple of 4 a row) as 3 bytes per 4 values, in planes.
+
+    A row's values are 4 quarters of ``m`` values (A, B, C, D); its bytes are 3 planes of ``m``:
+    ``A | B << 6``, ``B >> 2 | C << 4``, ``C >> 4 | D << 2``. Unpacking is then six operations on
+    contiguous runs (187k rows at 100k chunks: 0.05 s; 4 values interleaved in 3 bytes took 0.13
+    s, which every graph update's pass over the names paid).
+    """
+    q = stored.astype(np.uint8)
+    n, m = len(q), q.shape[1] // 4
+    a, b, c, d = q[:, :m], q[:, m : 2 * m], q[:, 2 * m : 3 * m], q[:, 3 * m :]
+    out = np.empty((n, 3 * m), dtype=np.uint8)
+    out[:, :m] = a | (b << 6)
+    out[:, m : 2 * m] = (b >> 2) | (c << 4)
+    out[:, 2 * m :] = (c >> 4) | (d << 2)
+    return out
