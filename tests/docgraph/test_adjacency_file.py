@@ -210,3 +210,40 @@ def test_small_graphs_get_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with KnowledgeBase.open(kb_path) as kb:
         kb.graph.build()
     assert len(adjacency_files(graph_dir)) == 1  # at the size that pays
+
+
+def test_a_damaged_float64_file_of_a_format_3_graph_is_replaced_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "rosetta-stone.txt", docs / "rosetta-stone.txt")
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.ingest([docs])
+        kb.graph.build()
+        graph_dir = kb.graph.doc_graph_path
+    info = json.loads((graph_dir / "graph.json").read_text())
+    path = graph_dir / info["adjacency"]["file"]
+    # as the version before wrote it: float64 weights, described without data_bytes
+    m = AdjacencyFile.from_info(graph_dir, info["adjacency"]).map()
+    old = Csr(np.array(m.indptr), np.array(m.indices), np.array(m.data, np.float64), m.shape, sorted_rows=True)
+    write_float64_file(path, old)
+    crc = AdjacencyFile.found(graph_dir, info["build"])
+    assert crc is not None
+    info["adjacency"] = {"file": path.name, "nodes": m.shape[0], "nnz": m.nnz, "crc32": crc.crc}
+    (graph_dir / "graph.json").write_text(json.dumps(info))
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="kvgraph.docgraph.build"):
+        first = DocGraph.load(graph_dir)
+        assert first.adjacency_file is not None and first.adjacency_file.data_bytes == 8
+        assert same(first.adjacency(), from_edges(first))  # built from the edges, and saved again
+        assert "not used" in caplog.text
+        caplog.clear()
+        for _ in range(2):  # later processes follow the new file's trailer: mapped, no warning
+            later = DocGraph.load(graph_dir)
+            assert later.adjacency_file is not None and later.adjacency_file.data_bytes == 4
+            mapped = later.adjacency()
+            assert not mapped.data.flags.writeable and same(mapped, from_edges(later))
+        assert "not used" not in caplog.text

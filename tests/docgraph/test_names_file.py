@@ -198,3 +198,23 @@ def test_a_graph_saved_with_int8_names_is_read_and_its_next_update_packs_them(kb
     assert got is not None and want is not None and got.shape == want.shape
     # the old names went through int8 first: within a rounding step of a fresh build's 6 bits
     assert float(np.min(np.einsum("ij,ij->i", got, want))) > 0.995
+
+
+def test_an_upgraded_graph_in_memory_is_the_graph_saved(kb: KnowledgeBase) -> None:
+    """An update or a rebuild of a graph with int8 names computes from the rows it saves (6 bits)."""
+    d = kb.graph.doc_graph_path
+    as_format_3(d)
+    before = kb.graph.doc_graph()
+    assert before.entity_vectors_packed is not None and before.entity_vectors_packed.dtype == np.int8
+    assert before.name_matrix() is not None  # a long-lived process: the floats are unpacked
+    kb.add_documents(NEW)
+    in_memory = kb.graph.doc_graph()
+    assert in_memory.meta["updates"] == 1 and in_memory.entity_vectors is not None
+    saved = DocGraph.load(d)
+    np.testing.assert_array_equal(in_memory.name_matrix(), saved.name_matrix())
+    np.testing.assert_array_equal(in_memory.synonym_sims, saved.synonym_sims)
+    # a rebuild reuses the saved vectors of known names: at the precision it saves them
+    as_format_3(d)
+    kb.graph.build()
+    rebuilt = kb.graph.doc_graph()
+    np.testing.assert_array_equal(rebuilt.name_matrix(), DocGraph.load(d).name_matrix())

@@ -15,7 +15,7 @@ LLM-extracted triples (:mod:`kvgraph.docgraph.triples`). Edges:
   triple's relation text and the chunk that states it.
 
 :class:`DocGraph` is plain arrays; :meth:`DocGraph.save` writes it to a directory
-(``graph.npz`` + ``graph.json``, and the entity-name vectors in ``names-<id>.i8``,
+(``graph.npz`` + ``graph.json``, and the entity-name vectors in ``names-<id>.q6``,
 :mod:`kvgraph.docgraph.names_file`) that :meth:`DocGraph.load` reads back in milliseconds. That
 directory is the source of truth for retrieval (it is derived from the vector store and can
 always be rebuilt from it); :func:`write_doc_graph` exports the same graph into a
@@ -470,8 +470,8 @@ class DocGraph:
                     graph.packed[name] = Packed(text, lengths, source, len(source))
             graph.saved_in = d
             try:
-                if ADJACENCY_KEY in info:  # a full build's
-                    graph.adjacency_file = AdjacencyFile.from_info(d, info[ADJACENCY_KEY])
+                if ADJACENCY_KEY in info:  # a full build's, or a process's rewrite of it (its trailer says)
+                    graph.adjacency_file = _described_or_rewritten(d, info[ADJACENCY_KEY], graph.build)
                 elif isinstance(graph.build, str):  # one a process wrote for this save
                     graph.adjacency_file = AdjacencyFile.found(d, graph.build)
             except (OSError, ValueError) as e:  # derived data: built from the edges instead
@@ -665,6 +665,18 @@ def _saved_info(directory: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def _described_or_rewritten(d: Path, info: object, build: object) -> AdjacencyFile:
+    """The adjacency file ``graph.json`` describes, unless the file under its name describes itself
+    otherwise (its trailer): a process rewrote it after finding it damaged or missing, in this
+    version's layout (float32 weights where a format-3 graph described float64)."""
+    described = AdjacencyFile.from_info(d, info)
+    try:
+        own = AdjacencyFile.found(d, build) if isinstance(build, str) else None
+    except ValueError:  # no trailer (a file of the first version) or a damaged one
+        own = None
+    return own if own is not None and own.path == described.path and own != described else described
 
 
 def saved_names(directory: Path) -> object:
@@ -906,7 +918,10 @@ def embed_names(
     fresh = dict(zip(todo, stored_precision(_unit(np.concatenate(parts))))) if parts else {}
     if not names:
         return np.zeros((0, embedder.dim), np.float32)
-    return np.stack([fresh[n] if n in fresh else np.asarray(known[n], np.float32) for n in names]).astype(np.float32)
+    rows = np.stack([fresh[n] if n in fresh else np.asarray(known[n], np.float32) for n in names]).astype(np.float32)
+    # Known vectors of a graph saved in another format (int8 before format 4) are brought to this
+    # one's precision; for rows already at it (all fresh ones) that changes no bit.
+    return rows if len(fresh) == len(set(names)) else stored_precision(rows)
 
 
 def name_vectors(graph: DocGraph) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ class Csr:
 
     indptr: np.ndarray  # int64, n_rows + 1
     indices: np.ndarray  # int64 column of each stored entry (a row's entries in any order)
-    data: np.ndarray  # float64 value of each stored entry
+    data: np.ndarray  # value of each stored entry (float64; float32 in a graph's walk adjacency)
     shape: tuple[int, int]
     _rows: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)  # cached row_ids()
     sorted_rows: bool = False  # each row's columns ascending (from_edges), so a row can be binary-searched

@@ -29,6 +29,7 @@ without neighbour lists, or built with other parameters or another embedder, rai
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,7 @@ def update_doc_graph(
     """
     t_start = time.perf_counter()
     params = _check_params(graph, embedder, neighbours, vectors_of)
-    g = graph
+    g = _names_in_current_format(graph)
     drop_set = {c for c in drop if c in g.index and g.kinds[g.index[c]] == CHUNK}
     readd = {n.id for n in nodes}
     drop_set |= {c for c in readd if c in g.index}  # a chunk added again replaces its old version
@@ -592,6 +593,27 @@ def _merge_new_names(
     cols[part], sims[part] = c, cs
 
 
+def _names_in_current_format(g: DocGraph) -> DocGraph:
+    """``g`` itself, or a copy whose int8 name vectors (a graph saved before format 4) are packed
+    the way a save packs them now: the update's synonym lists and the vectors it keeps in memory
+    are then computed from the rows it saves, as a full build's are (``embed_names``)."""
+    packed = g.entity_vectors_packed
+    if packed is None or packed.dtype != np.int8 or not name_codec.packs(packed.shape[1]):
+        return g
+    converted = quantize_rows(packed_unit_rows(packed))
+    floats = None if g.entity_vectors is None else packed_unit_rows(converted)
+    copy = dataclasses.replace(
+        g,
+        entity_vectors=floats,
+        entity_vectors_packed=converted,
+        names_file=None,
+        known_index=g.index,
+        known_kinds=g.kind_array,
+    )
+    copy.saved_in, copy.adjacency_file = g.saved_in, g.adjacency_file
+    return copy
+
+
 def _packed_of(
     g: DocGraph, fresh: np.ndarray, kept_rows: np.ndarray
 ) -> tuple[np.ndarray, RowBuffer | None, NamesFile | None] | None:
@@ -600,18 +622,13 @@ def _packed_of(
     rows could be appended to it (:mod:`kvgraph.docgraph.names_file`: no copy of the old rows).
 
     Quantizing every row again at each save took 0.17 s at 187k names; the rows are at stored
-    precision, so quantizing them again gives the same bytes. A graph saved in the int8 format
-    before is converted whole (once: the save writes a new file).
+    precision, so quantizing them again gives the same bytes.
     """
     packed = g.entity_vectors_packed
     if packed is None or g.entity_vector_rows is None:
         return None
     every_row = kept_rows.size == len(g.entity_vector_rows)
     new = quantize_rows(fresh)
-    if packed.dtype != new.dtype:
-        converted = quantize_rows(packed_unit_rows(packed if every_row else packed[kept_rows]))
-        buffer = append_rows(None, converted, new)
-        return buffer.view(), buffer, None
     names = g.names_file
     if every_row and names is not None and names.rows == len(packed):
         if not len(new):

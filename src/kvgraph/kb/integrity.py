@@ -292,9 +292,8 @@ def _check_doc_graph(directory: Path) -> PartCheck:
         try:
             saved.map()
         except (OSError, ValueError) as e:
-            out.notes.append(
-                f"saved adjacency not used ({e}); the next graph query builds it from the edges and saves it again"
-            )
+            again = " and saves it again" if graph.adjacency_worth_saving() else ""
+            out.notes.append(f"saved adjacency not used ({e}); the next graph query builds it from the edges{again}")
     return out
 
 
