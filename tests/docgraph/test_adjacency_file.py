@@ -85,6 +85,9 @@ def test_write_and_map_round_trip(tmp_path: Path, nnz_odd: bool) -> None:
         AdjacencyFile.found(tmp_path, "../../x")
     with pytest.raises(ValueError, match="bad adjacency"):
         AdjacencyFile.from_info(tmp_path, {"file": "../x.csr", "nodes": 1, "nnz": 0, "crc32": 0})
+    for data_bytes in ([4], 2, "4", True):  # a hand-edited description: refused, not a TypeError
+        with pytest.raises(ValueError, match="bad adjacency"):
+            AdjacencyFile.from_info(tmp_path, f.describe() | {"data_bytes": data_bytes})
     # files of the versions before hold float64 values: with a trailer (found alone) and without
     old = write_float64_file(tmp_path / "adjacency-abe.csr", m64)
     old_found = AdjacencyFile.found(tmp_path, "abe")

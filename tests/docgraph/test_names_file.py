@@ -218,3 +218,10 @@ def test_an_upgraded_graph_in_memory_is_the_graph_saved(kb: KnowledgeBase) -> No
     kb.graph.build()
     rebuilt = kb.graph.doc_graph()
     np.testing.assert_array_equal(rebuilt.name_matrix(), DocGraph.load(d).name_matrix())
+
+
+@pytest.mark.parametrize("bits", [[6], 7, "6", None])
+def test_a_malformed_bits_entry_is_refused_as_a_bad_description(kb: KnowledgeBase, bits: object) -> None:
+    info = json.loads((kb.graph.doc_graph_path / "graph.json").read_text())["name_vectors"]
+    with pytest.raises(ValueError, match="bad name-vector file description"):
+        NamesFile.from_info(kb.graph.doc_graph_path, info | {"bits": bits})

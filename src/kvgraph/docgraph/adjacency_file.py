@@ -91,7 +91,7 @@ class AdjacencyFile:
             info, "adjacency", ADJACENCY_PREFIX, ADJACENCY_SUFFIX, ("nodes", "nnz", "crc32")
         )
         data_bytes = info.get("data_bytes", 8) if isinstance(info, dict) else 8
-        if data_bytes not in _DATA_TYPES:
+        if type(data_bytes) is not int or data_bytes not in _DATA_TYPES:
             raise ValueError(f"bad adjacency file description {info!r}")
         return cls(directory / name, nodes, nnz, crc, data_bytes)
 

@@ -68,7 +68,7 @@ class NamesFile:
     def from_info(cls, directory: Path, info: object) -> NamesFile:
         """The file ``graph.json`` describes; ValueError if the description is malformed."""
         bits = info.get("bits", 8) if isinstance(info, dict) else 8
-        if bits not in SUFFIXES:
+        if type(bits) is not int or bits not in SUFFIXES:
             raise ValueError(f"bad name-vector file description {info!r}")
         name, (rows, dim, crc) = described(info, "name-vector", NAMES_PREFIX, SUFFIXES[bits], ("rows", "dim", "crc32"))
         if bits != 8 and not name_codec.packs(dim):
