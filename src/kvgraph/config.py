@@ -57,7 +57,7 @@ class Settings:
     n_questions: int = 5  # metadata references: questions (offline: key sentences) per parent
     reference_writer: str = "extractive"  # extractive (offline) | llm (needs llm_base_url; costs tokens)
     # a second stage over the first rerank_fetch_k hits: none | mmr | sentences (best sentence, offline)
-    # | cross-encoder:MODEL_PATH_OR_NAME
+    # | tokens (late interaction over the model's token vectors, offline) | cross-encoder:MODEL_PATH_OR_NAME
     rerank: str = "none"
     rerank_fetch_k: int = 20
     # backends (docs/scale.md): "" keeps the embedded engines in the KB directory. A password in a
@@ -251,8 +251,8 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"n_questions must be >= 0, got {s.n_questions}")
     if s.reference_writer not in ("extractive", "llm"):
         raise InvalidInputError(f"reference_writer must be extractive or llm, got {s.reference_writer!r}")
-    if s.rerank not in ("none", "mmr", "sentences") and not s.rerank.startswith("cross-encoder:"):
-        raise InvalidInputError(f"rerank must be none, mmr, sentences or cross-encoder:MODEL, got {s.rerank!r}")
+    if s.rerank not in ("none", "mmr", "sentences", "tokens") and not s.rerank.startswith("cross-encoder:"):
+        raise InvalidInputError(f"rerank must be none, mmr, sentences, tokens or cross-encoder:MODEL, got {s.rerank!r}")
     if s.fusion not in ("confidence", "minmax", "rrf"):
         raise InvalidInputError(f"fusion must be confidence, minmax or rrf, got {s.fusion!r}")
     if not 0.0 <= s.fusion_alpha <= 1.0:

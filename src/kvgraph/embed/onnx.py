@@ -263,6 +263,37 @@ class OnnxEmbedder:
 
     # ------------------------------------------------------------------ embedding
 
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token vectors (the model's last layer, one unit row per token the model sees,
+        [CLS] and [SEP] included, padding not): what late interaction (``rerank = "tokens"``,
+        :mod:`kvgraph.retrieve.tokens`) compares. Texts past the window are cut as ``embed`` cuts them."""
+        if isinstance(texts, str):
+            raise InvalidInputError("token_vectors() takes a list of texts, got a single string")
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        session = self._load()
+        tok = self._tok()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[b : b + self.batch_size] for b in range(0, len(order), self.batch_size)]
+
+        def run(idx: list[int]) -> None:
+            enc = tok.encode_batch([texts[i] for i in idx])
+            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = np.asarray(session.run(None, feeds)[0], dtype=np.float32)
+            for row, i in enumerate(idx):
+                v = hidden[row, : int(mask[row].sum())]
+                out[i] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+        if self.threads <= 1 or len(batches) <= 1:
+            for idx in batches:
+                run(idx)
+        else:  # as embed() runs them: single-threaded runs side by side
+            list(self._executor().map(run, reversed(batches)))
+        return out
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise InvalidInputError("embed() takes a list of texts, got a single string")

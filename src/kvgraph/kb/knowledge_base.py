@@ -640,6 +640,11 @@ class KnowledgeBase:
             from kvgraph.retrieve.sentences import SentenceReranker
 
             return SentenceReranker(self.embedder)
+        if spec == "tokens":
+            from kvgraph.ingest.context import embedding_text
+            from kvgraph.retrieve.tokens import TokenReranker
+
+            return TokenReranker(self.embedder, text_of=embedding_text)
         return CrossEncoderReranker(spec.split(":", 1)[1])
 
     def answerer(self) -> Answerer:

@@ -21,6 +21,7 @@ from kvgraph.retrieve.neighbors import expand_neighbors
 from kvgraph.retrieve.recursive import RecursiveRetriever
 from kvgraph.retrieve.rerank import CrossEncoderReranker, MMRReranker, Reranker, RerankingRetriever
 from kvgraph.retrieve.sentences import SentenceReranker
+from kvgraph.retrieve.tokens import TokenReranker
 
 __all__ = [
     "BM25Retriever",
@@ -36,6 +37,7 @@ __all__ = [
     "Retriever",
     "SentenceReranker",
     "StoreRetriever",
+    "TokenReranker",
     "VectorRetriever",
     "expand_neighbors",
 ]
