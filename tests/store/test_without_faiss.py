@@ -210,6 +210,9 @@ def test_crossing_ann_threshold_without_faiss_warns_once_and_searches_exactly(
     with EmbeddedVectorStore.open(path) as s:
         s.build_index()
         assert s.stats()["ann_indexed_rows"] == 320
+        # The background indexer the open started may still hold the index's lock, and a query
+        # does not wait for it (it searches exactly meanwhile): let it finish first.
+        assert s.wait_for_index(10)
         assert s.query(VectorStoreQuery(query_embedding=queries[0], similarity_top_k=5)).plan.startswith("ann")
     assert (path / "cache" / "hnsw.kvg").exists()
 
