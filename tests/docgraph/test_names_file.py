@@ -225,3 +225,19 @@ def test_a_malformed_bits_entry_is_refused_as_a_bad_description(kb: KnowledgeBas
     info = json.loads((kb.graph.doc_graph_path / "graph.json").read_text())["name_vectors"]
     with pytest.raises(ValueError, match="bad name-vector file description"):
         NamesFile.from_info(kb.graph.doc_graph_path, info | {"bits": bits})
+
+
+def test_a_6_bit_file_of_another_layout_is_refused_not_read_as_noise(kb: KnowledgeBase) -> None:
+    d = kb.graph.doc_graph_path
+    info = json.loads((d / "graph.json").read_text())
+    assert info["name_vectors"]["layout"] == name_codec.LAYOUT
+    for layout in (None, "interleaved", 1):
+        described = {k: v for k, v in info["name_vectors"].items() if k != "layout"}
+        if layout is not None:
+            described["layout"] = layout
+        with pytest.raises(ValueError, match="layout this version does not read; rebuild the graph"):
+            NamesFile.from_info(d, described)
+        (d / "graph.json").write_text(json.dumps(info | {"name_vectors": described}))
+        cache.forget()
+        with pytest.raises(InvalidInputError, match=r"damaged.*layout"):
+            DocGraph.load(d)

@@ -20,6 +20,9 @@ import numpy as np
 
 PEAK = 31  # the largest magnitude a packed value takes
 BITS = 6
+# Which arrangement of the 6-bit values in their bytes (graph.json records it, and a file of
+# another is refused rather than read as noise: its CRC cannot tell). Change it with the layout.
+LAYOUT = "planes-v1"
 _OFFSET = 32  # stored value = value + 32, in 1..63
 _BLOCK_ROWS = 16_384  # rows quantized at a time (temporaries of block x dim float32)
 

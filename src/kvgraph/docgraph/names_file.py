@@ -8,8 +8,8 @@ serves every process; nothing is copied) and an update writes only its new rows.
 Layout: ``names-<id>.q6`` holds rows of ``dim`` values packed in 6 bits (``dim * 3 / 4`` bytes a
 row, :mod:`kvgraph.docgraph.name_codec`) and no header; ``names-<id>.i8`` (graphs saved before, and
 a ``dim`` not a multiple of 4) holds ``dim`` int8 values a row. ``graph.json`` names the file, how
-many of its rows belong to the graph, their width (``dim``, and ``bits`` unless 8) and their
-CRC-32, which every load checks.
+many of its rows belong to the graph, their width (``dim``, and ``bits`` and the packing's
+``layout`` unless 8) and their CRC-32, which every load checks.
 
 Crash safety: rows a saved graph uses are never written again. An update writes its rows after
 them, where no committed graph looks, and the save that commits them renames ``graph.json``
@@ -61,18 +61,21 @@ class NamesFile:
         """What ``graph.json`` records (the file by name: a knowledge base may move)."""
         info: dict[str, Any] = {"file": self.path.name, "rows": self.rows, "dim": self.dim, "crc32": self.crc}
         if self.bits != 8:  # as graphs saved before recorded int8 files
-            info["bits"] = self.bits
+            info["bits"], info["layout"] = self.bits, name_codec.LAYOUT
         return info
 
     @classmethod
     def from_info(cls, directory: Path, info: object) -> NamesFile:
         """The file ``graph.json`` describes; ValueError if the description is malformed."""
-        bits = info.get("bits", 8) if isinstance(info, dict) else 8
+        fields = info if isinstance(info, dict) else {}
+        bits = fields.get("bits", 8)
         if type(bits) is not int or bits not in SUFFIXES:
             raise ValueError(f"bad name-vector file description {info!r}")
         name, (rows, dim, crc) = described(info, "name-vector", NAMES_PREFIX, SUFFIXES[bits], ("rows", "dim", "crc32"))
         if bits != 8 and not name_codec.packs(dim):
             raise ValueError(f"bad name-vector file description {info!r}")
+        if bits != 8 and fields.get("layout") != name_codec.LAYOUT:
+            raise ValueError(f"{name} packs its values in a layout this version does not read; rebuild the graph")
         return cls(directory / name, rows, dim, crc, bits=bits)
 
     def map(self, check: bool = True) -> np.ndarray:
