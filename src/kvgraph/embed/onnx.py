@@ -29,7 +29,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -270,51 +270,21 @@ class OnnxEmbedder:
         if isinstance(texts, str):
             raise InvalidInputError("token_vectors() takes a list of texts, got a single string")
         out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
-        session = self._load()
-        tok = self._tok()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        batches = [order[b : b + self.batch_size] for b in range(0, len(order), self.batch_size)]
 
-        def run(idx: list[int]) -> None:
-            enc = tok.encode_batch([texts[i] for i in idx])
-            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = np.asarray(session.run(None, feeds)[0], dtype=np.float32)
+        def keep(idx: list[int], hidden: np.ndarray, mask: np.ndarray) -> None:
             for row, i in enumerate(idx):
-                v = hidden[row, : int(mask[row].sum())]
+                v = np.asarray(hidden[row, : int(mask[row].sum())], dtype=np.float32)
                 out[i] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
-        if self.threads <= 1 or len(batches) <= 1:
-            for idx in batches:
-                run(idx)
-        else:  # as embed() runs them: single-threaded runs side by side
-            list(self._executor().map(run, reversed(batches)))
+        self._run_batches(texts, keep)
         return out
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise InvalidInputError("embed() takes a list of texts, got a single string")
-        n = len(texts)
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        if n == 0:
-            return out
-        session = self._load()
-        tok = self._tok()
-        # Batches of similar length waste little time on padding.
-        order = sorted(range(n), key=lambda i: len(texts[i]))
-        batches = [order[b : b + self.batch_size] for b in range(0, n, self.batch_size)]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
 
-        def run(idx: list[int]) -> None:
-            enc = tok.encode_batch([texts[i] for i in idx])
-            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = session.run(None, feeds)[0]  # releases the GIL; one session serves all threads
+        def pool(idx: list[int], hidden: np.ndarray, mask: np.ndarray) -> None:
             if self.pooling == "cls":
                 vecs = hidden[:, 0, :]
             else:
@@ -323,13 +293,35 @@ class OnnxEmbedder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             out[idx] = vecs / np.maximum(norms, 1e-12)
 
+        self._run_batches(texts, pool)
+        return out
+
+    def _run_batches(self, texts: Sequence[str], each: Callable[[list[int], np.ndarray, np.ndarray], None]) -> None:
+        """Run the model over ``texts`` in batches, handing ``each`` a batch's text positions, last
+        hidden layer and attention mask (several batches may run at once, on the executor's threads)."""
+        if not texts:
+            return
+        session = self._load()
+        tok = self._tok()
+        # Batches of similar length waste little time on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[b : b + self.batch_size] for b in range(0, len(texts), self.batch_size)]
+
+        def run(idx: list[int]) -> None:
+            enc = tok.encode_batch([texts[i] for i in idx])
+            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            each(idx, session.run(None, feeds)[0], mask)  # run releases the GIL; one session serves all threads
+
         if self.threads <= 1 or len(batches) == 1:
             for idx in batches:
                 run(idx)
         else:
             # Longest first, so the last batches to finish are the short ones.
             list(self._executor().map(run, reversed(batches)))
-        return out
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -15,16 +15,15 @@ so it is a setting (``rerank = "sentences"``), not a default.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kvgraph.errors import InvalidInputError
 from kvgraph.retrieve.base import check_query
-from kvgraph.schema import NodeWithScore
+from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max
+from kvgraph.schema import Node, NodeWithScore
 from kvgraph.text import split_sentences
 
 if TYPE_CHECKING:
@@ -41,39 +40,23 @@ def chunk_sentences(text: str) -> list[str]:
     return [s for s in found if len(s.split()) >= MIN_WORDS] or [text]
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    span = float(x.max() - x.min()) if len(x) else 0.0
-    return (x - x.min()) / span if span > 1e-12 else np.ones_like(x)
-
-
 class SentenceReranker:
     """Reorders candidates by ``weight`` * first stage + (1 - ``weight``) * best sentence (see above)."""
 
     def __init__(self, embedder: Embedder, weight: float = 0.7, cache_chunks: int = 10_000) -> None:
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-            raise InvalidInputError(f"weight must be between 0 and 1, got {weight!r}")
         self.embedder = embedder
-        self.weight = float(weight)
+        self.weight = check_weight(weight)
         self.cache_chunks = cache_chunks
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors = ChunkArrays(self._sentence_vectors, cache_chunks)
 
-    def _sentence_vectors(self, nodes: Sequence[NodeWithScore]) -> list[np.ndarray]:
-        todo = [h.node for h in nodes if h.node.id not in self._vectors]
-        if todo:
-            parts = [chunk_sentences(n.text) for n in todo]
-            flat = [s for p in parts for s in p]
-            vecs = np.asarray(self.embedder.embed(flat), dtype=np.float32)
-            at = 0
-            for node, p in zip(todo, parts):
-                v = vecs[at : at + len(p)]
-                at += len(p)
-                self._vectors[node.id] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        out = []
-        for h in nodes:
-            self._vectors.move_to_end(h.node.id)
-            out.append(self._vectors[h.node.id])
-        while len(self._vectors) > self.cache_chunks:
-            self._vectors.popitem(last=False)
+    def _sentence_vectors(self, nodes: list[Node]) -> list[np.ndarray]:
+        parts = [chunk_sentences(n.text) for n in nodes]
+        vecs = np.asarray(self.embedder.embed([s for p in parts for s in p]), dtype=np.float32)
+        out, at = [], 0
+        for p in parts:
+            v = vecs[at : at + len(p)]
+            at += len(p)
+            out.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
         return out
 
     def rerank(self, query: str, nodes: Sequence[NodeWithScore], k: int) -> list[NodeWithScore]:
@@ -82,8 +65,8 @@ class SentenceReranker:
             return []
         q = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
         q /= max(float(np.linalg.norm(q)), 1e-12)
-        best = np.array([float((v @ q).max()) for v in self._sentence_vectors(nodes)])
+        best = np.array([float((v @ q).max()) for v in self._vectors.get(nodes)])
         first = np.array([h.score for h in nodes], dtype=np.float64)
-        score = self.weight * _minmax(first) + (1.0 - self.weight) * _minmax(best)
+        score = self.weight * min_max(first) + (1.0 - self.weight) * min_max(best)
         order = np.argsort(-score, kind="stable")[:k]
         return [replace(nodes[int(i)], score=float(score[int(i)])) for i in order]

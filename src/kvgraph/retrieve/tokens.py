@@ -19,7 +19,6 @@ as long as embedding them at ingest); the token vectors are kept in memory, as f
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ import numpy as np
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.retrieve.base import check_query
+from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max
 from kvgraph.schema import Node, NodeWithScore
 
 if TYPE_CHECKING:
@@ -41,11 +41,6 @@ def maxsim(query: np.ndarray, chunk: np.ndarray) -> float:
     if not len(query) or not len(chunk):
         return 0.0
     return float((query @ chunk.T.astype(np.float32)).max(axis=1).mean())
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    span = float(x.max() - x.min()) if len(x) else 0.0
-    return (x - x.min()) / span if span > 1e-12 else np.ones_like(x)
 
 
 class TokenReranker:
@@ -62,39 +57,27 @@ class TokenReranker:
         cache_chunks: int = 1024,
         text_of: Callable[[Node], str] | None = None,
     ) -> None:
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-            raise InvalidInputError(f"weight must be between 0 and 1, got {weight!r}")
         vectors = getattr(embedder, "token_vectors", None)
         if not callable(vectors):
             raise InvalidInputError(
                 f"rerank = tokens needs the token vectors of a local ONNX embedder; {type(embedder).__name__} has none"
             )
         self._token_vectors: Callable[[Sequence[str]], list[np.ndarray]] = vectors
-        self.weight = float(weight)
+        self.weight = check_weight(weight)
         self.cache_chunks = cache_chunks
         self.text_of = text_of or (lambda node: node.text)
-        self._chunks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._chunks = ChunkArrays(self._chunk_tokens, cache_chunks)
 
-    def _chunk_tokens(self, nodes: Sequence[NodeWithScore]) -> list[np.ndarray]:
-        todo = list({h.node.id: h.node for h in nodes if h.node.id not in self._chunks}.values())
-        if todo:
-            for node, v in zip(todo, self._token_vectors([self.text_of(n) for n in todo])):
-                self._chunks[node.id] = v.astype(np.float16)
-        out = []
-        for h in nodes:
-            self._chunks.move_to_end(h.node.id)
-            out.append(self._chunks[h.node.id])
-        while len(self._chunks) > max(self.cache_chunks, len(nodes)):
-            self._chunks.popitem(last=False)
-        return out
+    def _chunk_tokens(self, nodes: list[Node]) -> list[np.ndarray]:
+        return [v.astype(np.float16) for v in self._token_vectors([self.text_of(n) for n in nodes])]
 
     def rerank(self, query: str, nodes: Sequence[NodeWithScore], k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
         if not nodes:
             return []
         q = self._token_vectors([query])[0]
-        sims = np.array([maxsim(q, c) for c in self._chunk_tokens(nodes)])
+        sims = np.array([maxsim(q, c) for c in self._chunks.get(nodes)])
         first = np.array([h.score for h in nodes], dtype=np.float64)
-        score = (1.0 - self.weight) * _minmax(first) + self.weight * _minmax(sims)
+        score = (1.0 - self.weight) * min_max(first) + self.weight * min_max(sims)
         order = np.argsort(-score, kind="stable")[:k]
         return [replace(nodes[int(i)], score=float(score[int(i)])) for i in order]
