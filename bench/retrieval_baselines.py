@@ -20,7 +20,8 @@ Rows, all scored by ``kvgraph.eval.runner.run_retrieval`` on the same questions 
   windows, exact cosine in numpy;
 - plain RRF of the two window rankings (k = 60, top 100 windows of each);
 - kvgraph as a user runs it (:data:`KVGRAPH_ROWS`): ``kvgraph`` (the defaults: hybrid search with
-  confidence fusion), then one setting changed per row (``mode=dense``, equal-weight RRF, other
+  confidence fusion, the first five hits reordered by token vectors), then one setting changed per
+  row (``rerank=none``, the token reranker over the top 20, ``mode=dense``, equal-weight RRF, other
   ``fusion_alpha``, ``rerank=sentences``, ``query_feedback``, ``context_headers=false``,
   ``references=both``) and ``graph`` (``kvgraph graph build`` + ``--mode graph``).
 
@@ -64,7 +65,9 @@ RRF_K = 60
 RRF_DEPTH = 100  # windows taken from each ranking before fusion
 KS = (1, 2, 5, 10)
 KVGRAPH_ROWS = {
-    "kvgraph (default: hybrid, confidence fusion)": "kvgraph",
+    "kvgraph (default: hybrid, confidence fusion, token rerank of the top 5)": "kvgraph",
+    "kvgraph rerank=none (the first stage alone)": "kvgraph:rerank=none",
+    "kvgraph token rerank of the top 20": "kvgraph:rerank_fetch_k=20",
     "kvgraph --mode dense": "kvgraph:mode=dense",
     "kvgraph, equal-weight RRF": "kvgraph:fusion=rrf,fusion_alpha=0.5",
     "kvgraph fusion_alpha=0.3": "kvgraph:fusion_alpha=0.3",

@@ -18,6 +18,7 @@ from typing import Any
 from kvgraph.errors import InvalidInputError
 
 CONFIG_FILE = "kvgraph.toml"
+RERANKERS = ("auto", "none", "mmr", "sentences", "tokens")  # and cross-encoder:MODEL
 
 
 @dataclass
@@ -56,10 +57,11 @@ class Settings:
     child_sizes: list[int] = field(default_factory=lambda: [128, 256, 512])  # chunk references' sizes
     n_questions: int = 5  # metadata references: questions (offline: key sentences) per parent
     reference_writer: str = "extractive"  # extractive (offline) | llm (needs llm_base_url; costs tokens)
-    # a second stage over the first rerank_fetch_k hits: none | mmr | sentences (best sentence, offline)
+    # a second stage that reorders the first rerank_fetch_k hits: auto (tokens with the local ONNX
+    # model, in dense and hybrid modes; none otherwise) | none | mmr | sentences (best sentence, offline)
     # | tokens (late interaction over the model's token vectors, offline) | cross-encoder:MODEL_PATH_OR_NAME
-    rerank: str = "none"
-    rerank_fetch_k: int = 20
+    rerank: str = "auto"
+    rerank_fetch_k: int = 0  # 0: the reranker's own depth (tokens 5, the others 20)
     # backends (docs/scale.md): "" keeps the embedded engines in the KB directory. A password in a
     # URI is never written to kvgraph.toml: give it in the environment (PGPASSWORD, KVGRAPH_NEO4J_PASSWORD).
     store_uri: str = ""  # postgresql://user@host:5432/db?schema=NAME (Postgres + pgvector)
@@ -251,8 +253,10 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"n_questions must be >= 0, got {s.n_questions}")
     if s.reference_writer not in ("extractive", "llm"):
         raise InvalidInputError(f"reference_writer must be extractive or llm, got {s.reference_writer!r}")
-    if s.rerank not in ("none", "mmr", "sentences", "tokens") and not s.rerank.startswith("cross-encoder:"):
-        raise InvalidInputError(f"rerank must be none, mmr, sentences, tokens or cross-encoder:MODEL, got {s.rerank!r}")
+    if s.rerank not in RERANKERS and not s.rerank.startswith("cross-encoder:"):
+        raise InvalidInputError(
+            f"rerank must be auto, none, mmr, sentences, tokens or cross-encoder:MODEL, got {s.rerank!r}"
+        )
     if s.fusion not in ("confidence", "minmax", "rrf"):
         raise InvalidInputError(f"fusion must be confidence, minmax or rrf, got {s.fusion!r}")
     if not 0.0 <= s.fusion_alpha <= 1.0:
@@ -261,8 +265,10 @@ def validate(s: Settings) -> None:
         raise InvalidInputError(f"query_feedback must be none, rocchio or rm3, got {s.query_feedback!r}")
     if s.query_expansion not in ("none", "hyde", "multi"):
         raise InvalidInputError(f"query_expansion must be none, hyde or multi, got {s.query_expansion!r}")
-    if s.rerank_fetch_k <= 0:
-        raise InvalidInputError(f"rerank_fetch_k must be positive, got {s.rerank_fetch_k}")
+    if s.rerank_fetch_k < 0:
+        raise InvalidInputError(
+            f"rerank_fetch_k must be 0 (the reranker's own depth) or positive, got {s.rerank_fetch_k}"
+        )
     if s.store_uri and not s.store_uri.startswith(("postgresql://", "postgres://")):
         raise InvalidInputError(f"store_uri must be empty (embedded) or a postgresql:// URI, got {s.store_uri[:40]!r}")
     if s.graph_uri and not s.graph_uri.startswith(("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,9 +73,10 @@ def kb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_default_search_is_confidence_fusion(kb_path: Path) -> None:
     with KnowledgeBase.open(kb_path, read_only=True) as kb:
         assert kb.settings.mode == "hybrid" and kb.settings.fusion == "confidence"
-        retriever = kb.retriever()
+        reranking: Any = kb.retriever()  # the first stage, then the default reranker (tokens)
+        retriever = reranking.base
         assert isinstance(retriever, FusionRetriever) and retriever.alpha == kb.settings.fusion_alpha
-        assert isinstance(kb.retriever(alpha=0.5), StoreRetriever)  # an explicit alpha: the store's min-max
+        assert isinstance(kb.retriever(alpha=0.5).base, StoreRetriever)  # type: ignore[attr-defined]
         hit = kb.search("what does max_seq_len set", k=1)[0]
         assert hit.node.metadata["file_name"] == "config.md"
         hit = kb.search("why does sourdough rise", k=1)[0]

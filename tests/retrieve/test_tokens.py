@@ -73,7 +73,24 @@ def test_token_vectors_are_kept_for_the_most_recent_chunks(embedder: OnnxEmbedde
     reranker.rerank("rivers", hits[:2], 2)  # both cached: only the question runs
     assert seen == [["rivers"], ["chunk number 0 about rivers", "chunk number 1 about rivers"], ["rivers"]]
     reranker.rerank("rivers", hits[1:], 2)  # c2 is new; c0 is the oldest and goes
-    assert seen[-1] == ["chunk number 2 about rivers"] and list(reranker._chunks) == ["c1", "c2"]
+    assert seen[-1] == ["chunk number 2 about rivers"] and [k.split(":")[0] for k in reranker._chunks] == ["c1", "c2"]
+
+
+def test_a_chunk_whose_embedded_text_changed_is_not_served_stale_vectors(embedder: OnnxEmbedder) -> None:
+    # the knowledge base keeps one reranker across questions; a chunk's id follows its own text,
+    # but the text it is compared by also holds its title, which a document can change
+    titles = {"c0": "Rivers"}
+
+    def text_of(node: Node) -> str:
+        return f"{titles[node.id]}\n\n{node.text}"
+
+    reranker = TokenReranker(embedder, text_of=text_of)
+    hit = _hit("chunk about rivers", 1.0, "c0")
+    reranker.rerank("rivers", [hit], 1)
+    first = reranker._chunks.get([hit])[0]
+    titles["c0"] = "Mountains"
+    changed = reranker._chunks.get([hit])[0]
+    assert len(list(reranker._chunks)) == 2 and not np.array_equal(first, changed)
 
 
 def test_bad_weight_and_an_embedder_without_token_vectors_are_refused(embedder: OnnxEmbedder) -> None:
@@ -99,7 +116,7 @@ def test_rerank_tokens_is_a_setting(tmp_path: Path) -> None:
     ]
     with KnowledgeBase.open(tmp_path / "kb") as kb:
         kb.add_documents(docs)
-    with pytest.raises(InvalidInputError, match="rerank must be none, mmr, sentences, tokens"):
+    with pytest.raises(InvalidInputError, match="rerank must be auto, none, mmr, sentences, tokens"):
         KnowledgeBase.open(tmp_path / "kb", read_only=True, rerank="token")
     with KnowledgeBase.open(tmp_path / "kb", read_only=True, rerank="tokens") as kb:
         retriever: Any = kb.retriever()

@@ -168,7 +168,12 @@ def register(main: click.Group) -> None:
         default=None,
         help="Node references: search small nodes, answer from 1024-token parents (docs/retrieval.md).",
     )
-    @click.option("--rerank", default=None, metavar="SPEC", help="Second stage: none, mmr or cross-encoder:MODEL_DIR.")
+    @click.option(
+        "--rerank",
+        default=None,
+        metavar="SPEC",
+        help="Second stage: auto (default), none, mmr, sentences, tokens or cross-encoder:MODEL_DIR.",
+    )
     @click.pass_context
     def init(
         ctx: click.Context,

@@ -66,6 +66,7 @@ class KnowledgeBase:
         self._embedder: Embedder | None = None
         self._cache: EmbeddingCache | None = None  # node references' sentences (_sentence_embedder)
         self._answerer: Answerer | None = None
+        self._rerankers: dict[str, Reranker] = {}
         self._graph: KBGraph | None = None
         self._llm: OpenAICompatibleLLM | None = None
         self._llm_key: tuple[tuple[str, str], ...] | None = None
@@ -555,6 +556,7 @@ class KnowledgeBase:
             self._graph.close()
         self._store = self._registry = self._cache = None
         self._graph = self._embedder = self._answerer = None
+        self._rerankers.clear()
         try:
             report = reembed(self.path, embedder, threads=self.settings.embed_threads, progress=progress)
         finally:
@@ -594,6 +596,7 @@ class KnowledgeBase:
         from kvgraph.filters import And, parse_filter
         from kvgraph.ingest.references import search_filter
         from kvgraph.retrieve import RecursiveRetriever, RerankingRetriever, StoreRetriever
+        from kvgraph.retrieve.tokens import FETCH_K as TOKENS_FETCH_K
 
         mode = mode or self.settings.mode
         embedder = None
@@ -612,10 +615,19 @@ class KnowledgeBase:
             retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
         if references:
             retriever = RecursiveRetriever(retriever, self.store)
-        rerank = self.settings.rerank
+        rerank = self._rerank_spec(embedder)
         if rerank != "none":
-            retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=self.settings.rerank_fetch_k)
+            fetch_k = self.settings.rerank_fetch_k or (TOKENS_FETCH_K if rerank == "tokens" else 20)
+            retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=fetch_k)
         return retriever
+
+    def _rerank_spec(self, embedder: Embedder | None) -> str:
+        """The reranker to run: ``auto`` is late interaction when the search embeds the question
+        with a model that gives token vectors (the local ONNX one), and none otherwise."""
+        spec = self.settings.rerank
+        if spec != "auto":
+            return spec
+        return "tokens" if embedder is not None and callable(getattr(embedder, "token_vectors", None)) else "none"
 
     def _fusion_retriever(self, embedder: Embedder, filters: FilterSpec) -> Retriever:
         """Hybrid search as the settings say: adaptive fusion, feedback, and LLM query expansion."""
@@ -632,6 +644,14 @@ class KnowledgeBase:
         return ExpandedRetriever(fusion, self.require_llm(f"query_expansion = {s.query_expansion}"), s.query_expansion)
 
     def _reranker(self, spec: str) -> Reranker:
+        """One reranker per spec while the embedder stays the same: the offline ones keep their
+        candidates' token or sentence vectors between questions."""
+        reranker = self._rerankers.get(spec)
+        if reranker is None:
+            reranker = self._rerankers[spec] = self._new_reranker(spec)
+        return reranker
+
+    def _new_reranker(self, spec: str) -> Reranker:
         from kvgraph.retrieve import CrossEncoderReranker, MMRReranker
 
         if spec == "mmr":

@@ -3,6 +3,7 @@ across queries, and the min-max scaling they mix the first stage's score with.""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 
@@ -26,27 +27,47 @@ def min_max(x: np.ndarray) -> np.ndarray:
 
 
 class ChunkArrays:
-    """One array per chunk id, made by ``compute`` (for the chunks it lacks, in one call) and kept
-    for the ``capacity`` most recently asked-for chunks."""
+    """One array per chunk, made by ``compute`` (for the chunks it lacks, in one call) and kept
+    for the ``capacity`` most recently asked-for chunks.
 
-    def __init__(self, compute: Callable[[list[Node]], Sequence[np.ndarray]], capacity: int) -> None:
+    A chunk is known by ``key`` (default: its id). The knowledge base keeps one reranker for many
+    questions, so a reranker whose arrays depend on more than the chunk's own text (its title and
+    headings) passes a key that includes what they depend on.
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[list[Node]], Sequence[np.ndarray]],
+        capacity: int,
+        key: Callable[[Node], str] | None = None,
+    ) -> None:
         self.compute = compute
         self.capacity = capacity
+        self.key = key or (lambda node: node.id)
         self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._arrays)
 
     def get(self, hits: Sequence[NodeWithScore]) -> list[np.ndarray]:
-        """The arrays of ``hits``' chunks, in order."""
-        todo = list({h.node.id: h.node for h in hits if h.node.id not in self._arrays}.values())
-        if todo:
-            for node, array in zip(todo, self.compute(todo)):
-                self._arrays[node.id] = array
-        out = []
-        for h in hits:
-            self._arrays.move_to_end(h.node.id)
-            out.append(self._arrays[h.node.id])
-        while len(self._arrays) > self.capacity:
-            self._arrays.popitem(last=False)
+        """The arrays of ``hits``' chunks, in order. Safe from several threads (the HTTP server's):
+        the model runs outside the lock, and a chunk two questions compute at once is kept once."""
+        keys = [self.key(h.node) for h in hits]
+        with self._lock:
+            todo = list({k: h.node for k, h in zip(keys, hits) if k not in self._arrays}.items())
+        made = dict(zip([k for k, _ in todo], self.compute([n for _, n in todo]))) if todo else {}
+        with self._lock:
+            for k, array in made.items():
+                self._arrays.setdefault(k, array)
+            out = []
+            for k, h in zip(keys, hits):
+                kept = self._arrays.get(k)
+                if kept is None:  # evicted by another thread between the two locks
+                    kept = made[k] if k in made else self.compute([h.node])[0]
+                    self._arrays[k] = kept
+                self._arrays.move_to_end(k)
+                out.append(kept)
+            while len(self._arrays) > self.capacity:
+                self._arrays.popitem(last=False)
         return out

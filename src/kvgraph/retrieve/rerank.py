@@ -4,8 +4,8 @@
   embeddings), so that five near-identical chunks do not fill the context.
 * :class:`CrossEncoderReranker` scores each (query, text) pair with a sentence-transformers
   cross-encoder read from a local directory; nothing is ever downloaded.
-* :class:`RerankingRetriever` fetches ``fetch_k`` candidates from a base retriever and keeps
-  the reranker's top ``k``.
+* :class:`RerankingRetriever` lets a reranker reorder the first ``fetch_k`` of a base
+  retriever's hits; hits past ``fetch_k`` (when ``k`` asks for more) follow in their own order.
 """
 
 from __future__ import annotations
@@ -118,7 +118,14 @@ class CrossEncoderReranker:
 
 
 class RerankingRetriever:
-    """``base`` fetches ``max(fetch_k, k)`` candidates, ``reranker`` keeps the best ``k``."""
+    """``reranker`` reorders the first ``fetch_k`` of ``base``'s hits and keeps the best ``k``.
+
+    When ``k`` is larger than ``fetch_k`` the hits past ``fetch_k`` follow the reordered ones in
+    the first stage's order: a reranker that only looks at the first five (``tokens``) cannot push
+    the sixth hit out of a top ten. Their scores are shifted down, where needed, to stay below the
+    reranked ones, so that score order is still rank order (neighbour expansion and the extractive
+    answerer read ranks from scores).
+    """
 
     def __init__(self, base: Retriever, reranker: Reranker, fetch_k: int = 20) -> None:
         if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
@@ -129,4 +136,10 @@ class RerankingRetriever:
 
     def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
         query, k = check_query(query, k)
-        return self.reranker.rerank(query, self.base.retrieve(query, max(self.fetch_k, k)), k)
+        hits = self.base.retrieve(query, max(self.fetch_k, k))
+        head = self.reranker.rerank(query, hits[: self.fetch_k], min(k, self.fetch_k))
+        tail = hits[self.fetch_k : k]
+        if head and tail and tail[0].score >= head[-1].score:
+            shift = tail[0].score - head[-1].score + 1e-6
+            tail = [replace(h, score=h.score - shift) for h in tail]
+        return head + tail

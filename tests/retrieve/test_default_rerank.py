@@ -1,0 +1,152 @@
+"""The default second stage: ``rerank = "auto"`` reorders the first five hits by token vectors.
+
+What it must keep: a reranker that sees the first ``fetch_k`` hits cannot push a later hit out of
+a longer list, scores still fall with rank, ``auto`` falls back to no reranking where the model
+has no token vectors (or none is used), and one reranker serves many questions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvgraph.config import Settings
+from kvgraph.errors import InvalidInputError
+from kvgraph.kb import KnowledgeBase
+from kvgraph.retrieve import RerankingRetriever
+from kvgraph.retrieve.tokens import FETCH_K, TokenReranker
+from kvgraph.schema import Document, Node, NodeWithScore
+
+DOCS = [
+    Document(id="gwet", text="Gwet's AC2 statistic measured inter-rater reliability between the annotators."),
+    Document(id="vague", text="Models learn from data; the quality of training data matters a great deal."),
+    Document(id="gpu", text="Pretraining used 3.3 million GPU hours on A100 accelerators."),
+    Document(id="tok", text="The tokenizer is byte-pair encoding with a vocabulary of 32 thousand tokens."),
+    Document(id="ctx", text="The context length was doubled from 2048 to 4096 tokens for Llama 2."),
+    Document(id="gqa", text="Grouped-query attention is used by the 34B and 70B models for inference scalability."),
+    Document(id="rlhf", text="Reinforcement learning with human feedback used rejection sampling and PPO."),
+]
+
+
+class Listed:
+    """A first stage that returns fixed hits (the composition is what is under test)."""
+
+    def __init__(self, scores: Sequence[float]) -> None:
+        self.hits = [NodeWithScore(node=Node(id=f"n{i}", text=f"text {i}"), score=s) for i, s in enumerate(scores)]
+        self.asked: list[int] = []
+
+    def retrieve(self, query: str, k: int) -> list[NodeWithScore]:
+        self.asked.append(k)
+        return self.hits[:k]
+
+
+class Reverse:
+    """Puts the candidates it is given in reverse order, scored 1, 0.9, ... (a reranker's own scale)."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def rerank(self, query: str, nodes: Sequence[NodeWithScore], k: int) -> list[NodeWithScore]:
+        self.seen.append([h.node.id for h in nodes])
+        return [NodeWithScore(node=h.node, score=1.0 - i / 10) for i, h in enumerate(reversed(nodes))][:k]
+
+
+def test_only_the_first_fetch_k_hits_are_reordered_and_scores_still_fall_with_rank() -> None:
+    base, reverse = Listed([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0]), Reverse()
+    hits = RerankingRetriever(base, reverse, fetch_k=3).retrieve("q", 6)
+    assert base.asked == [6] and reverse.seen == [["n0", "n1", "n2"]]
+    assert [h.node.id for h in hits] == ["n2", "n1", "n0", "n3", "n4", "n5"]
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[:3] == [1.0, 0.9, 0.8]
+    # the tail keeps its own gaps, below the reranked head
+    assert scores[3] < 0.8 and scores[3] - scores[4] == pytest.approx(1.0) == scores[4] - scores[5]
+    # a tail already below the head keeps its scores
+    low = RerankingRetriever(Listed([0.5, 0.4, 0.3, 0.2]), Reverse(), fetch_k=2).retrieve("q", 4)
+    assert [h.score for h in low] == [1.0, 0.9, 0.3, 0.2]
+    # fewer hits wanted than the reranker sees: it still sees fetch_k and keeps k
+    base, reverse = Listed([9.0, 8.0, 7.0, 6.0]), Reverse()
+    top = RerankingRetriever(base, reverse, fetch_k=4).retrieve("q", 2)
+    assert base.asked == [4] and [h.node.id for h in top] == ["n3", "n2"]
+
+
+@pytest.fixture(scope="module")
+def kb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rerank") / "kb"
+    with KnowledgeBase.open(path) as kb:
+        kb.add_documents(DOCS)
+    return path
+
+
+def test_the_default_reranks_the_first_five_by_token_vectors_and_keeps_one_reranker(kb_path: Path) -> None:
+    assert Settings().rerank == "auto" and Settings().rerank_fetch_k == 0 and FETCH_K == 5
+    with KnowledgeBase.open(kb_path, read_only=True) as kb:
+        retriever: Any = kb.retriever()
+        assert isinstance(retriever, RerankingRetriever) and isinstance(retriever.reranker, TokenReranker)
+        assert retriever.fetch_k == FETCH_K
+        hits = kb.search("Which statistic measured inter-rater reliability?", k=7)
+        assert hits[0].node.ref_doc_id == "gwet" and len(hits) == 7
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        reranker = retriever.reranker
+        cached = len(list(reranker._chunks))
+        assert cached == FETCH_K  # only the first five were run through the model
+        again: Any = kb.retriever()
+        assert again.reranker is reranker  # the token vectors of earlier candidates are kept
+        kb.search("Which statistic measured inter-rater reliability?", k=3)
+        assert len(list(reranker._chunks)) == cached
+        # the lexical-only mode loads no model: nothing to rerank with
+        assert not isinstance(kb.retriever(mode="sparse"), RerankingRetriever)
+    with KnowledgeBase.open(kb_path, read_only=True, rerank_fetch_k=7) as kb:
+        assert kb.retriever().fetch_k == 7  # type: ignore[attr-defined]
+    with KnowledgeBase.open(kb_path, read_only=True, rerank="none") as kb:
+        assert not isinstance(kb.retriever(), RerankingRetriever)
+    with pytest.raises(InvalidInputError, match=r"rerank_fetch_k must be 0 .* or positive, got -1"):
+        KnowledgeBase.open(kb_path, read_only=True, rerank_fetch_k=-1)
+
+
+def test_auto_does_not_rerank_with_a_model_that_has_no_token_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KVGRAPH_EMBEDDER", "hashing")
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.add_documents(DOCS[:3])
+        assert kb.settings.rerank == "auto"
+        assert not isinstance(kb.retriever(), RerankingRetriever)
+        assert len(kb.search("inter-rater reliability", k=2)) == 2
+    # asked for by name, the same model is a clear error
+    with (
+        pytest.raises(InvalidInputError, match="rerank = tokens needs the token vectors"),
+        KnowledgeBase.open(tmp_path / "kb", read_only=True, rerank="tokens") as kb,
+    ):
+        kb.search("inter-rater reliability", k=2)
+
+
+def test_the_per_chunk_cache_serves_many_threads_the_right_arrays() -> None:
+    # the HTTP server runs searches on several threads against one knowledge base, and so one reranker
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from kvgraph.retrieve.per_chunk import ChunkArrays
+
+    def compute(nodes: list[Node]) -> list[np.ndarray]:
+        time.sleep(0.0005)  # as the model does, give the other threads the interpreter meanwhile
+        return [np.full(3, float(n.id[1:])) for n in nodes]
+
+    arrays = ChunkArrays(compute, capacity=4)  # smaller than what the threads ask for: evictions race
+
+    def ask(seed: int) -> bool:
+        rng = np.random.default_rng(seed)
+        for _ in range(200):
+            hits = [NodeWithScore(node=Node(id=f"n{i}", text=""), score=0.0) for i in rng.choice(12, 3, replace=False)]
+            got = arrays.get(hits)
+            if [float(a[0]) for a in got] != [float(h.node.id[1:]) for h in hits]:
+                return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(ask, range(8)))
+    assert len(list(arrays)) <= 4
