@@ -8,6 +8,7 @@ has no token vectors (or none is used), and one reranker serves many questions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,13 @@ def test_the_default_reranks_the_first_five_by_token_vectors_and_keeps_one_reran
         assert len(list(reranker._chunks)) == cached
         # the lexical-only mode loads no model: nothing to rerank with
         assert not isinstance(kb.retriever(mode="sparse"), RerankingRetriever)
+    with KnowledgeBase.open(kb_path, read_only=True, rerank="none") as kb:
+        first = kb.search("Which statistic measured inter-rater reliability?", k=7)
+    # the same five chunks, reordered; their scores on the first stage's span, the rest untouched
+    assert {h.node.id for h in hits[:5]} == {h.node.id for h in first[:5]}
+    low, high = min(h.score for h in first[:5]), max(h.score for h in first[:5])
+    assert all(low - 1e-9 <= h.score <= high + 1e-9 for h in hits[:5])
+    assert [(h.node.id, h.score) for h in hits[5:]] == [(h.node.id, h.score) for h in first[5:]]
     with KnowledgeBase.open(kb_path, read_only=True, rerank_fetch_k=7) as kb:
         assert kb.retriever().fetch_k == 7  # type: ignore[attr-defined]
     with KnowledgeBase.open(kb_path, read_only=True, rerank="none") as kb:
@@ -150,3 +158,17 @@ def test_the_per_chunk_cache_serves_many_threads_the_right_arrays() -> None:
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(ask, range(8)))
     assert len(list(arrays)) <= 4
+
+
+def test_reranked_scores_stay_on_the_first_stage_scale_and_ties_are_still_ordered(embedder: Any) -> None:
+    question = "Which statistic measured inter-rater reliability?"
+    vague = NodeWithScore(node=Node(id="vague", text=DOCS[1].text), score=0.5)
+    answer = NodeWithScore(node=Node(id="answer", text=DOCS[0].text), score=0.5)
+    # equal first-stage scores: MaxSim alone decides the order, and both keep the shared score
+    tied = TokenReranker(embedder).rerank(question, [vague, answer], 2)
+    assert [h.node.id for h in tied] == ["answer", "vague"] and [h.score for h in tied] == [0.5, 0.5]
+    spread = TokenReranker(embedder, weight=0.7).rerank(
+        question, [replace(vague, score=0.8), replace(answer, score=0.6)], 2
+    )
+    assert [h.node.id for h in spread] == ["answer", "vague"]
+    assert 0.6 <= spread[1].score < spread[0].score <= 0.8

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -24,6 +25,17 @@ def min_max(x: np.ndarray) -> np.ndarray:
     """``x`` scaled to 0..1 (all ones when its values are equal)."""
     span = float(x.max() - x.min()) if len(x) else 0.0
     return (x - x.min()) / span if span > 1e-12 else np.ones_like(x)
+
+
+def reordered(nodes: Sequence[NodeWithScore], mixed: np.ndarray, k: int) -> list[NodeWithScore]:
+    """The best ``k`` of ``nodes`` by ``mixed`` (0..1, ties in their order), each score reported on
+    the span of the first stage's scores: a score still reads as the first stage's do (a hybrid
+    search's 0.89 stays comparable with ``rerank = "none"``, rather than every first hit reading 1.0)."""
+    first = np.array([h.score for h in nodes], dtype=np.float64)
+    low = float(first.min()) if len(first) else 0.0
+    shown = low + mixed * (float(first.max()) - low) if len(first) else mixed
+    order = np.argsort(-mixed, kind="stable")[:k]
+    return [replace(nodes[int(i)], score=float(shown[int(i)])) for i in order]
 
 
 class ChunkArrays:

@@ -3,8 +3,9 @@
 A 254-token chunk's single vector averages everything in it, so a chunk whose one sentence
 answers the question can rank below a chunk that is vaguely about the topic throughout.
 :class:`SentenceReranker` embeds each candidate's sentences (with the local model, no
-cross-encoder weights needed) and scores a candidate by
-``weight * minmax(first-stage score) + (1 - weight) * minmax(max cosine(question, sentence))``.
+cross-encoder weights needed) and orders candidates by
+``weight * minmax(first-stage score) + (1 - weight) * minmax(max cosine(question, sentence))``,
+reported on the span of their first-stage scores.
 
 It costs one embedding per sentence of the candidates (about ten per chunk) the first time a
 chunk is a candidate; the vectors are kept in memory for later queries (up to ``cache_chunks``
@@ -16,13 +17,12 @@ so it is a setting (``rerank = "sentences"``), not a default.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kvgraph.retrieve.base import check_query
-from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max
+from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max, reordered
 from kvgraph.schema import Node, NodeWithScore
 from kvgraph.text import split_sentences
 
@@ -67,6 +67,4 @@ class SentenceReranker:
         q /= max(float(np.linalg.norm(q)), 1e-12)
         best = np.array([float((v @ q).max()) for v in self._vectors.get(nodes)])
         first = np.array([h.score for h in nodes], dtype=np.float64)
-        score = self.weight * min_max(first) + (1.0 - self.weight) * min_max(best)
-        order = np.argsort(-score, kind="stable")[:k]
-        return [replace(nodes[int(i)], score=float(score[int(i)])) for i in order]
+        return reordered(nodes, self.weight * min_max(first) + (1.0 - self.weight) * min_max(best), k)

@@ -4,8 +4,10 @@ A chunk's single (mean-pooled) vector blurs the words a question asks about. :cl
 compares the question's token vectors with each candidate's (the local model's last layer, the
 same model that embeds the knowledge base; no other weights): each question token takes its best
 match among the chunk's tokens and the matches are averaged (MaxSim, as ColBERT scores, here with
-a model that was not trained for it). A candidate scores
-``(1 - weight) * minmax(first-stage score) + weight * minmax(MaxSim)``.
+a model that was not trained for it). Candidates are ordered by
+``(1 - weight) * minmax(first-stage score) + weight * minmax(MaxSim)``, and that mix is reported
+on the span of the candidates' first-stage scores (:func:`~kvgraph.retrieve.per_chunk.reordered`),
+so a score reads as the first stage's do.
 
 It is the default second stage (``rerank = "auto"`` with the local model) over the first
 :data:`FETCH_K` = 5 hits of a dense or hybrid search. Reordering only the first five keeps every
@@ -25,14 +27,13 @@ float16, for the ``cache_chunks`` most recent candidates (~100 KB a chunk).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kvgraph.errors import InvalidInputError
 from kvgraph.retrieve.base import check_query
-from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max
+from kvgraph.retrieve.per_chunk import ChunkArrays, check_weight, min_max, reordered
 from kvgraph.schema import Node, NodeWithScore
 
 if TYPE_CHECKING:
@@ -85,6 +86,4 @@ class TokenReranker:
         q = self._token_vectors([query])[0]
         sims = np.array([maxsim(q, c) for c in self._chunks.get(nodes)])
         first = np.array([h.score for h in nodes], dtype=np.float64)
-        score = (1.0 - self.weight) * min_max(first) + self.weight * min_max(sims)
-        order = np.argsort(-score, kind="stable")[:k]
-        return [replace(nodes[int(i)], score=float(score[int(i)])) for i in order]
+        return reordered(nodes, (1.0 - self.weight) * min_max(first) + self.weight * min_max(sims), k)
