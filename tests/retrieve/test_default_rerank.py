@@ -172,3 +172,17 @@ def test_reranked_scores_stay_on_the_first_stage_scale_and_ties_are_still_ordere
     )
     assert [h.node.id for h in spread] == ["answer", "vague"]
     assert 0.6 <= spread[1].score < spread[0].score <= 0.8
+
+
+def test_graph_mode_seeds_from_the_first_stage_alone_and_a_bad_rerank_is_refused(tmp_path: Path) -> None:
+    # the walk's defaults were chosen with unreranked seeds; the seeds stay what they were
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        kb.add_documents(DOCS)
+        kb.graph.build()
+        walk: Any = kb.graph.retriever()
+        assert not isinstance(walk.base, RerankingRetriever)
+        assert kb.search("Which statistic measured inter-rater reliability?", k=2, mode="graph")
+        assert not isinstance(kb.retriever(rerank="none"), RerankingRetriever)
+        assert isinstance(kb.retriever(), RerankingRetriever)
+        with pytest.raises(InvalidInputError, match="rerank must be auto, none"):
+            kb.retriever(rerank="colbert")

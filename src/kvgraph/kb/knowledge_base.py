@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from kvgraph.config import CONFIG_FILE, Settings, load_settings, write_settings
+from kvgraph.config import CONFIG_FILE, Settings, load_settings, validate, write_settings
 from kvgraph.errors import CorruptionError, InvalidInputError, KvgraphError
 from kvgraph.fileio import disk_full_errors
 from kvgraph.filters import FilterSpec
@@ -591,8 +591,13 @@ class KnowledgeBase:
             return []
         return list(self.retriever(filters=filters, mode=mode, alpha=alpha).retrieve(query, k))
 
-    def retriever(self, filters: FilterSpec = None, mode: str | None = None, alpha: float | None = None) -> Retriever:
-        """The retrieval pipeline :meth:`search` runs: store query, references, reranking."""
+    def retriever(
+        self, filters: FilterSpec = None, mode: str | None = None, alpha: float | None = None, rerank: str | None = None
+    ) -> Retriever:
+        """The retrieval pipeline :meth:`search` runs: store query, references, reranking.
+
+        ``rerank`` overrides the setting for this pipeline (``"none"``: the first stage alone, as
+        graph mode takes its seeds)."""
         from kvgraph.filters import And, parse_filter
         from kvgraph.ingest.references import search_filter
         from kvgraph.retrieve import RecursiveRetriever, RerankingRetriever, StoreRetriever
@@ -615,16 +620,18 @@ class KnowledgeBase:
             retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
         if references:
             retriever = RecursiveRetriever(retriever, self.store)
-        rerank = self._rerank_spec(embedder)
+        rerank = self._rerank_spec(embedder, rerank)
         if rerank != "none":
             fetch_k = self.settings.rerank_fetch_k or (TOKENS_FETCH_K if rerank == "tokens" else 20)
             retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=fetch_k)
         return retriever
 
-    def _rerank_spec(self, embedder: Embedder | None) -> str:
+    def _rerank_spec(self, embedder: Embedder | None, asked: str | None = None) -> str:
         """The reranker to run: ``auto`` is late interaction when the search embeds the question
         with a model that gives token vectors (the local ONNX one), and none otherwise."""
-        spec = self.settings.rerank
+        spec = self.settings.rerank if asked is None else asked
+        if asked is not None:
+            validate(dataclasses.replace(self.settings, rerank=asked))  # the setting's own error for a bad value
         if spec != "auto":
             return spec
         return "tokens" if embedder is not None and callable(getattr(embedder, "token_vectors", None)) else "none"
