@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from kvgraph.config import Settings
@@ -97,8 +98,13 @@ def test_the_default_reranks_the_first_five_by_token_vectors_and_keeps_one_reran
         assert again.reranker is reranker  # the token vectors of earlier candidates are kept
         kb.search("Which statistic measured inter-rater reliability?", k=3)
         assert len(list(reranker._chunks)) == cached
-        # the lexical-only mode loads no model: nothing to rerank with
+        # the lexical-only mode loads no model: nothing to rerank with; mmr orders for diversity,
+        # which a relevance reranker would undo
         assert not isinstance(kb.retriever(mode="sparse"), RerankingRetriever)
+        assert not isinstance(kb.retriever(mode="mmr"), RerankingRetriever)
+        assert isinstance(kb.retriever(mode="dense"), RerankingRetriever)
+    with KnowledgeBase.open(kb_path, read_only=True, rerank="tokens") as kb:
+        assert isinstance(kb.retriever(mode="mmr"), RerankingRetriever)  # named, it is what runs
     with KnowledgeBase.open(kb_path, read_only=True, rerank="none") as kb:
         first = kb.search("Which statistic measured inter-rater reliability?", k=7)
     # the same five chunks, reordered; their scores on the first stage's span, the rest untouched
@@ -181,8 +187,24 @@ def test_graph_mode_seeds_from_the_first_stage_alone_and_a_bad_rerank_is_refused
         kb.graph.build()
         walk: Any = kb.graph.retriever()
         assert not isinstance(walk.base, RerankingRetriever)
+        kb.settings.rerank = "tokens"  # a reranker the user names still reranks the seeds
+        named: Any = kb.graph.retriever()
+        assert isinstance(named.base, RerankingRetriever)
+        kb.settings.rerank = "auto"
         assert kb.search("Which statistic measured inter-rater reliability?", k=2, mode="graph")
         assert not isinstance(kb.retriever(rerank="none"), RerankingRetriever)
         assert isinstance(kb.retriever(), RerankingRetriever)
         with pytest.raises(InvalidInputError, match="rerank must be auto, none"):
             kb.retriever(rerank="colbert")
+
+
+def test_the_sentence_reranker_does_not_serve_a_replaced_node_its_old_vectors(embedder: Any) -> None:
+    from kvgraph.retrieve.sentences import SentenceReranker
+
+    reranker = SentenceReranker(embedder)
+    old = NodeWithScore(node=Node(id="n", text="Rivers carry sediment to the sea."), score=0.5)
+    new = NodeWithScore(node=Node(id="n", text="Grouped-query attention speeds up inference."), score=0.5)
+    reranker.rerank("attention", [old], 1)
+    first = reranker._vectors.get([old])[0]
+    replaced = reranker._vectors.get([new])[0]
+    assert len(list(reranker._vectors)) == 2 and not np.array_equal(first, replaced)

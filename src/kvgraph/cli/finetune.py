@@ -314,7 +314,8 @@ def register(main: click.Group) -> None:
             from kvgraph.finetune.negatives import mine_hard_negatives
 
             with KnowledgeBase.open(path, read_only=True) as kb:
-                pairs = mine_hard_negatives(pairs, kb.retriever(mode="dense"))
+                # what the model itself confuses: its own ranking, not a reranker's
+                pairs = mine_hard_negatives(pairs, kb.retriever(mode="dense", rerank="none"))
             _status(f"hard negatives: {sum(1 for p in pairs if p.negative)} of {len(pairs)} pairs")
 
         def show(p: TrainProgress) -> None:

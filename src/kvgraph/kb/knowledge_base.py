@@ -158,6 +158,7 @@ class KnowledgeBase:
         self._llm_clients.clear()
         self._llm = None
         self._llm_key = None
+        self._rerankers.clear()  # their cached token vectors (up to ~50 MB)
         for obj in (self._store, self._registry, self._cache):
             if obj is not None:
                 obj.close()
@@ -620,21 +621,23 @@ class KnowledgeBase:
             retriever = StoreRetriever(self.store, embedder, mode=mode, filters=filters, alpha=alpha)
         if references:
             retriever = RecursiveRetriever(retriever, self.store)
-        rerank = self._rerank_spec(embedder, rerank)
+        rerank = self._rerank_spec(embedder, mode, rerank)
         if rerank != "none":
             fetch_k = self.settings.rerank_fetch_k or (TOKENS_FETCH_K if rerank == "tokens" else 20)
             retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=fetch_k)
         return retriever
 
-    def _rerank_spec(self, embedder: Embedder | None, asked: str | None = None) -> str:
-        """The reranker to run: ``auto`` is late interaction when the search embeds the question
-        with a model that gives token vectors (the local ONNX one), and none otherwise."""
+    def _rerank_spec(self, embedder: Embedder | None, mode: str, asked: str | None = None) -> str:
+        """The reranker to run: ``auto`` is late interaction in dense and hybrid search when the
+        question is embedded by a model that gives token vectors (the local ONNX one), and none
+        otherwise (``mmr`` orders for diversity, which a relevance reranker would undo)."""
         spec = self.settings.rerank if asked is None else asked
         if asked is not None:
             validate(dataclasses.replace(self.settings, rerank=asked))  # the setting's own error for a bad value
         if spec != "auto":
             return spec
-        return "tokens" if embedder is not None and callable(getattr(embedder, "token_vectors", None)) else "none"
+        tokens = embedder is not None and callable(getattr(embedder, "token_vectors", None))
+        return "tokens" if tokens and mode in ("dense", "hybrid") else "none"
 
     def _fusion_retriever(self, embedder: Embedder, filters: FilterSpec) -> Retriever:
         """Hybrid search as the settings say: adaptive fusion, feedback, and LLM query expansion."""

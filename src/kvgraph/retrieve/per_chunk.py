@@ -63,8 +63,8 @@ class ChunkArrays:
         return iter(self._arrays)
 
     def get(self, hits: Sequence[NodeWithScore]) -> list[np.ndarray]:
-        """The arrays of ``hits``' chunks, in order. Safe from several threads (the HTTP server's):
-        the model runs outside the lock, and a chunk two questions compute at once is kept once."""
+        """The arrays of ``hits``' chunks, in order. Safe from several threads sharing one knowledge
+        base handle: the model runs outside the lock, and a chunk two questions compute at once is kept once."""
         keys = [self.key(h.node) for h in hits]
         with self._lock:
             todo = list({k: h.node for k, h in zip(keys, hits) if k not in self._arrays}.items())

@@ -123,8 +123,9 @@ class RerankingRetriever:
     When ``k`` is larger than ``fetch_k`` the hits past ``fetch_k`` follow the reordered ones in
     the first stage's order: a reranker that only looks at the first five (``tokens``) cannot push
     the sixth hit out of a top ten. Their scores are shifted down, where needed, to stay below the
-    reranked ones, so that score order is still rank order (neighbour expansion and the extractive
-    answerer read ranks from scores).
+    last reranked one, so that a reranker whose scores fall with its ranks (tokens, sentences,
+    cross-encoder) keeps score order and rank order the same: neighbour expansion and the
+    extractive answerer read ranks from scores.
     """
 
     def __init__(self, base: Retriever, reranker: Reranker, fetch_k: int = 20) -> None:

@@ -47,7 +47,8 @@ class SentenceReranker:
         self.embedder = embedder
         self.weight = check_weight(weight)
         self.cache_chunks = cache_chunks
-        self._vectors = ChunkArrays(self._sentence_vectors, cache_chunks)
+        # keyed by the text too: the knowledge base keeps this reranker while nodes are replaced under their ids
+        self._vectors = ChunkArrays(self._sentence_vectors, cache_chunks, key=lambda n: f"{n.id}:{hash(n.text)}")
 
     def _sentence_vectors(self, nodes: list[Node]) -> list[np.ndarray]:
         parts = [chunk_sentences(n.text) for n in nodes]
