@@ -224,7 +224,11 @@ def test_a_killed_driver_leaves_the_last_batch_and_a_rerun_finishes(
         assert kb.search("Who deciphered the hieroglyphs?", k=1) is not None
     with KnowledgeBase.open(kb_path) as kb:
         report = kb.ingest([docs], engine="ray", address=ray_cluster)
-    assert report.files_ingested == total - done and not report.skipped
+    # every file committed before the kill is unchanged, the rest are ingested. At least `done`: once
+    # in CI the registry read 3 files right after the kill and the rerun found 4 committed (the
+    # record in flight at the kill); which one it was does not matter to the guarantee.
+    assert report.files_unchanged >= done and not report.skipped
+    assert report.files_ingested + report.files_unchanged == total
     nodes, files = snapshot(kb_path)
     assert len(files) == total
     same_content((nodes, files), want, docs, plain_docs)
