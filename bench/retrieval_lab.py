@@ -10,6 +10,7 @@ re-measured through the product (``kvgraph.eval.runner``); this module only expl
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -274,3 +275,11 @@ class Lexical:
         slots, scores = self.idx.scores(query, self.live)
         o = np.argsort(-scores, kind="stable")[:depth]
         return slots[o], scores[o]
+
+
+def save_report(out: Path, result: Any, md: str) -> None:
+    """Print a bench's markdown, and write it beside its JSON (``out``, ``out`` with ``.md``)."""
+    print(md)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(md)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 from pathlib import Path
@@ -36,7 +35,18 @@ from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.retrieve.fusion import Ranked, confidence_fusion, minmax_fusion, query_coverage
 from kvgraph.store.analyzers import DEFAULT_ANALYZER, STOPWORDS
 from kvgraph.text import split_sentences
-from retrieval_lab import ROOT, Corpus, Lexical, documents, embedder, evaluate, load, make_corpus, query_vectors
+from retrieval_lab import (
+    ROOT,
+    Corpus,
+    Lexical,
+    documents,
+    embedder,
+    evaluate,
+    load,
+    make_corpus,
+    query_vectors,
+    save_report,
+)
 
 GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 KINDS = ("masked", "keywords", "ict")
@@ -169,18 +179,11 @@ def main() -> None:
             )
             print(lines[-1], flush=True)
     md = "\n".join(lines) + "\n"
-    print(md)
-    out = ROOT / "bench" / "out" / "retrieval_pseudo_queries.json"
-    out.write_text(
-        json.dumps(
-            {
-                n: {f: {k: {str(w): m for w, m in v.items()} for k, v in d.items()} for f, d in r.items()}
-                for n, r in result.items()
-            },
-            indent=1,
-        )
-    )
-    out.with_suffix(".md").write_text(md)
+    result_out = {
+        n: {f: {k: {str(w): m for w, m in v.items()} for k, v in d.items()} for f, d in r.items()}
+        for n, r in result.items()
+    }
+    save_report(ROOT / "bench" / "out" / "retrieval_pseudo_queries.json", result_out, md)
 
 
 if __name__ == "__main__":

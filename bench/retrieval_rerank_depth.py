@@ -24,7 +24,6 @@ metric, with paired bootstrap intervals. Output: markdown on stdout and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from kvgraph.retrieve.fusion import Ranked, confidence_fusion, query_coverage
 from kvgraph.retrieve.per_chunk import min_max
 from kvgraph.retrieve.tokens import FETCH_K, maxsim
 from kvgraph.store.analyzers import DEFAULT_ANALYZER
-from retrieval_lab import ROOT, Lexical, evaluate
+from retrieval_lab import ROOT, Lexical, evaluate, save_report
 from retrieval_tuning import OBJECTIVE, POOL, dense_side
 
 DEPTHS = (2, 3, 5, 10, 20)
@@ -190,11 +189,7 @@ def main() -> None:
     for i, c in enumerate(configs):
         lines.append(f"| {c} | " + " | ".join(f"{100 * objective(scores[n], n)[i].mean():.2f}" for n in names) + " |")
     md = "\n".join(lines) + f"\n\n({time.perf_counter() - t0:.0f} s)\n"
-    print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(md)
+    save_report(Path(args.out), result, md)
 
 
 if __name__ == "__main__":

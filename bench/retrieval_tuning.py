@@ -23,7 +23,6 @@ SQuAD: hit@1 + MRR@10). Output: markdown on stdout and ``bench/out/retrieval_tun
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from kvgraph.ingest.loaders.markdown import MIN_SECTION_CHARS
 from kvgraph.ingest.splitter import SentenceSplitter
 from kvgraph.retrieve.fusion import Ranked, confidence_fusion, minmax_fusion, query_coverage, rrf_fusion
 from kvgraph.store.analyzers import DEFAULT_ANALYZER
-from retrieval_lab import ROOT, Lexical, documents, embedder, evaluate, load, make_corpus, query_vectors
+from retrieval_lab import ROOT, Lexical, documents, embedder, evaluate, load, make_corpus, query_vectors, save_report
 
 ANALYZERS = ("plain", "stem", DEFAULT_ANALYZER)
 FUSIONS = ("confidence", "minmax", "rrf")
@@ -189,11 +188,7 @@ def main() -> None:
             + " |"
         )
     md += "\n" + "\n".join(detail) + f"\n\n({time.perf_counter() - t0:.0f} s)\n"
-    print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(md)
+    save_report(Path(args.out), result, md)
 
 
 if __name__ == "__main__":
