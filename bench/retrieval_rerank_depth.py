@@ -7,9 +7,10 @@
 The first stage is the shipped hybrid search, made as ``bench/retrieval_tuning.py`` makes it (chunks
 as ``kvgraph ingest`` makes them, the store's BM25 code with the default analyzer, confidence fusion
 at 0.4 over the top 150 of each side). The second stage is the shipped one
-(``kvgraph.retrieve.tokens``): MaxSim between the question's and each candidate's token vectors from
-the ONNX int8 model, ``(1 - w) * min_max(first stage) + w * min_max(MaxSim)`` over the first ``D``
-hits, the hits past ``D`` in their order (``RerankingRetriever``). Token vectors are computed once per
+(``kvgraph.retrieve.tokens``, its ``maxsim`` and ``mix``): MaxSim between the question's and each
+candidate's token vectors from the ONNX int8 model, ``(1 - w) * min_max(first stage) + w *
+min_max(MaxSim)`` over the first ``D`` hits, the hits past ``D`` in their order
+(``RerankingRetriever``). Token vectors are computed once per
 chunk and question, so the grid (D in 2, 3, 5, 10, 20 x w in 0.2-0.7, and no reranking) costs the
 scoring only; about a minute for the three sets once the lab's embedding cache is warm.
 
@@ -36,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kvgraph.embed.factory import embedder_from_spec
 from kvgraph.eval import crossval
 from kvgraph.retrieve.fusion import Ranked, confidence_fusion, query_coverage
-from kvgraph.retrieve.per_chunk import min_max
-from kvgraph.retrieve.tokens import FETCH_K, maxsim
+from kvgraph.retrieve.tokens import FETCH_K, maxsim, mix
 from kvgraph.store.analyzers import DEFAULT_ANALYZER
 from retrieval_lab import ROOT, Lexical, evaluate, save_report
 from retrieval_tuning import OBJECTIVE, POOL, dense_side
@@ -89,7 +89,7 @@ def run_dataset(name: str, embedder: Any) -> dict[str, np.ndarray]:
                 continue
             _, d, w = config.split("|")
             depth, weight = int(d), float(w)
-            mixed = (1.0 - weight) * min_max(s[:depth]) + weight * min_max(m[:depth])
+            mixed = mix(s[:depth], m[:depth], weight)
             rankings.append(np.concatenate([r[:depth][np.argsort(-mixed, kind="stable")], r[depth:]]))
         report = evaluate(corpus, rankings)
         for metric in METRICS:

@@ -602,6 +602,7 @@ class KnowledgeBase:
         from kvgraph.filters import And, parse_filter
         from kvgraph.ingest.references import search_filter
         from kvgraph.retrieve import RecursiveRetriever, RerankingRetriever, StoreRetriever
+        from kvgraph.retrieve.rerank import DEFAULT_FETCH_K
         from kvgraph.retrieve.tokens import FETCH_K as TOKENS_FETCH_K
 
         mode = mode or self.settings.mode
@@ -623,7 +624,7 @@ class KnowledgeBase:
             retriever = RecursiveRetriever(retriever, self.store)
         rerank = self._rerank_spec(embedder, mode, rerank)
         if rerank != "none":
-            fetch_k = self.settings.rerank_fetch_k or (TOKENS_FETCH_K if rerank == "tokens" else 20)
+            fetch_k = self.settings.rerank_fetch_k or (TOKENS_FETCH_K if rerank == "tokens" else DEFAULT_FETCH_K)
             retriever = RerankingRetriever(retriever, self._reranker(rerank), fetch_k=fetch_k)
         return retriever
 

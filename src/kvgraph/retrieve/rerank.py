@@ -117,6 +117,9 @@ class CrossEncoderReranker:
         return [replace(nodes[int(i)], score=float(scores[int(i)])) for i in order]
 
 
+DEFAULT_FETCH_K = 20  # hits a reranker reorders unless it has its own depth (tokens: 5)
+
+
 class RerankingRetriever:
     """``reranker`` reorders the first ``fetch_k`` of ``base``'s hits and keeps the best ``k``.
 
@@ -128,7 +131,7 @@ class RerankingRetriever:
     extractive answerer read ranks from scores.
     """
 
-    def __init__(self, base: Retriever, reranker: Reranker, fetch_k: int = 20) -> None:
+    def __init__(self, base: Retriever, reranker: Reranker, fetch_k: int = DEFAULT_FETCH_K) -> None:
         if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
             raise InvalidInputError(f"fetch_k must be a positive integer, got {fetch_k!r}")
         self.base = base

@@ -40,7 +40,7 @@ from kvgraph.schema import Node, NodeWithScore
 if TYPE_CHECKING:
     from kvgraph.embed.base import Embedder
 
-__all__ = ["FETCH_K", "TokenReranker", "maxsim"]
+__all__ = ["FETCH_K", "TokenReranker", "maxsim", "mix"]
 
 FETCH_K = 5  # how many of the first stage's hits it reorders when rerank_fetch_k is 0 (the default)
 
@@ -50,6 +50,11 @@ def maxsim(query: np.ndarray, chunk: np.ndarray) -> float:
     if not len(query) or not len(chunk):
         return 0.0
     return float((query @ chunk.T.astype(np.float32)).max(axis=1).mean())
+
+
+def mix(first: np.ndarray, sims: np.ndarray, weight: float) -> np.ndarray:
+    """The order of the candidates (0..1): ``(1 - weight) * min_max(first) + weight * min_max(sims)``."""
+    return (1.0 - weight) * min_max(first) + weight * min_max(sims)
 
 
 class TokenReranker:
@@ -87,4 +92,4 @@ class TokenReranker:
         q = self._token_vectors([query])[0]
         sims = np.array([maxsim(q, c) for c in self._chunks.get(nodes)])
         first = np.array([h.score for h in nodes], dtype=np.float64)
-        return reordered(nodes, (1.0 - self.weight) * min_max(first) + self.weight * min_max(sims), k)
+        return reordered(nodes, mix(first, sims, self.weight), k)
